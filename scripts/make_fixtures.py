@@ -1,0 +1,335 @@
+#!/usr/bin/env python3
+"""Make the committed test fixtures under tests/fixtures/.
+
+Run in the project's .venv:  .venv/bin/python scripts/make_fixtures.py
+Everything is seeded, so re-running it rewrites the same numbers (up to the TorchScript
+serialisation, which embeds no timestamps). The Rust tests never run Python: they read what
+this script wrote.
+
+  tests/fixtures/transrate/*.npz   feature sets with the reference TransRate (scripts/reference)
+  tests/fixtures/taps/*.pt         tiny scripted/traced/frozen modules
+  tests/fixtures/taps/expected.npz input batch and what PyTorch forward hooks saw
+  tests/fixtures/images/           a tiny ImageFolder (plus broken files) for end-to-end runs
+  tests/fixtures/e2e_expected.json TransRate of each (model, layer) on that folder
+"""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference.transrate import transrate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+FIX = ROOT / "tests" / "fixtures"
+
+
+# --------------------------------------------------------------------------- TransRate sets
+def transrate_sets():
+    out = FIX / "transrate"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20221)
+
+    def blobs(n_per_class, d, classes, spread=1.0):
+        means = rng.normal(size=(classes, d)) * 2.0
+        xs, ys = [], []
+        for c, n in enumerate(n_per_class):
+            xs.append(means[c] + spread * rng.normal(size=(n, d)))
+            ys.append(np.full(n, c))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    sets = {}
+    x, y = blobs([40, 35, 50], 6, 3)
+    sets["well_conditioned"] = (x, y, 1e-4)
+    x, y = blobs([5, 7, 6, 4], 24, 4)  # d > n_c: rank-deficient class scatter
+    sets["d_gt_nc"] = (x, y, 1e-4)
+    x, y = blobs([30, 1, 25], 5, 3)  # a class with a single image
+    sets["singleton_class"] = (x, y, 1e-4)
+    x, y = blobs([2, 2, 30], 4, 3)  # classes with two images
+    sets["two_image_classes"] = (x, y, 1e-2)
+    x, y = blobs([20, 30, 25], 8, 3)
+    sets["large_offset"] = (x + 1.0e3, y, 1e-4)  # catches a missing centring
+    x, y = blobs([20, 30, 25], 8, 3)
+    sets["scaled_1000"] = (x * 1.0e3, y, 1e-4)  # catches scale bugs
+    x, y = blobs([60, 60], 3, 2, spread=0.05)
+    sets["eps_1"] = (x, y, 1.0)
+    for name, (x, y, eps) in sets.items():
+        np.savez(
+            out / f"{name}.npz",
+            features=x.astype(np.float64),
+            labels=y.astype(np.int64),
+            eps=np.array(eps, dtype=np.float64),
+            expected=np.array(transrate(x, y, eps), dtype=np.float64),
+        )
+    print(f"transrate: {len(sets)} sets")
+
+
+# --------------------------------------------------------------------------- tap models
+class Block(nn.Module):
+    """A ResNet basic block: its ReLU is in place and called twice, its residual add in place."""
+
+    def __init__(self, c):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c)
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        out += x
+        return self.relu(out)
+
+
+class Tokens(nn.Module):
+    """(N, C, H, W) -> (N, H*W, C), the layout of a transformer's token sequence."""
+
+    def forward(self, x):
+        return x.flatten(2).transpose(1, 2) * 2.0
+
+
+class TinyNet(nn.Module):
+    def __init__(self, classes=5, width=8):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.block = Block(width)
+        self.tokens = Tokens()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, classes)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = self.block(x)
+        t = self.tokens(x)
+        x = self.pool(x).flatten(1) + t.mean(1) * 0.0
+        return self.fc(x)
+
+
+class Bad(nn.Module):
+    def forward(self, x):
+        return torch.log(x - 1.0e3)
+
+
+class NanNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.bad = Bad()
+
+    def forward(self, x):
+        return self.bad(self.conv(x)).mean((2, 3))
+
+
+class LoopNet(nn.Module):
+    """Submodules called inside a scripted loop and a data-dependent branch."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 3, 3, padding=1)
+        self.up = nn.ReLU()
+        self.down = nn.Sigmoid()
+        self.head = nn.Conv2d(3, 4, 1)
+
+    def forward(self, x):
+        for _ in range(int(x.shape[0])):
+            x = self.conv(x)
+        if bool(x.sum() > 0):
+            x = self.up(x)
+        else:
+            x = self.down(x)
+        return self.head(x).mean((2, 3))
+
+
+def randomise_bn(model, gen):
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+            m.running_var.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.weight.data.copy_(torch.rand(m.num_features, generator=gen) + 0.5)
+            m.bias.data.copy_(torch.randn(m.num_features, generator=gen) * 0.1)
+
+
+def tiny_net(seed, classes=5, width=8):
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = TinyNet(classes, width)
+    with torch.no_grad():
+        randomise_bn(model, gen)
+    return model.eval()
+
+
+TAP_NAMES = [
+    "stem",
+    "stem.1",  # BatchNorm whose output the next ReLU overwrites in place
+    "block",
+    "block.conv1",  # nested inside a requested module
+    "block.bn1",
+    "block.bn2",  # then `out += x` in place
+    "block.relu",  # called twice: the last call
+    "block.relu#1",  # the first call
+    "tokens",  # 3-D output
+    "fc",  # 2-D output
+]
+
+
+def hook_outputs(model, names, x):
+    """What PyTorch forward hooks see, cloned at hook time: {name or name#k: tensor}."""
+    calls = {}
+    modules = dict(model.named_modules())
+    handles = []
+    for base in {n.split("#")[0] for n in names}:
+        def hook(_m, _inp, out, base=base):
+            calls.setdefault(base, []).append(out.detach().clone())
+
+        handles.append(modules[base].register_forward_hook(hook))
+    with torch.no_grad():
+        logits = model(x)
+    for h in handles:
+        h.remove()
+    got = {}
+    for n in names:
+        base, _, k = n.partition("#")
+        got[n] = calls[base][int(k) - 1] if k else calls[base][-1]
+    return logits, got
+
+
+def tap_fixtures():
+    out = FIX / "taps"
+    out.mkdir(parents=True, exist_ok=True)
+    model = tiny_net(7)
+    x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(11))
+    logits, got = hook_outputs(model, TAP_NAMES, x)
+    torch.jit.script(model).save(str(out / "tiny_scripted.pt"))
+    torch.jit.trace(model, x).save(str(out / "tiny_traced.pt"))
+    torch.jit.freeze(torch.jit.script(model)).save(str(out / "tiny_frozen.pt"))
+    torch.jit.script(LoopNet().eval()).save(str(out / "loop_scripted.pt"))
+    arrays = {"input": x.numpy(), "output": logits.numpy()}
+    arrays.update({f"tap/{n}": t.numpy() for n, t in got.items()})
+    np.savez(out / "expected.npz", **arrays)
+    (out / "names.txt").write_text("\n".join(TAP_NAMES) + "\n")
+    print(f"taps: {len(TAP_NAMES)} names")
+
+
+# --------------------------------------------------------------------------- images + e2e
+SIZE = 16
+E2E_MEAN = [0.5, 0.4, 0.3]
+E2E_STD = [0.25, 0.2, 0.3]
+E2E_LAYERS = ["stem", "block", "tokens", "fc"]
+
+
+def class_image(kind, rng):
+    """A SIZE x SIZE RGB uint8 picture of one of three patterns, with noise."""
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE].astype(np.float64)
+    cy, cx = rng.uniform(5, 11, size=2)
+    if kind == "circle":
+        base = ((yy - cy) ** 2 + (xx - cx) ** 2 < rng.uniform(9, 25)).astype(np.float64)
+        colour = np.array([0.9, 0.3, 0.2])
+    elif kind == "square":
+        half = rng.uniform(3, 6)
+        base = ((abs(yy - cy) < half) & (abs(xx - cx) < half)).astype(np.float64)
+        colour = np.array([0.2, 0.8, 0.3])
+    else:
+        base = (np.sin(xx * rng.uniform(0.8, 1.6) + cy) > 0).astype(np.float64)
+        colour = np.array([0.2, 0.3, 0.9])
+    img = base[..., None] * colour + 0.15 * rng.normal(size=(SIZE, SIZE, 3)) + 0.1
+    return (np.clip(img, 0, 1) * 255).round().astype(np.uint8)
+
+
+def image_fixtures():
+    root = FIX / "images"
+    rng = np.random.default_rng(5)
+    counts = {"circle": 7, "square": 6, "stripes": 8}
+    for kind, n in counts.items():
+        folder = root / kind
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(n):
+            Image.fromarray(class_image(kind, rng)).save(folder / f"{kind}_{i:02d}.png")
+    # A grey image: decoded as one channel, replicated to RGB.
+    grey = class_image("square", rng)[..., 1]
+    Image.fromarray(grey).save(root / "square" / "square_grey.png")
+    # Bad input that must be skipped and reported, never scored.
+    good = (root / "circle" / "circle_00.png").read_bytes()
+    (root / "circle" / "truncated.png").write_bytes(good[: len(good) // 2])
+    (root / "stripes" / "notes.txt").write_text("not an image\n")
+    (root / "empty_class").mkdir(exist_ok=True)
+    (root / "empty_class" / ".gitkeep").write_text("")
+    print("images:", {k: v for k, v in counts.items()}, "+ 1 grey, 2 broken, 1 empty class")
+
+
+def load_png_folder(root):
+    """Reads back the usable images exactly as zoo-select must see them (no resampling)."""
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    xs, ys, used = [], [], []
+    for name in classes:
+        files = sorted(p for p in (root / name).iterdir() if not p.name.startswith("."))
+        images = []
+        for f in files:
+            try:
+                images.append(np.asarray(Image.open(f).convert("RGB")))
+            except Exception:
+                continue
+        if not images:
+            continue
+        label = len(used)
+        used.append(name)
+        for img in images:
+            xs.append(img)
+            ys.append(label)
+    return np.stack(xs), np.array(ys), used
+
+
+def pool(t):
+    if t.dim() == 4:
+        return t.mean((2, 3))
+    if t.dim() == 3:
+        return t.mean(1)
+    return t
+
+
+def e2e_fixture():
+    out = FIX / "zoo"
+    out.mkdir(parents=True, exist_ok=True)
+    images, labels, classes = load_png_folder(FIX / "images")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).double().div(255.0).float()
+    x = (x - torch.tensor(E2E_MEAN).view(1, 3, 1, 1)) / torch.tensor(E2E_STD).view(1, 3, 1, 1)
+    expected = {"classes": classes, "images": int(len(labels)), "eps": 1e-4, "results": []}
+    models = {"tiny_a": tiny_net(101, classes=10, width=8), "tiny_b": tiny_net(202, classes=10, width=12)}
+    for name, model in models.items():
+        traced = torch.jit.trace(model, x[:2]) if name == "tiny_a" else torch.jit.script(model)
+        traced.save(str(out / f"{name}.pt"))
+        _, got = hook_outputs(model, E2E_LAYERS, x)
+        for layer in E2E_LAYERS:
+            feats = pool(got[layer]).double().numpy()
+            expected["results"].append(
+                {
+                    "model": name,
+                    "layer": layer,
+                    "dim": int(feats.shape[1]),
+                    "transrate": float(transrate(feats, labels, 1e-4)),
+                }
+            )
+    nan_model = NanNet().eval()
+    torch.jit.trace(nan_model, x[:2]).save(str(out / "nan.pt"))
+    (FIX / "e2e_expected.json").write_text(json.dumps(expected, indent=2) + "\n")
+    print("e2e:", len(expected["results"]), "scores over", len(labels), "images")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(1)
+    os.chdir(ROOT)
+    transrate_sets()
+    tap_fixtures()
+    image_fixtures()
+    e2e_fixture()

@@ -1,0 +1,98 @@
+//! The library's one error type. Every variant is something a user can act on, so each message
+//! names the model, layer, file or key at fault and, where there is one, the next step. The binary
+//! prints it on one line and exits 1; nothing in the library panics on bad input.
+
+use std::path::PathBuf;
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("config {path}: {message}")]
+    Config { path: PathBuf, message: String },
+
+    #[error("dataset {root}: {message}")]
+    Dataset { root: PathBuf, message: String },
+
+    #[error(
+        "dataset {root}: {found} class(es) with usable images{names}; at least two are needed to \
+         compare classes"
+    )]
+    TooFewClasses { root: PathBuf, found: usize, names: String },
+
+    #[error("model `{model}`: cannot load {path}: {reason}")]
+    ModelLoad { model: String, path: PathBuf, reason: String },
+
+    #[error(
+        "model `{model}` has no submodule `{layer}`{}; use `zoo-select layers {}` to list names",
+        nearby_hint(.nearby),
+        .path.display()
+    )]
+    LayerNotFound { model: String, layer: String, nearby: Vec<String>, path: PathBuf },
+
+    #[error(
+        "model `{model}` ({}) is frozen (torch.jit.freeze): it has no submodule calls left to tap; \
+         export it with torch.jit.script or torch.jit.trace without freezing",
+        .path.display()
+    )]
+    FrozenModel { model: String, path: PathBuf },
+
+    #[error("model `{model}`: layer `{layer}` cannot be tapped: {reason}")]
+    LayerNotTappable { model: String, layer: String, reason: String },
+
+    #[error("model `{model}`: layer `{layer}` gives a tensor of shape {shape:?}; expected (N, C, H, W), (N, T, C) or (N, C)")]
+    UnsupportedShape { model: String, layer: String, shape: Vec<i64> },
+
+    #[error(
+        "model `{model}`: layer `{layer}` produced NaN or Inf activations; check the model file \
+         and the input normalisation (mean/std) in the config"
+    )]
+    NonFinite { model: String, layer: String },
+
+    #[error("device `{requested}`: {reason}")]
+    Device { requested: String, reason: String },
+
+    #[error("model `{model}`: {context}: {message}")]
+    Torch { model: String, context: &'static str, message: String },
+
+    #[error("{context} {}: {source}", .path.display())]
+    Io {
+        context: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("{metric}: {message}")]
+    Metric { metric: &'static str, message: String },
+
+    #[error("image decoding stopped: {0}")]
+    Worker(String),
+}
+
+fn nearby_hint(nearby: &[String]) -> String {
+    if nearby.is_empty() {
+        String::new()
+    } else {
+        format!(" (did you mean {}?)", nearby.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+    }
+}
+
+/// libtorch's messages carry a C++ backtrace after the first line; users need only that line.
+pub fn torch_message(err: &tch::TchError) -> String {
+    let text = match err {
+        tch::TchError::Torch(msg) => msg.as_str(),
+        other => return other.to_string(),
+    };
+    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown libtorch error").to_owned()
+}
+
+impl Error {
+    pub fn torch(model: &str, context: &'static str, err: tch::TchError) -> Self {
+        Error::Torch { model: model.to_owned(), context, message: torch_message(&err) }
+    }
+
+    pub fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io { context, path: path.into(), source }
+    }
+}
