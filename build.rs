@@ -15,11 +15,13 @@ fn main() {
     println!("cargo:rerun-if-changed=src/taps/taps.h");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
 
-    let lib = PathBuf::from(
-        env::var("DEP_TCH_LIBTORCH_LIB")
-            .expect("torch-sys did not export DEP_TCH_LIBTORCH_LIB; is torch-sys a direct dependency?"),
-    );
-    let root = lib.parent().expect("libtorch lib folder has a parent").to_path_buf();
+    let lib = PathBuf::from(env::var("DEP_TCH_LIBTORCH_LIB").expect(
+        "torch-sys did not export DEP_TCH_LIBTORCH_LIB; is torch-sys a direct dependency?",
+    ));
+    let root = lib
+        .parent()
+        .expect("libtorch lib folder has a parent")
+        .to_path_buf();
     let include = root.join("include");
     let abi = env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
 

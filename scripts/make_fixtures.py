@@ -57,8 +57,8 @@ def transrate_sets():
     sets["large_offset"] = (x + 1.0e3, y, 1e-4)  # catches a missing centring
     x, y = blobs([20, 30, 25], 8, 3)
     sets["scaled_1000"] = (x * 1.0e3, y, 1e-4)  # catches scale bugs
-    x, y = blobs([60, 60], 3, 2, spread=0.05)
-    sets["eps_1"] = (x, y, 1.0)
+    x, y = blobs([50, 40, 30, 45], 5, 4, spread=0.7)
+    sets["eps_1"] = (x * 3.0, y, 1.0)  # a large eps: the log-determinants are far from singular
     for name, (x, y, eps) in sets.items():
         np.savez(
             out / f"{name}.npz",
@@ -302,7 +302,7 @@ def e2e_fixture():
     out = FIX / "zoo"
     out.mkdir(parents=True, exist_ok=True)
     images, labels, classes = load_png_folder(FIX / "images")
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).double().div(255.0).float()
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
     x = (x - torch.tensor(E2E_MEAN).view(1, 3, 1, 1)) / torch.tensor(E2E_STD).view(1, 3, 1, 1)
     expected = {"classes": classes, "images": int(len(labels)), "eps": 1e-4, "results": []}
     models = {"tiny_a": tiny_net(101, classes=10, width=8), "tiny_b": tiny_net(202, classes=10, width=12)}

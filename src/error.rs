@@ -18,17 +18,30 @@ pub enum Error {
         "dataset {root}: {found} class(es) with usable images{names}; at least two are needed to \
          compare classes"
     )]
-    TooFewClasses { root: PathBuf, found: usize, names: String },
+    TooFewClasses {
+        root: PathBuf,
+        found: usize,
+        names: String,
+    },
 
     #[error("model `{model}`: cannot load {path}: {reason}")]
-    ModelLoad { model: String, path: PathBuf, reason: String },
+    ModelLoad {
+        model: String,
+        path: PathBuf,
+        reason: String,
+    },
 
     #[error(
         "model `{model}` has no submodule `{layer}`{}; use `zoo-select layers {}` to list names",
         nearby_hint(.nearby),
         .path.display()
     )]
-    LayerNotFound { model: String, layer: String, nearby: Vec<String>, path: PathBuf },
+    LayerNotFound {
+        model: String,
+        layer: String,
+        nearby: Vec<String>,
+        path: PathBuf,
+    },
 
     #[error(
         "model `{model}` ({}) is frozen (torch.jit.freeze): it has no submodule calls left to tap; \
@@ -38,10 +51,18 @@ pub enum Error {
     FrozenModel { model: String, path: PathBuf },
 
     #[error("model `{model}`: layer `{layer}` cannot be tapped: {reason}")]
-    LayerNotTappable { model: String, layer: String, reason: String },
+    LayerNotTappable {
+        model: String,
+        layer: String,
+        reason: String,
+    },
 
     #[error("model `{model}`: layer `{layer}` gives a tensor of shape {shape:?}; expected (N, C, H, W), (N, T, C) or (N, C)")]
-    UnsupportedShape { model: String, layer: String, shape: Vec<i64> },
+    UnsupportedShape {
+        model: String,
+        layer: String,
+        shape: Vec<i64>,
+    },
 
     #[error(
         "model `{model}`: layer `{layer}` produced NaN or Inf activations; check the model file \
@@ -53,7 +74,11 @@ pub enum Error {
     Device { requested: String, reason: String },
 
     #[error("model `{model}`: {context}: {message}")]
-    Torch { model: String, context: &'static str, message: String },
+    Torch {
+        model: String,
+        context: &'static str,
+        message: String,
+    },
 
     #[error("{context} {}: {source}", .path.display())]
     Io {
@@ -64,7 +89,10 @@ pub enum Error {
     },
 
     #[error("{metric}: {message}")]
-    Metric { metric: &'static str, message: String },
+    Metric {
+        metric: &'static str,
+        message: String,
+    },
 
     #[error("image decoding stopped: {0}")]
     Worker(String),
@@ -74,7 +102,14 @@ fn nearby_hint(nearby: &[String]) -> String {
     if nearby.is_empty() {
         String::new()
     } else {
-        format!(" (did you mean {}?)", nearby.iter().map(|n| format!("`{n}`")).collect::<Vec<_>>().join(", "))
+        format!(
+            " (did you mean {}?)",
+            nearby
+                .iter()
+                .map(|n| format!("`{n}`"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )
     }
 }
 
@@ -84,15 +119,27 @@ pub fn torch_message(err: &tch::TchError) -> String {
         tch::TchError::Torch(msg) => msg.as_str(),
         other => return other.to_string(),
     };
-    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown libtorch error").to_owned()
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown libtorch error")
+        .to_owned()
 }
 
 impl Error {
     pub fn torch(model: &str, context: &'static str, err: tch::TchError) -> Self {
-        Error::Torch { model: model.to_owned(), context, message: torch_message(&err) }
+        Error::Torch {
+            model: model.to_owned(),
+            context,
+            message: torch_message(&err),
+        }
     }
 
     pub fn io(context: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { context, path: path.into(), source }
+        Error::Io {
+            context,
+            path: path.into(),
+            source,
+        }
     }
 }

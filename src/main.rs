@@ -1,1 +1,8 @@
-fn main() {}
+//! The `zoo-select` binary: arguments, terminal output and exit codes over the library.
+//! Exit codes: 0 success, 1 error (one line on stderr), 2 usage.
+
+mod cli;
+
+fn main() -> std::process::ExitCode {
+    cli::main()
+}

@@ -7,7 +7,9 @@ use tch::{CModule, IValue, Tensor};
 use zoo_select::{taps, Error};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/taps").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/taps")
+        .join(name)
 }
 
 fn expected() -> Vec<(String, Tensor)> {
@@ -15,11 +17,19 @@ fn expected() -> Vec<(String, Tensor)> {
 }
 
 fn get(all: &[(String, Tensor)], key: &str) -> Tensor {
-    all.iter().find(|(k, _)| k == key).unwrap_or_else(|| panic!("no {key} in expected.npz")).1.shallow_clone()
+    all.iter()
+        .find(|(k, _)| k == key)
+        .unwrap_or_else(|| panic!("no {key} in expected.npz"))
+        .1
+        .shallow_clone()
 }
 
 fn tap_names() -> Vec<String> {
-    std::fs::read_to_string(fixture("names.txt")).unwrap().lines().map(str::to_owned).collect()
+    std::fs::read_to_string(fixture("names.txt"))
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn run_taps(model_file: &str, names: &[String]) -> Vec<Tensor> {
@@ -50,7 +60,10 @@ fn check_against_hooks(model_file: &str) {
     let got = run_taps(model_file, &names);
     let want = expected();
     assert_eq!(got.len(), names.len() + 1);
-    assert!(max_abs_diff(&got[0], &get(&want, "output")) <= 1e-6, "model output");
+    assert!(
+        max_abs_diff(&got[0], &get(&want, "output")) <= 1e-6,
+        "model output"
+    );
     for (name, tensor) in names.iter().zip(&got[1..]) {
         let diff = max_abs_diff(tensor, &get(&want, &format!("tap/{name}")));
         assert!(diff <= 1e-6, "{model_file} {name}: max abs diff {diff}");
@@ -79,11 +92,21 @@ fn in_place_ops_do_not_change_captured_values() {
 
 #[test]
 fn shared_module_taps_last_call_and_numbered_calls() {
-    let names: Vec<String> = ["block.relu", "block.relu#1", "block.relu#2"].map(String::from).into();
+    let names: Vec<String> = ["block.relu", "block.relu#1", "block.relu#2"]
+        .map(String::from)
+        .into();
     let got = run_taps("tiny_scripted.pt", &names);
-    assert!(max_abs_diff(&got[1], &got[3]) == 0.0, "plain name is the last call");
+    assert!(
+        max_abs_diff(&got[1], &got[3]) == 0.0,
+        "plain name is the last call"
+    );
     assert!(max_abs_diff(&got[1], &got[2]) > 0.0, "the two calls differ");
-    let err = taps::rewrite("tiny", &fixture("tiny_scripted.pt"), &["block.relu#3".to_owned()]).unwrap_err();
+    let err = taps::rewrite(
+        "tiny",
+        &fixture("tiny_scripted.pt"),
+        &["block.relu#3".to_owned()],
+    )
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "model `tiny`: layer `block.relu#3` cannot be tapped: forward calls it only 2 time(s)"
@@ -97,41 +120,75 @@ fn unknown_layer_names_nearby_ones() {
     match &err {
         Error::LayerNotFound { layer, nearby, .. } => {
             assert_eq!(layer, "block.bn3");
-            assert_eq!(nearby[..2], ["block.bn1".to_owned(), "block.bn2".to_owned()]);
+            assert_eq!(
+                nearby[..2],
+                ["block.bn1".to_owned(), "block.bn2".to_owned()]
+            );
         }
         other => panic!("wrong error {other:?}"),
     }
     let text = err.to_string();
-    assert!(text.starts_with("model `tiny` has no submodule `block.bn3` (did you mean `block.bn1`, `block.bn2`"), "{text}");
-    assert!(text.ends_with(&format!("use `zoo-select layers {}` to list names", path.display())), "{text}");
+    assert!(
+        text.starts_with(
+            "model `tiny` has no submodule `block.bn3` (did you mean `block.bn1`, `block.bn2`"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!(
+            "use `zoo-select layers {}` to list names",
+            path.display()
+        )),
+        "{text}"
+    );
 }
 
 #[test]
 fn frozen_model_is_refused() {
-    let err = taps::rewrite("frozen", &fixture("tiny_frozen.pt"), &["block".to_owned()]).unwrap_err();
+    let err =
+        taps::rewrite("frozen", &fixture("tiny_frozen.pt"), &["block".to_owned()]).unwrap_err();
     assert!(matches!(err, Error::FrozenModel { .. }), "{err:?}");
-    assert!(err.to_string().contains("is frozen (torch.jit.freeze)"), "{err}");
+    assert!(
+        err.to_string().contains("is frozen (torch.jit.freeze)"),
+        "{err}"
+    );
 }
 
 #[test]
 fn calls_inside_loops_and_branches_are_refused() {
     let path = fixture("loop_scripted.pt");
     let err = taps::rewrite("loop", &path, &["conv".to_owned()]).unwrap_err();
-    assert!(err.to_string().starts_with("model `loop`: layer `conv` cannot be tapped: it is called inside a scripted loop"), "{err}");
+    assert!(
+        err.to_string().starts_with(
+            "model `loop`: layer `conv` cannot be tapped: it is called inside a scripted loop"
+        ),
+        "{err}"
+    );
     let err = taps::rewrite("loop", &path, &["up".to_owned()]).unwrap_err();
-    assert!(err.to_string().contains("called inside a scripted branch"), "{err}");
+    assert!(
+        err.to_string().contains("called inside a scripted branch"),
+        "{err}"
+    );
     // The head runs unconditionally: tappable in the same model.
     assert!(taps::rewrite("loop", &path, &["head".to_owned()]).is_ok());
 }
 
 #[test]
 fn missing_and_corrupt_model_files_are_load_errors() {
-    let err = taps::rewrite("m", Path::new("/nonexistent/model.pt"), &["x".to_owned()]).unwrap_err();
-    assert_eq!(err.to_string(), "model `m`: cannot load /nonexistent/model.pt: No such file or directory (os error 2)");
+    let err =
+        taps::rewrite("m", Path::new("/nonexistent/model.pt"), &["x".to_owned()]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "model `m`: cannot load /nonexistent/model.pt: No such file or directory (os error 2)"
+    );
     let not_model = fixture("names.txt");
     let err = taps::rewrite("m", &not_model, &["x".to_owned()]).unwrap_err();
     assert!(matches!(err, Error::ModelLoad { .. }), "{err:?}");
-    assert!(err.to_string().contains("not a TorchScript file libtorch can read"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("not a TorchScript file libtorch can read"),
+        "{err}"
+    );
     assert!(!err.to_string().contains('\n'));
 }
 
@@ -141,8 +198,14 @@ fn layer_listing_marks_untappable_modules() {
     let by_name = |n: &str| listing.iter().find(|l| l.name == n).unwrap().clone();
     assert_eq!(by_name("head").calls, 1);
     assert_eq!(by_name("head").untappable, None);
-    assert_eq!(by_name("conv").untappable.as_deref(), Some("called inside a loop"));
-    assert_eq!(by_name("down").untappable.as_deref(), Some("called inside a branch"));
+    assert_eq!(
+        by_name("conv").untappable.as_deref(),
+        Some("called inside a loop")
+    );
+    assert_eq!(
+        by_name("down").untappable.as_deref(),
+        Some("called inside a branch")
+    );
     let tiny = taps::layers(&fixture("tiny_traced.pt")).unwrap();
     let relu = tiny.iter().find(|l| l.name == "block.relu").unwrap();
     assert_eq!(relu.calls, 2);

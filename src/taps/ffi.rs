@@ -38,7 +38,10 @@ extern "C" {
 
 impl ZsBuf {
     pub fn empty() -> Self {
-        ZsBuf { data: std::ptr::null_mut(), len: 0 }
+        ZsBuf {
+            data: std::ptr::null_mut(),
+            len: 0,
+        }
     }
 
     /// Copies the bytes out and frees the shim's allocation.
@@ -68,6 +71,9 @@ impl Drop for ZsBuf {
 
 impl ZsError {
     pub fn empty() -> Self {
-        ZsError { layer: ZsBuf::empty(), detail: ZsBuf::empty() }
+        ZsError {
+            layer: ZsBuf::empty(),
+            detail: ZsBuf::empty(),
+        }
     }
 }

@@ -50,7 +50,13 @@ pub fn rewrite(model: &str, path: &Path, layers: &[String]) -> Result<Vec<u8>> {
     let mut err = ffi::ZsError::empty();
     // SAFETY: every pointer is valid for the call; the shim copies what it keeps.
     let code = unsafe {
-        ffi::zs_taps_rewrite(c_path.as_ptr(), ptrs.as_ptr(), ptrs.len(), &mut out, &mut err)
+        ffi::zs_taps_rewrite(
+            c_path.as_ptr(),
+            ptrs.as_ptr(),
+            ptrs.len(),
+            &mut out,
+            &mut err,
+        )
     };
     if code != ffi::ZS_OK {
         return Err(shim_error(model, path, code, &mut err));
@@ -78,19 +84,29 @@ pub fn layers(path: &Path) -> Result<Vec<LayerInfo>> {
             let name = parts.next()?.to_owned();
             let calls = parts.next()?.parse().ok()?;
             let why = parts.next().unwrap_or("");
-            Some(LayerInfo { name, calls, untappable: (!why.is_empty()).then(|| why.to_owned()) })
+            Some(LayerInfo {
+                name,
+                calls,
+                untappable: (!why.is_empty()).then(|| why.to_owned()),
+            })
         })
         .collect())
 }
 
 fn model_label(path: &Path) -> String {
-    path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| path.display().to_string())
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| path.display().to_string())
 }
 
 fn c_path(model: &str, path: &Path) -> Result<CString> {
     // A missing or unreadable file gets the OS's reason rather than libtorch's.
     if let Err(e) = std::fs::File::open(path) {
-        return Err(Error::ModelLoad { model: model.to_owned(), path: path.to_owned(), reason: e.to_string() });
+        return Err(Error::ModelLoad {
+            model: model.to_owned(),
+            path: path.to_owned(),
+            reason: e.to_string(),
+        });
     }
     CString::new(path.to_string_lossy().as_bytes()).map_err(|_| Error::ModelLoad {
         model: model.to_owned(),
@@ -103,18 +119,33 @@ fn shim_error(model: &str, path: &Path, code: i32, err: &mut ffi::ZsError) -> Er
     let layer = err.layer.take_string();
     let detail = err.detail.take_string();
     let model = model.to_owned();
-    let not_tappable = |reason: String| Error::LayerNotTappable { model: model.clone(), layer: layer.clone(), reason };
+    let not_tappable = |reason: String| Error::LayerNotTappable {
+        model: model.clone(),
+        layer: layer.clone(),
+        reason,
+    };
     match code {
         ffi::ZS_LOAD => Error::ModelLoad {
             model: model.clone(),
             path: path.to_owned(),
-            reason: format!("not a TorchScript file libtorch can read ({})", first_line(&detail)),
+            reason: format!(
+                "not a TorchScript file libtorch can read ({})",
+                first_line(&detail)
+            ),
         },
         ffi::ZS_UNKNOWN => {
             let known: Vec<&str> = detail.lines().collect();
-            Error::LayerNotFound { nearby: nearby(&layer, &known), model, layer, path: path.to_owned() }
+            Error::LayerNotFound {
+                nearby: nearby(&layer, &known),
+                model,
+                layer,
+                path: path.to_owned(),
+            }
         }
-        ffi::ZS_FROZEN => Error::FrozenModel { model, path: path.to_owned() },
+        ffi::ZS_FROZEN => Error::FrozenModel {
+            model,
+            path: path.to_owned(),
+        },
         ffi::ZS_NESTED => not_tappable(format!(
             "it is called inside a scripted {detail}, so it has no single output per forward pass; \
              tap the module that contains the {detail}, or export the model with torch.jit.trace"
@@ -123,12 +154,20 @@ fn shim_error(model: &str, path: &Path, code: i32, err: &mut ffi::ZsError) -> Er
         ffi::ZS_OCCURRENCE => not_tappable(format!("forward calls it only {detail} time(s)")),
         ffi::ZS_NOT_TENSOR => not_tappable(format!("its output is {detail}, not a tensor")),
         ffi::ZS_BAD_NAME => not_tappable(detail),
-        _ => Error::Torch { model, context: "rewriting the graph for taps", message: first_line(&detail) },
+        _ => Error::Torch {
+            model,
+            context: "rewriting the graph for taps",
+            message: first_line(&detail),
+        },
     }
 }
 
 fn first_line(text: &str) -> String {
-    text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("unknown error").to_owned()
+    text.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("unknown error")
+        .to_owned()
 }
 
 /// The known names closest to a mistyped one, best first.
@@ -139,7 +178,11 @@ fn nearby(wanted: &str, known: &[&str]) -> Vec<String> {
         .filter(|(s, k)| *s >= 0.5 || k.starts_with(&format!("{wanted}.")))
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then_with(|| a.1.cmp(b.1)));
-    scored.into_iter().take(5).map(|(_, k)| k.to_owned()).collect()
+    scored
+        .into_iter()
+        .take(5)
+        .map(|(_, k)| k.to_owned())
+        .collect()
 }
 
 #[cfg(test)]
@@ -149,9 +192,15 @@ mod tests {
     #[test]
     fn nearby_names_rank_by_similarity() {
         let known = ["layer1", "layer2", "layer3", "layer4", "fc", "conv1"];
-        assert_eq!(nearby("layer5", &known), ["layer1", "layer2", "layer3", "layer4"]);
+        assert_eq!(
+            nearby("layer5", &known),
+            ["layer1", "layer2", "layer3", "layer4"]
+        );
         assert_eq!(nearby("fcc", &known), ["fc"]);
         assert!(nearby("zzzzzzzz", &known).is_empty());
-        assert_eq!(nearby("features", &["features.0", "features.1", "head"]), ["features.0", "features.1"]);
+        assert_eq!(
+            nearby("features", &["features.0", "features.1", "head"]),
+            ["features.0", "features.1"]
+        );
     }
 }

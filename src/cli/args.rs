@@ -1,0 +1,83 @@
+//! The command line as typed (ripgrep's LowArgs): parsed and range-checked by clap, then handed
+//! to the library's `Plan`, which applies it over the config.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser, Subcommand};
+use zoo_select::plan::Overrides;
+
+/// Rank a zoo of pretrained TorchScript models, and the layers to cut them at, for a folder of
+/// labelled images, from one pass with streaming TransRate.
+#[derive(Debug, Parser)]
+#[command(
+    name = "zoo-select",
+    version,
+    args_conflicts_with_subcommands = true,
+    arg_required_else_help = true
+)]
+#[command(after_help = "Example: zoo-select --config configs/demo.yaml")]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// The run's YAML config (relative paths in it resolve against its folder)
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// auto, cpu, cuda or cuda:N (overrides `device`)
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<String>,
+
+    /// Images per forward pass (overrides `batch_size`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub batch_size: Option<u64>,
+
+    /// Folder for report.json, scores.csv and scores.svg (overrides `output`)
+    #[arg(short, long, value_name = "DIR")]
+    pub output: Option<PathBuf>,
+
+    /// Use at most N images per class, the first in sorted order (overrides `dataset.max_per_class`)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_per_class: Option<u64>,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG takes precedence
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors: no progress bar, no table
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// List a TorchScript model's submodules: the names `layers:` accepts and whether each can be tapped
+    Layers {
+        /// A TorchScript file (scripted or traced)
+        model: PathBuf,
+        /// One JSON object per line instead of the tree
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl Args {
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            device: self.device.clone(),
+            batch_size: self.batch_size.map(|n| n as usize),
+            output: self.output.clone(),
+            max_per_class: self.max_per_class.map(|n| n as usize),
+        }
+    }
+}
+
+/// Options were given but no config: a usage error (exit 2).
+pub fn missing_config() -> ! {
+    Args::command()
+        .error(
+            clap::error::ErrorKind::MissingRequiredArgument,
+            "--config <FILE> is required (try: zoo-select --config configs/demo.yaml)",
+        )
+        .exit()
+}

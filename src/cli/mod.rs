@@ -1,0 +1,51 @@
+//! Everything that talks to the terminal: clap arguments (args.rs), logging (logging.rs), the
+//! progress bar (progress.rs) and the printed ranking (table.rs). The work itself is a library
+//! call; this layer only turns arguments into a plan and results into text.
+
+mod args;
+mod layers;
+mod logging;
+mod progress;
+mod table;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use args::{Args, Command};
+use zoo_select::plan::Plan;
+use zoo_select::{pipeline, report};
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    logging::init(args.verbose, args.quiet);
+    let result = match &args.command {
+        Some(Command::Layers { model, json }) => layers::run(model, *json),
+        None => run(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            progress::clear();
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run(args: &Args) -> anyhow::Result<()> {
+    let Some(config) = &args.config else {
+        args::missing_config();
+    };
+    let plan = Plan::new(config, args.overrides())?;
+    let bar = progress::Bar::new(args.quiet);
+    let outcome = pipeline::run(&plan, &bar)?;
+    let report = report::Report::new(&plan, outcome);
+    let files = report::write_all(&report, &plan.output)
+        .with_context(|| format!("writing the results to {}", plan.output.display()))?;
+    if !args.quiet {
+        table::print(&report, &files);
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! The ranking as text on stdout: every (model, layer) by the primary metric, best first, then
+//! the recommendation and each model's cut.
+
+use std::path::PathBuf;
+
+use zoo_select::report::Report;
+
+pub fn print(report: &Report, files: &[PathBuf]) {
+    print!("{}", render(report));
+    let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    println!("\nWrote {}", names.join(", "));
+}
+
+pub fn render(report: &Report) -> String {
+    let rows = report.ranked();
+    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let layer_w = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
+    let ds = &report.dataset;
+    let mut out = format!(
+        "{} images, {} classes, {} skipped; device {}; pass {:.1} s ({:.0} images/s)\n\n",
+        ds.images,
+        ds.classes.len(),
+        ds.skipped.len(),
+        report.device,
+        report.timing.pass_s,
+        report.timing.images_per_s
+    );
+    out += &format!(
+        "{:>4}  {:<model_w$}  {:<layer_w$}  {:>6}",
+        "rank", "model", "layer", "dim"
+    );
+    for m in &report.metrics {
+        out += &format!("  {m:>12}");
+    }
+    out.push('\n');
+    for (i, row) in rows.iter().enumerate() {
+        out += &format!(
+            "{:>4}  {:<model_w$}  {:<layer_w$}  {:>6}",
+            i + 1,
+            row.model,
+            row.layer,
+            row.dim
+        );
+        for m in &report.metrics {
+            match row.scores.get(m) {
+                Some(s) => out += &format!("  {s:>12.4}"),
+                None => out += &format!("  {:>12}", "-"),
+            }
+        }
+        out.push('\n');
+    }
+    out += &format!("\n{}\n", report.recommendation.text);
+    if report.layer_cuts.len() > 1 {
+        out += "Best cut per model:\n";
+        for (model, cut) in &report.layer_cuts {
+            out += &format!(
+                "  {model:<model_w$}  {:<layer_w$}  {:.4}\n",
+                cut.layer, cut.score
+            );
+        }
+    }
+    out
+}

@@ -1,0 +1,199 @@
+//! Lists an ImageFolder tree: one sub-folder per class, classes sorted by name, files in sorted
+//! order (nested folders included), as torchvision's ImageFolder does, so labels and the
+//! `max_per_class` subset are the same on every machine.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Item {
+    pub path: PathBuf,
+    /// Index into `ImageFolder::classes`.
+    pub label: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageFolder {
+    pub root: PathBuf,
+    /// Class folders that hold at least one file, sorted by name.
+    pub classes: Vec<String>,
+    /// Grouped by class, each class in sorted file order.
+    pub items: Vec<Item>,
+    /// Class folders without any file: warned about and left out of `classes`.
+    pub empty_classes: Vec<String>,
+    /// Files directly under the root, which belong to no class and are ignored.
+    pub stray_files: usize,
+}
+
+/// Lists the images under `root`. Hidden files (a leading `.`) are ignored; every other file
+/// is an image candidate, so a stray non-image is reported as skipped rather than ignored.
+pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
+    let dataset_err = |message: String| Error::Dataset {
+        root: root.to_owned(),
+        message,
+    };
+    let meta =
+        std::fs::metadata(root).map_err(|e| dataset_err(format!("cannot open the folder: {e}")))?;
+    if !meta.is_dir() {
+        return Err(dataset_err(
+            "not a folder; expected one sub-folder per class".into(),
+        ));
+    }
+    let mut class_dirs = Vec::new();
+    let mut stray_files = 0;
+    for entry in read_dir_sorted(root)? {
+        if is_hidden(&entry) {
+            continue;
+        }
+        if entry.is_dir() {
+            class_dirs.push(entry);
+        } else {
+            stray_files += 1;
+        }
+    }
+    if class_dirs.is_empty() {
+        return Err(dataset_err(
+            "no class sub-folders; expected one sub-folder per class (ImageFolder layout)".into(),
+        ));
+    }
+    let mut folder = ImageFolder {
+        root: root.to_owned(),
+        classes: vec![],
+        items: vec![],
+        empty_classes: vec![],
+        stray_files,
+    };
+    for dir in class_dirs {
+        let name = dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let mut files = Vec::new();
+        collect_files(&dir, &mut files)?;
+        if let Some(max) = max_per_class {
+            files.truncate(max);
+        }
+        if files.is_empty() {
+            folder.empty_classes.push(name);
+            continue;
+        }
+        let label = folder.classes.len();
+        folder.classes.push(name);
+        folder
+            .items
+            .extend(files.into_iter().map(|path| Item { path, label }));
+    }
+    if folder.classes.len() < 2 {
+        return Err(Error::TooFewClasses {
+            root: root.to_owned(),
+            found: folder.classes.len(),
+            names: class_list(&folder.classes),
+        });
+    }
+    Ok(folder)
+}
+
+pub(crate) fn class_list(classes: &[String]) -> String {
+    if classes.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", classes.join(", "))
+    }
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+}
+
+fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list", dir, e))?;
+    let mut paths = entries
+        .map(|e| {
+            e.map(|e| e.path())
+                .map_err(|e| Error::io("cannot list", dir, e))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    paths.sort();
+    Ok(paths)
+}
+
+/// Files of `dir` in sorted order, then those of its sub-folders, each folder in sorted order.
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    let entries = read_dir_sorted(dir)?;
+    let (dirs, files): (Vec<_>, Vec<_>) = entries
+        .into_iter()
+        .filter(|p| !is_hidden(p))
+        .partition(|p| p.is_dir());
+    out.extend(files);
+    for sub in dirs {
+        collect_files(&sub, out)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(root: &Path, rel: &str) {
+        let p = root.join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn lists_classes_and_files_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for f in [
+            "b/2.png",
+            "b/1.png",
+            "a/z.png",
+            "a/sub/0.png",
+            "a/.hidden",
+            "c/.gitkeep",
+            "stray.txt",
+        ] {
+            touch(root, f);
+        }
+        let folder = scan(root, None).unwrap();
+        assert_eq!(folder.classes, ["a", "b"]);
+        assert_eq!(folder.empty_classes, ["c"]);
+        assert_eq!(folder.stray_files, 1);
+        let rel: Vec<_> = folder
+            .items
+            .iter()
+            .map(|i| (i.path.strip_prefix(root).unwrap().to_owned(), i.label))
+            .collect();
+        let want: Vec<(PathBuf, usize)> = vec![
+            ("a/z.png".into(), 0),
+            ("a/sub/0.png".into(), 0),
+            ("b/1.png".into(), 1),
+            ("b/2.png".into(), 1),
+        ];
+        assert_eq!(rel, want);
+
+        let capped = scan(root, Some(1)).unwrap();
+        assert_eq!(capped.items.len(), 2);
+        assert_eq!(capped.items[1].path, root.join("b/1.png"));
+    }
+
+    #[test]
+    fn needs_two_classes() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(dir.path(), "only/1.png");
+        let err = scan(dir.path(), None).unwrap_err().to_string();
+        assert!(
+            err.ends_with(
+                "1 class(es) with usable images (only); at least two are needed to compare classes"
+            ),
+            "{err}"
+        );
+        let err = scan(&dir.path().join("missing"), None)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("cannot open the folder"), "{err}");
+    }
+}

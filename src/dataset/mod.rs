@@ -1,0 +1,19 @@
+//! The target task: an ImageFolder tree of labelled images, and how each image becomes the
+//! pixels a model sees.
+//!
+//! `folder` lists the images and their labels without opening them; `preprocess` decodes one
+//! image once and cuts it to every input geometry the zoo needs.
+
+mod folder;
+mod preprocess;
+
+pub(crate) use folder::class_list;
+pub use folder::{scan, ImageFolder, Item};
+pub use preprocess::{decode, fit, load, Geometry};
+
+/// An image that was left out of the statistics, and why.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skip {
+    pub path: std::path::PathBuf,
+    pub reason: String,
+}

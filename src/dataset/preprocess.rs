@@ -1,0 +1,157 @@
+//! Decoding and geometry, on the CPU: decode, convert to RGB (grey replicated, alpha dropped),
+//! resize the shorter side to `resize` (bilinear), centre-crop `size` x `size`. The result stays
+//! 8-bit RGB, height x width x 3; scaling to [0, 1] and normalising happen on the device, per model.
+//!
+//! The arithmetic follows torchvision's `Resize(resize)` + `CenterCrop(size)`: the longer side
+//! becomes `floor(resize * long / short)`, and the crop offset is `round((side - size) / 2)` with
+//! ties to even, as Python's `round`. An image whose shorter side already equals `resize` is not
+//! resampled at all, so a `size` x `size` image with no `resize` passes through untouched.
+
+use std::io::Cursor;
+use std::path::Path;
+
+use image::imageops::{self, FilterType};
+use image::{ImageReader, RgbImage};
+
+/// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Geometry {
+    pub size: u32,
+    pub resize: u32,
+}
+
+impl Geometry {
+    pub fn bytes(&self) -> usize {
+        self.size as usize * self.size as usize * 3
+    }
+}
+
+/// Decodes the file at `path` once and fits it to each geometry. The error is the reason to
+/// show in the report's `skipped` list.
+pub fn load(path: &Path, geometries: &[Geometry]) -> Result<Vec<Vec<u8>>, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let image = decode(&bytes)?;
+    Ok(geometries.iter().map(|g| fit(&image, *g)).collect())
+}
+
+/// Any format the `image` crate reads, as 8-bit RGB.
+pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
+    let reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if reader.format().is_none() {
+        return Err("not an image (unrecognised format)".to_owned());
+    }
+    let image = reader
+        .decode()
+        .map_err(|e| format!("corrupt or truncated image: {e}"))?;
+    if image.width() == 0 || image.height() == 0 {
+        return Err("empty image (zero width or height)".to_owned());
+    }
+    Ok(image.into_rgb8())
+}
+
+/// Resize the shorter side to `g.resize`, then centre-crop `g.size`; row-major H x W x 3 bytes.
+pub fn fit(image: &RgbImage, g: Geometry) -> Vec<u8> {
+    let (w, h) = image.dimensions();
+    let (new_w, new_h) = resized_dims(w, h, g.resize);
+    let resized;
+    let source = if (new_w, new_h) == (w, h) {
+        image
+    } else {
+        resized = imageops::resize(image, new_w, new_h, FilterType::Triangle);
+        &resized
+    };
+    let left = crop_offset(new_w, g.size);
+    let top = crop_offset(new_h, g.size);
+    let row = g.size as usize * 3;
+    let src_row = new_w as usize * 3;
+    let raw = source.as_raw();
+    let mut out = Vec::with_capacity(g.bytes());
+    for y in 0..g.size as usize {
+        let start = (top as usize + y) * src_row + left as usize * 3;
+        out.extend_from_slice(&raw[start..start + row]);
+    }
+    out
+}
+
+fn resized_dims(w: u32, h: u32, short: u32) -> (u32, u32) {
+    let long_of =
+        |long: u32, shortest: u32| ((short as u64 * long as u64) / shortest as u64).max(1) as u32;
+    if w <= h {
+        (short, long_of(h, w))
+    } else {
+        (long_of(w, h), short)
+    }
+}
+
+fn crop_offset(side: u32, size: u32) -> u32 {
+    ((side as f64 - size as f64) / 2.0)
+        .round_ties_even()
+        .max(0.0) as u32
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{GrayImage, Luma, Rgb};
+
+    #[test]
+    fn torchvision_arithmetic() {
+        assert_eq!(resized_dims(500, 375, 256), (341, 256));
+        assert_eq!(resized_dims(375, 500, 256), (256, 341));
+        assert_eq!(resized_dims(28, 28, 224), (224, 224));
+        assert_eq!(crop_offset(341, 224), 58); // 58.5 -> 58, ties to even
+        assert_eq!(crop_offset(33, 32), 0); // 0.5 -> 0
+        assert_eq!(crop_offset(35, 32), 2); // 1.5 -> 2
+    }
+
+    #[test]
+    fn exact_size_images_are_not_resampled() {
+        let img = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 40 + y) as u8, (y * 50) as u8, 7]));
+        let out = fit(&img, Geometry { size: 4, resize: 4 });
+        assert_eq!(out, img.as_raw().clone());
+    }
+
+    #[test]
+    fn shorter_side_then_centre_crop() {
+        // 8 x 4: left half 10, right half 200; resize 4 keeps it, the crop takes columns 2..6.
+        let img = RgbImage::from_fn(8, 4, |x, _| {
+            if x < 4 {
+                Rgb([10, 10, 10])
+            } else {
+                Rgb([200, 200, 200])
+            }
+        });
+        let out = fit(&img, Geometry { size: 4, resize: 4 });
+        assert_eq!(out.len(), 4 * 4 * 3);
+        let first_row: Vec<u8> = out[..12].iter().step_by(3).copied().collect();
+        assert_eq!(first_row, [10, 10, 200, 200]);
+        // A constant image stays constant through a real resample.
+        let flat = RgbImage::from_pixel(30, 20, Rgb([9, 99, 199]));
+        let out = fit(
+            &flat,
+            Geometry {
+                size: 8,
+                resize: 10,
+            },
+        );
+        assert!(out.chunks(3).all(|p| p == [9, 99, 199]));
+    }
+
+    #[test]
+    fn grey_is_replicated_and_garbage_is_refused() {
+        let grey = GrayImage::from_pixel(3, 3, Luma([77]));
+        let mut png = Vec::new();
+        grey.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png)
+            .unwrap();
+        let rgb = decode(&png).unwrap();
+        assert!(rgb.pixels().all(|p| p.0 == [77, 77, 77]));
+        assert_eq!(
+            decode(b"hello, not an image").unwrap_err(),
+            "not an image (unrecognised format)"
+        );
+        let err = decode(&png[..png.len() / 2]).unwrap_err();
+        assert!(err.starts_with("corrupt or truncated image"), "{err}");
+    }
+}

@@ -1,0 +1,109 @@
+//! The CPU side of the pass: worker threads decode each image once, fit it to every geometry of
+//! the zoo, and hand whole batches to the device thread through a bounded channel, so decoding
+//! overlaps the forward passes and memory holds only a few batches whatever the dataset size.
+//!
+//! A file that cannot be decoded becomes a `Skip` in its batch. A panic in a worker becomes a
+//! `Message::Failed`, so the device thread stops with an error instead of waiting forever.
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+use crossbeam_channel::Sender;
+use rayon::prelude::*;
+
+use crate::dataset::{self, Geometry, Item, Skip};
+
+/// Preprocessed images of one batch.
+pub struct Batch {
+    pub index: usize,
+    /// Label of each usable image, in row order.
+    pub labels: Vec<i64>,
+    /// Per geometry: rows x size x size x 3 bytes, row-major RGB.
+    pub pixels: Vec<Vec<u8>>,
+    pub skipped: Vec<Skip>,
+    /// Files looked at, usable or not.
+    pub files: usize,
+}
+
+pub enum Message {
+    Batch(Batch),
+    Failed(String),
+}
+
+/// Sends every batch of `items`, then returns. Stops early when the receiver is gone.
+pub fn produce(
+    items: &[Item],
+    geometries: &[Geometry],
+    batch_size: usize,
+    workers: usize,
+    tx: Sender<Message>,
+) {
+    let pool = match rayon::ThreadPoolBuilder::new()
+        .num_threads(workers)
+        .thread_name(|i| format!("decode-{i}"))
+        .build()
+    {
+        Ok(pool) => pool,
+        Err(e) => {
+            let _ = tx.send(Message::Failed(format!(
+                "cannot start decoding threads: {e}"
+            )));
+            return;
+        }
+    };
+    for (index, chunk) in items.chunks(batch_size).enumerate() {
+        let made = catch_unwind(AssertUnwindSafe(|| {
+            pool.install(|| make_batch(index, chunk, geometries))
+        }));
+        let message = match made {
+            Ok(batch) => Message::Batch(batch),
+            Err(panic) => Message::Failed(panic_text(panic.as_ref())),
+        };
+        let failed = matches!(message, Message::Failed(_));
+        if tx.send(message).is_err() || failed {
+            return;
+        }
+    }
+}
+
+fn make_batch(index: usize, chunk: &[Item], geometries: &[Geometry]) -> Batch {
+    let _span = tracing::trace_span!("decode", batch = index).entered();
+    let decoded: Vec<_> = chunk
+        .par_iter()
+        .map(|item| dataset::load(&item.path, geometries))
+        .collect();
+    let mut batch = Batch {
+        index,
+        labels: Vec::with_capacity(chunk.len()),
+        pixels: geometries
+            .iter()
+            .map(|g| Vec::with_capacity(g.bytes() * chunk.len()))
+            .collect(),
+        skipped: Vec::new(),
+        files: chunk.len(),
+    };
+    for (item, result) in chunk.iter().zip(decoded) {
+        match result {
+            Ok(images) => {
+                batch.labels.push(item.label as i64);
+                for (buf, img) in batch.pixels.iter_mut().zip(images) {
+                    buf.extend_from_slice(&img);
+                }
+            }
+            Err(reason) => batch.skipped.push(Skip {
+                path: item.path.clone(),
+                reason,
+            }),
+        }
+    }
+    batch
+}
+
+fn panic_text(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "a decoding thread panicked".to_owned()
+    }
+}

@@ -1,0 +1,132 @@
+//! What a run tells its user: the ranking, the recommendation in words, and the files
+//! report.json (everything, machine-readable), scores.csv (one row per model, layer and metric)
+//! and scores.svg (the primary score along each model's depth).
+
+mod figure;
+mod ranking;
+mod write;
+
+pub use ranking::{rank, Cut, Recommendation};
+pub use write::write_all;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::Serialize;
+
+use crate::config::TransRateConfig;
+use crate::dataset::Skip;
+use crate::pipeline::{Outcome, Timing};
+use crate::plan::Plan;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub tool: &'static str,
+    pub version: &'static str,
+    pub config: PathBuf,
+    pub device: String,
+    pub dataset: DatasetReport,
+    /// The metrics computed; the first is the primary one.
+    pub metrics: Vec<String>,
+    pub transrate: TransRateConfig,
+    pub results: Vec<ResultRow>,
+    pub recommendation: Recommendation,
+    /// For each model, the layer to cut at by the primary metric.
+    pub layer_cuts: BTreeMap<String, Cut>,
+    pub memory: Memory,
+    pub timing: Timing,
+    pub finished_unix: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct DatasetReport {
+    pub root: PathBuf,
+    /// Classes with usable images, in label order.
+    pub classes: Vec<String>,
+    /// Usable images.
+    pub images: u64,
+    pub per_class: Vec<u64>,
+    pub skipped: Vec<Skip>,
+    pub empty_classes: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResultRow {
+    pub model: String,
+    pub layer: String,
+    pub dim: usize,
+    pub n: u64,
+    pub scores: BTreeMap<String, f64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Memory {
+    /// Bytes held by all (model, layer) statistics during the pass.
+    pub accumulator_bytes: usize,
+}
+
+impl Report {
+    pub fn new(plan: &Plan, outcome: Outcome) -> Report {
+        let metrics: Vec<String> = plan.metrics.iter().map(|m| m.name().to_owned()).collect();
+        let results: Vec<ResultRow> = outcome
+            .results
+            .into_iter()
+            .map(|r| ResultRow {
+                model: r.model,
+                layer: r.layer,
+                dim: r.dim,
+                n: r.n,
+                scores: r.scores.into_iter().collect(),
+            })
+            .collect();
+        let (recommendation, layer_cuts) = rank(&results, plan.primary_metric());
+        let (classes, per_class): (Vec<_>, Vec<_>) = outcome
+            .classes
+            .into_iter()
+            .zip(outcome.per_class)
+            .filter(|(_, n)| *n > 0)
+            .unzip();
+        Report {
+            tool: "zoo-select",
+            version: env!("CARGO_PKG_VERSION"),
+            config: plan.config_path.clone(),
+            device: outcome.device,
+            dataset: DatasetReport {
+                root: outcome.root,
+                images: per_class.iter().sum(),
+                classes,
+                per_class,
+                skipped: outcome.skipped,
+                empty_classes: outcome.empty_classes,
+            },
+            metrics,
+            transrate: plan.config.transrate,
+            results,
+            recommendation,
+            layer_cuts,
+            memory: Memory {
+                accumulator_bytes: outcome.accumulator_bytes,
+            },
+            timing: outcome.timing,
+            finished_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+        }
+    }
+
+    pub fn primary_metric(&self) -> &str {
+        &self.recommendation.metric
+    }
+
+    /// Rows ordered by the primary metric, best first (ties keep the config's order).
+    pub fn ranked(&self) -> Vec<&ResultRow> {
+        let metric = self.primary_metric();
+        let mut rows: Vec<&ResultRow> = self.results.iter().collect();
+        rows.sort_by(|a, b| score_of(b, metric).total_cmp(&score_of(a, metric)));
+        rows
+    }
+}
+
+pub(crate) fn score_of(row: &ResultRow, metric: &str) -> f64 {
+    row.scores.get(metric).copied().unwrap_or(f64::NEG_INFINITY)
+}

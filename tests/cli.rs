@@ -1,0 +1,471 @@
+//! The binary end to end on the committed tiny ImageFolder and zoo (scripts/make_fixtures.py),
+//! and every kind of bad input: one clear line on stderr, exit 1 (2 for usage), no report.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn zoo_select(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_zoo-select"))
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("zoo-select runs")
+}
+
+struct Run {
+    dir: tempfile::TempDir,
+    output: Output,
+}
+
+impl Run {
+    fn out_dir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    fn report(&self) -> Value {
+        let text = std::fs::read_to_string(self.out_dir().join("report.json"))
+            .expect("report.json written");
+        serde_json::from_str(&text).unwrap()
+    }
+    /// The one error line, after checking the exit code and that no report was written.
+    fn error_line(&self) -> String {
+        assert_eq!(
+            self.output.status.code(),
+            Some(1),
+            "stderr: {}",
+            self.stderr()
+        );
+        assert!(
+            !self.out_dir().join("report.json").exists(),
+            "a failed run wrote a report"
+        );
+        let errors: Vec<String> = self
+            .stderr()
+            .lines()
+            .filter(|l| l.starts_with("error: "))
+            .map(String::from)
+            .collect();
+        assert_eq!(errors.len(), 1, "stderr: {}", self.stderr());
+        assert!(
+            !self.stderr().contains("panicked"),
+            "stderr: {}",
+            self.stderr()
+        );
+        errors[0].clone()
+    }
+}
+
+const MODEL_A: &str = "
+  - name: tiny_a
+    path: {zoo}/tiny_a.pt
+    input: {size: 16, mean: [0.5, 0.4, 0.3], std: [0.25, 0.2, 0.3]}
+    layers: [stem, block, tokens, fc]";
+
+/// Runs zoo-select on a config whose `{fixtures}`, `{zoo}` and `{images}` placeholders point at
+/// the committed fixtures, writing into a fresh folder.
+fn run_config(yaml: &str, extra: &[&str]) -> Run {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures();
+    let text = yaml
+        .replace("{zoo}", &fx.join("zoo").display().to_string())
+        .replace("{images}", &fx.join("images").display().to_string())
+        .replace("{fixtures}", &fx.display().to_string());
+    let config = dir.path().join("run.yaml");
+    std::fs::write(&config, text).unwrap();
+    let out = dir.path().join("out");
+    let mut args = vec![
+        "--config",
+        config.to_str().unwrap(),
+        "--output",
+        out.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let output = zoo_select(&args);
+    Run { dir, output }
+}
+
+fn config_with_models(models: &str) -> String {
+    format!("dataset: {{root: {{images}}}}\nmodels:{models}\ndevice: cpu\nbatch_size: 4\n")
+}
+
+#[test]
+fn end_to_end_report_matches_the_python_reference() {
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("e2e_expected.json")).unwrap(),
+    )
+    .unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let output = zoo_select(&[
+        "--config",
+        fixtures().join("e2e.yaml").to_str().unwrap(),
+        "--output",
+        out.path().to_str().unwrap(),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("report.json")).unwrap())
+            .unwrap();
+
+    let ds = &report["dataset"];
+    assert_eq!(ds["classes"], expected["classes"]);
+    assert_eq!(ds["images"], expected["images"]);
+    assert_eq!(ds["per_class"], serde_json::json!([7, 7, 8]));
+    assert_eq!(ds["empty_classes"], serde_json::json!(["empty_class"]));
+    let skipped: Vec<(String, String)> = ds["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let p = PathBuf::from(s["path"].as_str().unwrap());
+            (
+                p.file_name().unwrap().to_string_lossy().into_owned(),
+                s["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(skipped.len(), 2);
+    assert_eq!(skipped[0].0, "truncated.png");
+    assert!(
+        skipped[0].1.starts_with("corrupt or truncated image"),
+        "{}",
+        skipped[0].1
+    );
+    assert_eq!(
+        skipped[1],
+        (
+            "notes.txt".to_owned(),
+            "not an image (unrecognised format)".to_owned()
+        )
+    );
+
+    // Scores equal TransRate computed in NumPy on PyTorch forward-hook features of the eager
+    // models (the images are 16 x 16: no resampling, so preprocessing is exact).
+    let want = expected["results"].as_array().unwrap();
+    let got = report["results"].as_array().unwrap();
+    assert_eq!(got.len(), want.len());
+    let mut worst: f64 = 0.0;
+    for (g, w) in got.iter().zip(want) {
+        assert_eq!(
+            (&g["model"], &g["layer"], &g["dim"]),
+            (&w["model"], &w["layer"], &w["dim"])
+        );
+        assert_eq!(g["n"], 22);
+        let (a, b) = (
+            g["scores"]["transrate"].as_f64().unwrap(),
+            w["transrate"].as_f64().unwrap(),
+        );
+        let rel = (a - b).abs() / b.abs();
+        worst = worst.max(rel);
+        assert!(
+            rel < 1e-5,
+            "{} {}: {a} vs reference {b}",
+            g["model"],
+            g["layer"]
+        );
+    }
+    eprintln!("end-to-end worst relative difference: {worst:e}");
+
+    // The recommendation is the best pair; each model's cut is its best layer.
+    let best = want
+        .iter()
+        .max_by(|a, b| {
+            a["transrate"]
+                .as_f64()
+                .unwrap()
+                .total_cmp(&b["transrate"].as_f64().unwrap())
+        })
+        .unwrap();
+    let rec = &report["recommendation"];
+    assert_eq!(
+        (&rec["model"], &rec["layer"], rec["metric"].as_str()),
+        (&best["model"], &best["layer"], Some("transrate"))
+    );
+    assert_eq!(
+        rec["text"].as_str().unwrap(),
+        format!(
+            "Fine-tune {}: keep everything up to {} and re-train what follows (transrate {:.4})",
+            best["model"].as_str().unwrap(),
+            best["layer"].as_str().unwrap(),
+            best["transrate"].as_f64().unwrap()
+        )
+    );
+    for model in ["tiny_a", "tiny_b"] {
+        let best_layer = want
+            .iter()
+            .filter(|r| r["model"] == model)
+            .max_by(|a, b| {
+                a["transrate"]
+                    .as_f64()
+                    .unwrap()
+                    .total_cmp(&b["transrate"].as_f64().unwrap())
+            })
+            .unwrap();
+        assert_eq!(report["layer_cuts"][model]["layer"], best_layer["layer"]);
+    }
+    assert_eq!(report["device"], "cpu");
+    assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
+    let bytes = report["memory"]["accumulator_bytes"].as_u64().unwrap();
+    // 8 bytes x (C D + C D^2 + D) over the 8 (model, layer) pairs, C = 3.
+    let dims = [8u64, 8, 8, 10, 12, 12, 12, 10];
+    assert_eq!(
+        bytes,
+        dims.iter()
+            .map(|d| 8 * (3 * d + 3 * d * d + d))
+            .sum::<u64>()
+    );
+
+    let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "model,layer,metric,score,dim,n");
+    assert_eq!(lines.len(), 1 + 8);
+    assert!(lines[1].starts_with("tiny_a,stem,transrate,"));
+    assert!(std::fs::read_to_string(out.path().join("scores.svg"))
+        .unwrap()
+        .starts_with("<svg"));
+
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains(rec["text"].as_str().unwrap()), "{stdout}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("class folder `empty_class` has no files"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("truncated.png: corrupt or truncated image"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn command_line_overrides_the_config() {
+    let run = run_config(
+        &format!("{}metrics: [transrate]\n", config_with_models(MODEL_A)),
+        &["--max-per-class", "2", "--batch-size", "3", "-q"],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    // The cap takes the first files in sorted order; in stripes/ that includes notes.txt, skipped.
+    assert_eq!(report["dataset"]["per_class"], serde_json::json!([2, 2, 1]));
+    assert_eq!(run.stdout(), "", "-q prints nothing");
+}
+
+#[test]
+fn batch_size_does_not_change_scores() {
+    let a = run_config(&config_with_models(MODEL_A), &["--batch-size", "1", "-q"]);
+    let b = run_config(&config_with_models(MODEL_A), &["--batch-size", "64", "-q"]);
+    let (ra, rb) = (a.report(), b.report());
+    for (x, y) in ra["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(rb["results"].as_array().unwrap())
+    {
+        let (x, y) = (
+            x["scores"]["transrate"].as_f64().unwrap(),
+            y["scores"]["transrate"].as_f64().unwrap(),
+        );
+        assert!((x - y).abs() / y.abs() < 1e-5, "{x} vs {y}");
+    }
+}
+
+#[test]
+fn one_usable_class_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let only = dir.path().join("only");
+    std::fs::create_dir(&only).unwrap();
+    std::fs::copy(
+        fixtures().join("images/circle/circle_00.png"),
+        only.join("a.png"),
+    )
+    .unwrap();
+    std::fs::create_dir(dir.path().join("broken")).unwrap();
+    std::fs::write(dir.path().join("broken/x.png"), b"garbage").unwrap();
+    let yaml = config_with_models(MODEL_A).replace("{images}", &dir.path().display().to_string());
+    let run = run_config(&yaml, &[]);
+    let line = run.error_line();
+    assert!(
+        line.ends_with(
+            "1 class(es) with usable images (only); at least two are needed to compare classes"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn missing_model_file() {
+    let run = run_config(
+        &config_with_models(&MODEL_A.replace("tiny_a.pt", "nope.pt")),
+        &[],
+    );
+    let line = run.error_line();
+    assert!(
+        line.starts_with("error: model `tiny_a`: cannot load "),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("nope.pt: No such file or directory (os error 2)"),
+        "{line}"
+    );
+}
+
+#[test]
+fn unknown_layer_suggests_names_and_the_layers_command() {
+    let run = run_config(
+        &config_with_models(&MODEL_A.replace("[stem, block, tokens, fc]", "[stem, blok]")),
+        &[],
+    );
+    let line = run.error_line();
+    assert!(
+        line.starts_with("error: model `tiny_a` has no submodule `blok` (did you mean `block`"),
+        "{line}"
+    );
+    assert!(
+        line.contains("use `zoo-select layers ") && line.ends_with("tiny_a.pt` to list names"),
+        "{line}"
+    );
+}
+
+#[test]
+fn nan_activations_name_model_and_layer() {
+    let models = "
+  - name: broken
+    path: {zoo}/nan.pt
+    input: {size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [conv, bad]";
+    let run = run_config(&config_with_models(models), &[]);
+    let line = run.error_line();
+    assert!(
+        line.starts_with("error: model `broken`: layer `bad` produced NaN or Inf activations"),
+        "{line}"
+    );
+}
+
+#[test]
+fn frozen_model_is_refused() {
+    let models = "
+  - name: frozen
+    path: {fixtures}/taps/tiny_frozen.pt
+    input: {size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [block]";
+    let line = run_config(&config_with_models(models), &[]).error_line();
+    assert!(line.contains("is frozen (torch.jit.freeze)"), "{line}");
+}
+
+#[test]
+fn cuda_without_cuda_is_an_error() {
+    if tch::Cuda::is_available() {
+        return; // only meaningful on a machine without CUDA
+    }
+    let line = run_config(&config_with_models(MODEL_A), &["--device", "cuda"]).error_line();
+    assert_eq!(
+        line,
+        "error: device `cuda`: CUDA is not available to libtorch here (no NVIDIA driver or GPU found); use `--device cpu`"
+    );
+}
+
+#[test]
+fn config_errors_name_the_key() {
+    let run = run_config(
+        &format!("{}max_per_clas: 3\n", config_with_models(MODEL_A)),
+        &[],
+    );
+    let line = run.error_line();
+    assert!(
+        line.contains("run.yaml: unknown field `max_per_clas`"),
+        "{line}"
+    );
+    let run = run_config(
+        &format!(
+            "{}metrics: [transrate, leap]\n",
+            config_with_models(MODEL_A)
+        ),
+        &[],
+    );
+    assert!(
+        run.error_line()
+            .ends_with("unknown metric `leap` in `metrics`; known: transrate"),
+        "{}",
+        run.stderr()
+    );
+    let run = run_config(
+        &config_with_models(MODEL_A).replace(
+            "dataset: {root: {images}}",
+            "dataset: {root: /does/not/exist}",
+        ),
+        &[],
+    );
+    assert!(
+        run.error_line()
+            .contains("dataset /does/not/exist: cannot open the folder"),
+        "{}",
+        run.stderr()
+    );
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    assert_eq!(zoo_select(&[]).status.code(), Some(2));
+    assert_eq!(zoo_select(&["-v"]).status.code(), Some(2));
+    assert_eq!(
+        zoo_select(&["--config", "x.yaml", "--batch-size", "0"])
+            .status
+            .code(),
+        Some(2)
+    );
+    assert_eq!(zoo_select(&["--frobnicate"]).status.code(), Some(2));
+}
+
+#[test]
+fn layers_command_lists_tappable_names() {
+    let out = zoo_select(&[
+        "layers",
+        fixtures().join("taps/tiny_traced.pt").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(out.status.success());
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "stem",
+            "stem.0",
+            "stem.1",
+            "stem.2",
+            "block",
+            "block.conv1",
+            "block.bn1",
+            "block.relu",
+            "block.conv2",
+            "block.bn2",
+            "tokens",
+            "pool",
+            "fc"
+        ]
+    );
+    assert_eq!(rows[7]["calls"], 2);
+    let out = zoo_select(&["layers", "/no/such/model.pt"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stderr).trim(),
+        "error: model `model`: cannot load /no/such/model.pt: No such file or directory (os error 2)"
+    );
+}
