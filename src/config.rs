@@ -118,11 +118,14 @@ impl Config {
     }
 
     fn resolve_paths(&mut self, base: &Path, config_path: &Path) {
+        // A canonical base lets leading `..` be resolved by popping real folders, which gives the
+        // same file as the OS would and keeps reports free of `configs/../data`.
+        let base = std::fs::canonicalize(base).unwrap_or_else(|_| base.to_owned());
         let join = |p: &Path| {
             if p.is_absolute() {
                 p.to_owned()
             } else {
-                base.join(p)
+                join_relative(&base, p)
             }
         };
         self.dataset.root = join(&self.dataset.root);
@@ -200,6 +203,24 @@ impl Config {
     }
 }
 
+/// `base` joined with a relative path, leading `..` components popping `base`'s own folders.
+fn join_relative(base: &Path, rel: &Path) -> PathBuf {
+    let mut out = base.to_owned();
+    let mut components = rel.components().peekable();
+    while let Some(c) = components.peek() {
+        match c {
+            std::path::Component::ParentDir if out.parent().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            _ => break,
+        }
+        components.next();
+    }
+    out.extend(components);
+    out
+}
+
 fn check_input(input: &InputConfig) -> Result<(), String> {
     if input.size == 0 || input.size > 8192 {
         return Err(format!(
@@ -272,6 +293,14 @@ models:
         assert_eq!(c.dataset.root, Path::new("/cfg/images"));
         assert_eq!(c.models[0].path, Path::new("/cfg/m.pt"));
         assert_eq!(c.output.as_deref(), Some(Path::new("/cfg/runs/exp1")));
+        assert_eq!(
+            join_relative(Path::new("/a/b"), Path::new("../../c/./d")),
+            Path::new("/c/./d")
+        );
+        assert_eq!(
+            join_relative(Path::new("/a/b"), Path::new("./x/../y")),
+            Path::new("/a/b/x/../y")
+        );
     }
 
     #[test]

@@ -7,11 +7,13 @@ use zoo_select::taps;
 
 pub fn run(model: &Path, json: bool) -> anyhow::Result<()> {
     let layers = taps::layers(model)?;
+    let mut out = String::new();
     if json {
         for layer in &layers {
-            println!("{}", serde_json::to_string(layer)?);
+            out += &serde_json::to_string(layer)?;
+            out.push('\n');
         }
-        return Ok(());
+        return Ok(super::write_stdout(&out)?);
     }
     let width = layers
         .iter()
@@ -19,7 +21,7 @@ pub fn run(model: &Path, json: bool) -> anyhow::Result<()> {
         .max()
         .unwrap_or(4)
         .max(4);
-    println!("{:<width$}  calls", "name");
+    out += &format!("{:<width$}  calls\n", "name");
     for layer in &layers {
         let indent = "  ".repeat(depth(&layer.name));
         let name = format!("{indent}{}", layer.name);
@@ -31,9 +33,10 @@ pub fn run(model: &Path, json: bool) -> anyhow::Result<()> {
             ),
             _ => String::new(),
         };
-        println!("{name:<width$}  {:>5}  {note}", layer.calls);
+        out += format!("{name:<width$}  {:>5}  {note}", layer.calls).trim_end();
+        out.push('\n');
     }
-    Ok(())
+    Ok(super::write_stdout(&out)?)
 }
 
 fn depth(name: &str) -> usize {

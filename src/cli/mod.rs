@@ -26,6 +26,8 @@ pub fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `zoo-select layers m.pt | head` is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             progress::clear();
             eprintln!("error: {e:#}");
@@ -45,7 +47,22 @@ fn run(args: &Args) -> anyhow::Result<()> {
     let files = report::write_all(&report, &plan.output)
         .with_context(|| format!("writing the results to {}", plan.output.display()))?;
     if !args.quiet {
-        table::print(&report, &files);
+        table::print(&report, &files)?;
     }
     Ok(())
+}
+
+/// Writes to stdout without panicking when the reader has gone away.
+fn write_stdout(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    out.flush()
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }

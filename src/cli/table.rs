@@ -5,10 +5,9 @@ use std::path::PathBuf;
 
 use zoo_select::report::Report;
 
-pub fn print(report: &Report, files: &[PathBuf]) {
-    print!("{}", render(report));
+pub fn print(report: &Report, files: &[PathBuf]) -> std::io::Result<()> {
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    println!("\nWrote {}", names.join(", "));
+    super::write_stdout(&format!("{}\nWrote {}\n", render(report), names.join(", ")))
 }
 
 pub fn render(report: &Report) -> String {

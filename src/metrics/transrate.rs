@@ -44,7 +44,7 @@ impl Metric for TransRate {
             });
         }
         let r_all =
-            coding_rate(&stats.centred_scatter().map_err(&te)?, n as f64, self.eps).map_err(&te)?;
+            coding_rate(stats.centred_scatter().map_err(&te)?, n as f64, self.eps).map_err(&te)?;
         let mut r_within = 0.0;
         let mut present = 0usize;
         for (class, &n_c) in stats.counts().iter().enumerate() {
@@ -52,26 +52,23 @@ impl Metric for TransRate {
                 continue;
             }
             let scatter = stats.class_scatter_about_global_mean(class).map_err(&te)?;
-            r_within += coding_rate(&scatter, n_c as f64, self.eps).map_err(&te)?;
+            r_within += coding_rate(scatter, n_c as f64, self.eps).map_err(&te)?;
             present += 1;
         }
         Ok(r_all - r_within / present as f64)
     }
 }
 
-/// R = 1/2 logdet(I + scatter / (n eps)) for a (D, D) f64 scatter matrix Z^T Z of n rows.
+/// R = 1/2 logdet(I + scatter / (n eps)) for a (D, D) f64 scatter matrix Z^T Z of n rows,
+/// which is consumed (overwritten in place: at D = 2048 each copy is 32 MB).
 ///
-/// Cholesky gives the log-determinant at a third of the cost of an eigendecomposition; if
-/// rounding has left the matrix not numerically positive definite (possible only for extreme
-/// eps), the eigenvalues of the scatter, clipped at zero, give it instead.
-pub fn coding_rate(scatter: &Tensor, n: f64, eps: f64) -> Result<f64, tch::TchError> {
-    let d = scatter.size()[0];
-    let sym = scatter
-        .f_add(&scatter.f_transpose(0, 1)?)?
-        .f_mul_scalar(0.5)?;
-    let a =
-        Tensor::f_eye(d, (Kind::Double, scatter.device()))?.f_add(&sym.f_div_scalar(n * eps)?)?;
-    let (chol, info) = a.f_linalg_cholesky_ex(false, false)?;
+/// Cholesky gives the log-determinant at a third of the cost of an eigendecomposition, reading
+/// only the lower triangle. If rounding has left the matrix not numerically positive definite
+/// (possible only for extreme eps), the eigenvalues of the scatter, clipped at zero, give it.
+pub fn coding_rate(mut scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::TchError> {
+    let _ = scatter.f_div_scalar_(n * eps)?;
+    let _ = scatter.f_diagonal(0, 0, 1)?.f_add_scalar_(1.0)?;
+    let (chol, info) = scatter.f_linalg_cholesky_ex(false, false)?;
     if info.f_int64_value(&[])? == 0 {
         let logdet = chol
             .f_diagonal(0, 0, 1)?
@@ -81,11 +78,7 @@ pub fn coding_rate(scatter: &Tensor, n: f64, eps: f64) -> Result<f64, tch::TchEr
             * 2.0;
         return Ok(0.5 * logdet);
     }
-    let eig = sym.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
-    Ok(0.5
-        * eig
-            .f_div_scalar(n * eps)?
-            .f_log1p()?
-            .f_sum(Kind::Double)?
-            .f_double_value(&[])?)
+    let _ = scatter.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
+    let eig = scatter.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
+    Ok(0.5 * eig.f_log1p()?.f_sum(Kind::Double)?.f_double_value(&[])?)
 }

@@ -192,22 +192,24 @@ impl ClassMoments {
     pub fn centred_scatter(&self) -> Result<Tensor, TchError> {
         let second = self.second_moments()?;
         let m = self.shifted_mean()?;
-        let total = second.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
-        total.f_sub(&m.f_outer(&m)?.f_mul_scalar(self.total() as f64)?)
+        let mut total = second.f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
+        let _ = total.f_addr_(&m.f_mul_scalar(-(self.total() as f64))?, &m)?;
+        Ok(total)
     }
 
-    /// Z_c^T Z_c for the rows of class `class` centred by the GLOBAL mean, (D, D):
-    /// S_c - s_c m^T - m s_c^T + n_c m m^T. Needs second moments.
+    /// Z_c^T Z_c for the rows of class `class` centred by the GLOBAL mean, (D, D), a fresh
+    /// tensor: S_c - s_c m^T - m s_c^T + n_c m m^T = S_c + (n_c m - s_c) m^T - m s_c^T.
+    /// Needs second moments.
     pub fn class_scatter_about_global_mean(&self, class: usize) -> Result<Tensor, TchError> {
         let second = self.second_moments()?;
         let m = self.shifted_mean()?;
-        let c = class as i64;
-        let cross = self.sums.f_select(0, c)?.f_outer(&m)?;
-        second
-            .f_select(0, c)?
-            .f_sub(&cross)?
-            .f_sub(&cross.f_transpose(0, 1)?)?
-            .f_add(&m.f_outer(&m)?.f_mul_scalar(self.counts[class] as f64)?)
+        let s_c = self.sums.f_select(0, class as i64)?;
+        let s_cc = second.f_select(0, class as i64)?;
+        let mut out = Tensor::f_empty_like(&s_cc)?;
+        out.f_copy_(&s_cc)?;
+        let _ = out.f_addr_(&m.f_mul_scalar(self.counts[class] as f64)?.f_sub(&s_c)?, &m)?;
+        let _ = out.f_addr_(&m.f_neg()?, &s_c)?;
+        Ok(out)
     }
 
     fn second_moments(&self) -> Result<&Tensor, TchError> {
