@@ -80,6 +80,13 @@ pub enum Error {
         message: String,
     },
 
+    /// A libtorch failure outside any one model (moving a batch to the device, ...).
+    #[error("{context}: {message}")]
+    TorchOp {
+        context: &'static str,
+        message: String,
+    },
+
     #[error("{context} {}: {source}", .path.display())]
     Io {
         context: &'static str,
@@ -130,6 +137,13 @@ impl Error {
     pub fn torch(model: &str, context: &'static str, err: tch::TchError) -> Self {
         Error::Torch {
             model: model.to_owned(),
+            context,
+            message: torch_message(&err),
+        }
+    }
+
+    pub fn torch_op(context: &'static str, err: tch::TchError) -> Self {
+        Error::TorchOp {
             context,
             message: torch_message(&err),
         }

@@ -14,6 +14,8 @@ fn zoo_select(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_zoo-select"))
         .args(args)
         .env_remove("RUST_LOG")
+        // cargo test points LD_LIBRARY_PATH at libtorch; users do not have it.
+        .env_remove("LD_LIBRARY_PATH")
         .output()
         .expect("zoo-select runs")
 }

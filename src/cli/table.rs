@@ -16,13 +16,14 @@ pub fn render(report: &Report) -> String {
     let layer_w = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
     let ds = &report.dataset;
     let mut out = format!(
-        "{} images, {} classes, {} skipped; device {}; pass {:.1} s ({:.0} images/s)\n\n",
+        "{} images, {} classes, {} skipped; device {}; pass {:.1} s ({:.0} images/s); statistics {:.1} MiB\n\n",
         ds.images,
         ds.classes.len(),
         ds.skipped.len(),
         report.device,
         report.timing.pass_s,
-        report.timing.images_per_s
+        report.timing.images_per_s,
+        report.memory.accumulator_bytes as f64 / (1024.0 * 1024.0)
     );
     out += &format!(
         "{:>4}  {:<model_w$}  {:<layer_w$}  {:>6}",

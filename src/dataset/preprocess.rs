@@ -11,7 +11,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use image::imageops::{self, FilterType};
-use image::{ImageReader, RgbImage};
+use image::{ImageError, ImageReader, RgbImage};
 
 /// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -42,9 +42,11 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     if reader.format().is_none() {
         return Err("not an image (unrecognised format)".to_owned());
     }
-    let image = reader
-        .decode()
-        .map_err(|e| format!("corrupt or truncated image: {e}"))?;
+    let image = reader.decode().map_err(|e| match e {
+        ImageError::Unsupported(_) => format!("unsupported image: {e}"),
+        ImageError::Limits(_) => format!("too large to decode: {e}"),
+        _ => format!("corrupt or truncated image: {e}"),
+    })?;
     if image.width() == 0 || image.height() == 0 {
         return Err("empty image (zero width or height)".to_owned());
     }

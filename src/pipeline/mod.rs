@@ -200,9 +200,9 @@ fn consume(
                 tracing::debug_span!("batch", index = batch.index, images = batch.labels.len())
                     .entered();
             let inputs = to_device(&batch, geometries, device)
-                .map_err(|e| Error::torch("-", "moving a batch to the device", e))?;
+                .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
             let labels = BatchLabels::new(&batch.labels, device)
-                .map_err(|e| Error::torch("-", "moving labels to the device", e))?;
+                .map_err(|e| Error::torch_op("moving labels to the device", e))?;
             for ((model, model_stores), &g) in
                 models.iter().zip(stores.iter_mut()).zip(&geometry_of)
             {

@@ -214,7 +214,9 @@ std::pair<std::string, long> split_occurrence(const std::string& spec) {
 
 Module load(const char* path) {
   try {
-    return torch::jit::load(path);
+    // On the CPU whatever device the tensors were saved from: the rewrite needs no device, and
+    // Rust loads the result onto the run's device.
+    return torch::jit::load(path, torch::kCPU);
   } catch (const c10::Error& e) {
     throw TapError{ZS_LOAD, "", e.what_without_backtrace()};
   } catch (const std::exception& e) {
