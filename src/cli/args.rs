@@ -51,10 +51,13 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// List a TorchScript model's submodules: the names `layers:` accepts and whether each can be tapped
+    /// List a model's submodules: the names `layers:` accepts, their output shapes, the stages
     Layers {
-        /// A TorchScript file (scripted or traced)
+        /// A TorchScript file (scripted or traced) or a manifest (zoo/<name>.yaml)
         model: PathBuf,
+        /// Side of the blank probe image (default: the manifest's input size, else 224)
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=8192))]
+        input_size: Option<u32>,
         /// One JSON object per line instead of the tree
         #[arg(long)]
         json: bool,

@@ -18,10 +18,15 @@ use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
 pub fn main() -> ExitCode {
+    quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
     let result = match &args.command {
-        Some(Command::Layers { model, json }) => layers::run(model, *json),
+        Some(Command::Layers {
+            model,
+            input_size,
+            json,
+        }) => layers::run(model, *input_size, *json),
         None => run(&args),
     };
     match result {
@@ -50,6 +55,20 @@ fn run(args: &Args) -> anyhow::Result<()> {
         table::print(&report, &files)?;
     }
     Ok(())
+}
+
+/// A decoder panicking on a malformed image is caught and the file reported as skipped; its
+/// panic message must not also spill over the terminal. Every other panic prints as usual.
+fn quiet_decoder_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let decoding = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(pipeline::DECODE_THREAD));
+        if !decoding {
+            default(info);
+        }
+    }));
 }
 
 /// Writes to stdout without panicking when the reader has gone away.

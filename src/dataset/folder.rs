@@ -119,17 +119,22 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-/// Files of `dir` in sorted order, then those of its sub-folders, each folder in sorted order.
+/// Every file under `dir` in torchvision's order: folders sorted by their whole path as a string
+/// (`sorted(os.walk(dir))`, so `b-c` comes before `b/x`), files sorted by name within each.
 fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let entries = read_dir_sorted(dir)?;
-    let (dirs, files): (Vec<_>, Vec<_>) = entries
-        .into_iter()
-        .filter(|p| !is_hidden(p))
-        .partition(|p| p.is_dir());
-    out.extend(files);
-    for sub in dirs {
-        collect_files(&sub, out)?;
+    use std::os::unix::ffi::OsStrExt;
+    let mut folders: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(folder) = pending.pop() {
+        let (dirs, files): (Vec<_>, Vec<_>) = read_dir_sorted(&folder)?
+            .into_iter()
+            .filter(|p| !is_hidden(p))
+            .partition(|p| p.is_dir());
+        pending.extend(dirs);
+        folders.push((folder, files));
     }
+    folders.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    out.extend(folders.into_iter().flat_map(|(_, files)| files));
     Ok(())
 }
 
@@ -148,6 +153,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path();
         for f in [
+            "a/sub-x/2.png",
+            "a/sub/deep/1.png",
             "b/2.png",
             "b/1.png",
             "a/z.png",
@@ -167,9 +174,12 @@ mod tests {
             .iter()
             .map(|i| (i.path.strip_prefix(root).unwrap().to_owned(), i.label))
             .collect();
+        // As sorted(os.walk("a")): "a/sub-x" comes before "a/sub/deep" because '-' < '/'.
         let want: Vec<(PathBuf, usize)> = vec![
             ("a/z.png".into(), 0),
             ("a/sub/0.png".into(), 0),
+            ("a/sub-x/2.png".into(), 0),
+            ("a/sub/deep/1.png".into(), 0),
             ("b/1.png".into(), 1),
             ("b/2.png".into(), 1),
         ];

@@ -1,5 +1,6 @@
 //! Decoding and geometry, on the CPU: decode, convert to RGB (grey replicated, alpha dropped),
-//! resize the shorter side to `resize` (bilinear), centre-crop `size` x `size`. The result stays
+//! resize the shorter side to `resize` (bilinear unless the model asks for bicubic or nearest),
+//! centre-crop `size` x `size`. The result stays
 //! 8-bit RGB, height x width x 3; scaling to [0, 1] and normalising happen on the device, per model.
 //!
 //! The arithmetic follows torchvision's `Resize(resize)` + `CenterCrop(size)`: the longer side
@@ -13,14 +14,25 @@ use std::path::Path;
 use image::imageops::{self, FilterType};
 use image::{ImageError, ImageReader, RgbImage};
 
+use crate::config::{InputConfig, Interpolation};
+
 /// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Geometry {
     pub size: u32,
     pub resize: u32,
+    pub filter: Interpolation,
 }
 
 impl Geometry {
+    pub fn of(input: &InputConfig) -> Geometry {
+        Geometry {
+            size: input.size,
+            resize: input.resize_or_size(),
+            filter: input.interpolation,
+        }
+    }
+
     pub fn bytes(&self) -> usize {
         self.size as usize * self.size as usize * 3
     }
@@ -31,7 +43,20 @@ impl Geometry {
 pub fn load(path: &Path, geometries: &[Geometry]) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let image = decode(&bytes)?;
-    Ok(geometries.iter().map(|g| fit(&image, *g)).collect())
+    geometries.iter().map(|g| fit_checked(&image, *g)).collect()
+}
+
+/// The most pixels an intermediate resized image may have (about 200 MB of RGB): only an
+/// absurd aspect ratio (a 1 x 20000 strip resized to a 256 short side) comes near it.
+const MAX_RESIZED_PIXELS: u64 = 64 << 20;
+
+fn fit_checked(image: &RgbImage, g: Geometry) -> Result<Vec<u8>, String> {
+    let (w, h) = image.dimensions();
+    let (new_w, new_h) = resized_dims(w, h, g.resize);
+    if new_w as u64 * new_h as u64 > MAX_RESIZED_PIXELS {
+        return Err(format!("aspect ratio too extreme ({w} x {h}): resizing its shorter side to {} would make {new_w} x {new_h} pixels", g.resize));
+    }
+    Ok(fit(image, g))
 }
 
 /// Any format the `image` crate reads, as 8-bit RGB.
@@ -61,7 +86,14 @@ pub fn fit(image: &RgbImage, g: Geometry) -> Vec<u8> {
     let source = if (new_w, new_h) == (w, h) {
         image
     } else {
-        resized = imageops::resize(image, new_w, new_h, FilterType::Triangle);
+        let filter = match g.filter {
+            // The image crate's triangle and Catmull-Rom filters widen their support when
+            // shrinking, as PIL's bilinear and bicubic (a = -0.5) do.
+            Interpolation::Bilinear => FilterType::Triangle,
+            Interpolation::Bicubic => FilterType::CatmullRom,
+            Interpolation::Nearest => FilterType::Nearest,
+        };
+        resized = imageops::resize(image, new_w, new_h, filter);
         &resized
     };
     let left = crop_offset(new_w, g.size);
@@ -111,7 +143,14 @@ mod tests {
     #[test]
     fn exact_size_images_are_not_resampled() {
         let img = RgbImage::from_fn(4, 4, |x, y| Rgb([(x * 40 + y) as u8, (y * 50) as u8, 7]));
-        let out = fit(&img, Geometry { size: 4, resize: 4 });
+        let out = fit(
+            &img,
+            Geometry {
+                size: 4,
+                resize: 4,
+                filter: Interpolation::Bilinear,
+            },
+        );
         assert_eq!(out, img.as_raw().clone());
     }
 
@@ -125,20 +164,52 @@ mod tests {
                 Rgb([200, 200, 200])
             }
         });
-        let out = fit(&img, Geometry { size: 4, resize: 4 });
+        let out = fit(
+            &img,
+            Geometry {
+                size: 4,
+                resize: 4,
+                filter: Interpolation::Bilinear,
+            },
+        );
         assert_eq!(out.len(), 4 * 4 * 3);
         let first_row: Vec<u8> = out[..12].iter().step_by(3).copied().collect();
         assert_eq!(first_row, [10, 10, 200, 200]);
         // A constant image stays constant through a real resample.
         let flat = RgbImage::from_pixel(30, 20, Rgb([9, 99, 199]));
-        let out = fit(
-            &flat,
+        for filter in [
+            Interpolation::Bilinear,
+            Interpolation::Bicubic,
+            Interpolation::Nearest,
+        ] {
+            let out = fit(
+                &flat,
+                Geometry {
+                    size: 8,
+                    resize: 10,
+                    filter,
+                },
+            );
+            assert!(out.chunks(3).all(|p| p == [9, 99, 199]), "{filter:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_aspect_ratios_are_refused_not_allocated() {
+        let strip = RgbImage::from_pixel(1, 300_000, Rgb([1, 2, 3]));
+        let err = fit_checked(
+            &strip,
             Geometry {
-                size: 8,
-                resize: 10,
+                size: 224,
+                resize: 256,
+                filter: Interpolation::Bilinear,
             },
+        )
+        .unwrap_err();
+        assert!(
+            err.starts_with("aspect ratio too extreme (1 x 300000)"),
+            "{err}"
         );
-        assert!(out.chunks(3).all(|p| p == [9, 99, 199]));
     }
 
     #[test]

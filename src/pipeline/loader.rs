@@ -2,8 +2,9 @@
 //! the zoo, and hand whole batches to the device thread through a bounded channel, so decoding
 //! overlaps the forward passes and memory holds only a few batches whatever the dataset size.
 //!
-//! A file that cannot be decoded becomes a `Skip` in its batch. A panic in a worker becomes a
-//! `Message::Failed`, so the device thread stops with an error instead of waiting forever.
+//! A file that cannot be decoded, even one that makes the decoder panic, becomes a `Skip` in its
+//! batch. Any other panic in a worker becomes a `Message::Failed`, so the device thread stops
+//! with an error instead of waiting forever.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
@@ -11,6 +12,10 @@ use crossbeam_channel::Sender;
 use rayon::prelude::*;
 
 use crate::dataset::{self, Geometry, Item, Skip};
+
+/// Decoding threads are named with this prefix (the binary keeps their panics off the terminal:
+/// each is reported as a skipped file).
+pub const DECODE_THREAD: &str = "zoo-select-decode-";
 
 /// Preprocessed images of one batch.
 pub struct Batch {
@@ -39,7 +44,7 @@ pub fn produce(
 ) {
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
-        .thread_name(|i| format!("decode-{i}"))
+        .thread_name(|i| format!("{DECODE_THREAD}{i}"))
         .build()
     {
         Ok(pool) => pool,
@@ -67,9 +72,19 @@ pub fn produce(
 
 fn make_batch(index: usize, chunk: &[Item], geometries: &[Geometry]) -> Batch {
     let _span = tracing::trace_span!("decode", batch = index).entered();
+    // A decoder that panics on one malformed file costs that file, not the run.
     let decoded: Vec<_> = chunk
         .par_iter()
-        .map(|item| dataset::load(&item.path, geometries))
+        .map(|item| {
+            catch_unwind(AssertUnwindSafe(|| dataset::load(&item.path, geometries))).unwrap_or_else(
+                |panic| {
+                    Err(format!(
+                        "the decoder failed: {}",
+                        panic_text(panic.as_ref())
+                    ))
+                },
+            )
+        })
         .collect();
     let mut batch = Batch {
         index,

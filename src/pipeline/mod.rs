@@ -8,6 +8,7 @@
 mod loader;
 mod progress;
 
+pub use loader::DECODE_THREAD;
 pub use progress::{Progress, Silent};
 
 use std::path::PathBuf;
@@ -85,7 +86,7 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
         folder.root.display()
     );
 
-    let models = cfg
+    let models = plan
         .models
         .iter()
         .map(|m| ZooModel::load(m, plan.device))

@@ -18,6 +18,7 @@ use crate::config::TransRateConfig;
 use crate::dataset::Skip;
 use crate::pipeline::{Outcome, Timing};
 use crate::plan::Plan;
+use crate::zoo::ModelSpec;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -25,6 +26,8 @@ pub struct Report {
     pub version: &'static str,
     pub config: PathBuf,
     pub device: String,
+    /// The models as resolved: file, manifest, input, layout, layers, head.
+    pub models: Vec<ModelSpec>,
     pub dataset: DatasetReport,
     /// The metrics computed; the first is the primary one.
     pub metrics: Vec<String>,
@@ -91,6 +94,7 @@ impl Report {
             version: env!("CARGO_PKG_VERSION"),
             config: plan.config_path.clone(),
             device: outcome.device,
+            models: plan.models.clone(),
             dataset: DatasetReport {
                 root: outcome.root,
                 images: per_class.iter().sum(),

@@ -1,6 +1,6 @@
-//! Writes the run's files. Each file is written to a temporary name in the output folder and
-//! renamed into place, and report.json goes last: a reader never sees half a file, and a
-//! report.json that exists belongs to a run that finished.
+//! Writes the run's files. All three are first written in full to temporary names in the output
+//! folder, then renamed into place, report.json last: a reader never sees half a file, and the
+//! files of an earlier run are replaced only once the new ones are complete.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -12,16 +12,24 @@ use crate::error::{Error, Result};
 pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     std::fs::create_dir_all(dir)
         .map_err(|e| Error::io("cannot create the output folder", dir, e))?;
-    let csv = dir.join("scores.csv");
-    write_atomic(&csv, &scores_csv(report)?)?;
-    let svg = dir.join("scores.svg");
-    write_atomic(&svg, figure::svg(report).as_bytes())?;
     let json = dir.join("report.json");
-    let mut text = serde_json::to_vec_pretty(report)
+    let mut report_text = serde_json::to_vec_pretty(report)
         .map_err(|e| Error::io("cannot encode", &json, e.into()))?;
-    text.push(b'\n');
-    write_atomic(&json, &text)?;
-    Ok(vec![json, csv, svg])
+    report_text.push(b'\n');
+    let files = [
+        (dir.join("scores.csv"), scores_csv(report)?),
+        (dir.join("scores.svg"), figure::svg(report).into_bytes()),
+        (json, report_text),
+    ];
+    let staged = files
+        .iter()
+        .map(|(path, bytes)| stage(path, bytes))
+        .collect::<Result<Vec<_>>>()?;
+    for ((path, _), tmp) in files.iter().zip(staged) {
+        tmp.persist(path)
+            .map_err(|e| Error::io("cannot write", path, e.error))?;
+    }
+    Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
 /// One row per (model, layer, metric), in the report's order.
@@ -55,16 +63,19 @@ pub fn scores_csv(report: &Report) -> Result<Vec<u8>> {
     })
 }
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+/// The bytes in a temporary file beside `path`, readable as a normal file would be.
+fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
+    use std::os::unix::fs::PermissionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp =
-        tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io("cannot write in", dir, e))?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".zoo-select-")
+        .permissions(std::fs::Permissions::from_mode(0o644))
+        .tempfile_in(dir)
+        .map_err(|e| Error::io("cannot write in", dir, e))?;
     tmp.write_all(bytes)
         .map_err(|e| Error::io("cannot write", path, e))?;
     tmp.as_file()
         .sync_all()
         .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.persist(path)
-        .map_err(|e| Error::io("cannot write", path, e.error))?;
-    Ok(())
+    Ok(tmp)
 }

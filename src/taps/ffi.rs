@@ -23,6 +23,7 @@ pub const ZS_NOT_CALLED: c_int = 5;
 pub const ZS_OCCURRENCE: c_int = 6;
 pub const ZS_NOT_TENSOR: c_int = 7;
 pub const ZS_BAD_NAME: c_int = 8;
+pub const ZS_SIGNATURE: c_int = 10;
 
 extern "C" {
     pub fn zs_taps_rewrite(

@@ -108,7 +108,8 @@ fn c_path(model: &str, path: &Path) -> Result<CString> {
             reason: e.to_string(),
         });
     }
-    CString::new(path.to_string_lossy().as_bytes()).map_err(|_| Error::ModelLoad {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::ModelLoad {
         model: model.to_owned(),
         path: path.to_owned(),
         reason: "the path contains a NUL byte".into(),
@@ -154,6 +155,11 @@ fn shim_error(model: &str, path: &Path, code: i32, err: &mut ffi::ZsError) -> Er
         ffi::ZS_OCCURRENCE => not_tappable(format!("forward calls it only {detail} time(s)")),
         ffi::ZS_NOT_TENSOR => not_tappable(format!("its output is {detail}, not a tensor")),
         ffi::ZS_BAD_NAME => not_tappable(detail),
+        ffi::ZS_SIGNATURE => Error::ModelLoad {
+            model: model.clone(),
+            path: path.to_owned(),
+            reason: detail,
+        },
         _ => Error::Torch {
             model,
             context: "rewriting the graph for taps",

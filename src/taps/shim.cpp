@@ -76,9 +76,13 @@ std::optional<std::string> receiver_path(Value* v, Value* self) {
   return path;
 }
 
+// `forward`, a traced module's repeated-call copies `forward1`, `forward2`, ..., and a scripted
+// overload `forward__0`, `forward__1`, ... (torchvision's DenseNet layers).
 bool is_forward(const std::string& method) {
   if (method.rfind("forward", 0) != 0) return false;
-  for (size_t i = 7; i < method.size(); ++i) {
+  size_t i = 7;
+  if (method.compare(i, 2, "__") == 0 && method.size() > i + 2) i += 2;
+  for (; i < method.size(); ++i) {
     if (method[i] < '0' || method[i] > '9') return false;
   }
   return true;
@@ -104,83 +108,190 @@ Module module_at(const Module& root, const std::string& path) {
   return m;
 }
 
-// The result of walking `forward`: a graph in which every call of a wanted submodule that runs
-// unconditionally is followed by a marker node holding its outputs, in program order.
+// The result of walking `forward`: a graph in which every unconditional call of a wanted
+// submodule is followed by a marker node holding its outputs, in program order, and a record of
+// the wanted submodules that are also called inside a loop or a data-dependent branch.
 struct Walk {
   std::shared_ptr<Graph> graph;
   std::map<std::string, std::vector<Node*>> markers;
+  // path -> "loop" or "branch", the first place such a call was seen.
+  std::map<std::string, std::string> nested;
 };
 
-Walk walk_forward(const Module& root, const std::set<std::string>& wanted) {
-  Walk w;
-  w.graph = root.get_method("forward").graph()->copy();
-  Graph& g = *w.graph;
-  Value* self = g.inputs().at(0);
-  auto encloses_wanted = [&](const std::string& path) {
-    for (const auto& name : wanted) {
+class Walker {
+ public:
+  Walker(const Module& root, const std::set<std::string>& wanted) : root_(root), wanted_(wanted) {}
+
+  Walk run() {
+    auto method = root_.get_method("forward");
+    w_.graph = method.graph()->copy();
+    self_ = w_.graph->inputs().at(0);
+    bind_defaults(method.function().getSchema());
+    walk(w_.graph->block(), nullptr);
+    return std::move(w_);
+  }
+
+ private:
+  bool encloses_wanted(const std::string& path) const {
+    for (const auto& name : wanted_) {
       if (encloses(path, name)) return true;
     }
     return false;
-  };
-  Block* top = g.block();
-  for (Node* n = top->nodes().front(); n != top->return_node();) {
-    if (n->kind() != c10::prim::CallMethod) {
-      n = n->next();
-      continue;
-    }
-    auto path = receiver_path(n->input(0), self);
-    if (!path) {
-      n = n->next();
-      continue;
-    }
-    const std::string method = n->s(c10::attr::name);
-    Node* next = n->next();
-    if (wanted.count(*path) != 0 && is_forward(method)) {
-      // The marker keeps the value reachable if this call is inlined below.
-      Node* marker = g.createTuple(n->outputs());
-      marker->insertAfter(n);
-      w.markers[*path].push_back(marker);
-      next = marker->next();
-    }
-    if (encloses_wanted(*path)) {
-      Node* before = n->prev();
-      Module owner = module_at(root, *path);
-      auto& fn = torch::jit::toGraphFunction(owner.get_method(method).function());
-      // The three-argument form inlines the unoptimised graph, which still has the
-      // submodule calls; the optimised one is already flattened.
-      torch::jit::inlineCallTo(n, &fn, fn.graph().get());
-      n = before->next();
-      continue;
-    }
-    n = next;
   }
-  return w;
-}
 
-// Why a wanted submodule has no unconditional call: look for calls of it (or of an enclosing
-// module) inside loops and branches.
-TapError diagnose(const Module& root, Walk& w, const std::string& name) {
-  Value* self = w.graph->inputs().at(0);
-  bool any_call = false;
-  std::vector<Block*> stack = {w.graph->block()};
-  while (!stack.empty()) {
-    Block* b = stack.back();
-    stack.pop_back();
-    for (Node* n : b->nodes()) {
-      for (Block* sub : n->blocks()) stack.push_back(sub);
-      if (n->kind() != c10::prim::CallMethod) continue;
-      any_call = true;
-      auto path = receiver_path(n->input(0), self);
-      if (!path || b == w.graph->block()) continue;
-      if (*path == name || encloses(*path, name)) {
-        Node* owner = b->owningNode();
-        std::string where = owner->kind() == c10::prim::Loop ? "loop" : "branch";
-        return {ZS_NESTED, name, where};
+  // zoo-select feeds forward one image batch. Further parameters (timm's `attn_mask=None`,
+  // `is_causal=False`) become constants holding their defaults, which also lets branches on
+  // them be resolved.
+  void bind_defaults(const c10::FunctionSchema& schema) {
+    Graph& g = *w_.graph;
+    const auto& args = schema.arguments();
+    if (g.inputs().size() < 2) throw TapError{ZS_SIGNATURE, "", "forward takes no input"};
+    torch::jit::WithInsertPoint at(g.block()->nodes().front());
+    while (g.inputs().size() > 2) {
+      size_t i = g.inputs().size() - 1;
+      if (i >= args.size() || !args[i].default_value()) {
+        std::string name = i < args.size() ? args[i].name() : std::to_string(i);
+        throw TapError{ZS_SIGNATURE, "", "forward's parameter `" + name + "` has no default; zoo-select passes only the image batch"};
+      }
+      Value* c = g.insertConstant(*args[i].default_value());
+      g.inputs()[i]->replaceAllUsesWith(c);
+      g.eraseInput(i);
+    }
+  }
+
+  // Whether a value is None, when that is fixed: a None constant, or a type that cannot be None.
+  static std::optional<bool> static_is_none(Value* v) {
+    if (v->type()->kind() == c10::TypeKind::NoneType) return true;
+    if (v->node()->kind() == c10::prim::Constant) {
+      auto iv = torch::jit::toIValue(v);
+      if (iv) return iv->isNone();
+    }
+    if (v->type()->kind() != c10::TypeKind::OptionalType) return false;
+    return std::nullopt;
+  }
+
+  // The value of a branch condition when it is fixed by the module itself: a constant, a bool
+  // attribute of a submodule (a configuration flag such as timm's `use_conv_mlp`), or
+  // `training`, which is false because every run is in eval mode; or its negation.
+  std::optional<bool> static_bool(Value* v) const {
+    Node* n = v->node();
+    if (n->kind() == c10::prim::Constant) {
+      auto iv = torch::jit::toIValue(v);
+      if (iv && iv->isBool()) return iv->toBool();
+      return std::nullopt;
+    }
+    if (n->kind() == c10::aten::__not__) {
+      auto b = static_bool(n->input(0));
+      return b ? std::optional<bool>(!*b) : std::nullopt;
+    }
+    if (n->kind() == c10::aten::__is__ || n->kind() == c10::aten::__isnot__) {
+      // `x is None`: known when one side is None and the other's None-ness is known.
+      auto a = static_is_none(n->input(0));
+      auto b = static_is_none(n->input(1));
+      std::optional<bool> is;
+      if (b && *b) is = a;
+      if (a && *a) is = b;
+      if (!is) return std::nullopt;
+      return n->kind() == c10::aten::__is__ ? *is : !*is;
+    }
+    if (n->kind() == c10::prim::GetAttr && v->type()->kind() == c10::TypeKind::BoolType) {
+      auto owner = receiver_path(n->input(0), self_);
+      if (!owner) return std::nullopt;
+      const std::string attr = n->s(c10::attr::name);
+      if (attr == "training") return false;
+      try {
+        c10::IValue value = module_at(root_, *owner).attr(attr);
+        if (value.isBool()) return value.toBool();
+      } catch (const c10::Error&) {
+        // Not a module attribute after all: leave the branch alone.
       }
     }
+    return std::nullopt;
   }
-  if (!any_call) return {ZS_FROZEN, name, ""};
-  return {ZS_NOT_CALLED, name, ""};
+
+  // Walks a block in program order. `place` is null at the top level, else "loop" or "branch".
+  void walk(Block* block, const char* place) {
+    Graph& g = *w_.graph;
+    for (Node* n = block->nodes().front(); n != block->return_node();) {
+      if (n->kind() == c10::prim::If) {
+        if (auto cond = static_bool(n->input(0))) {
+          // Splice the branch that runs in place of the If and walk it as straight-line code.
+          Node* before = n->prev();
+          Block* taken = n->blocks().at(*cond ? 0 : 1);
+          while (taken->nodes().begin() != taken->nodes().end()) taken->nodes().front()->moveBefore(n);
+          for (size_t i = 0; i < n->outputs().size(); ++i) {
+            n->outputs()[i]->replaceAllUsesWith(taken->outputs()[i]);
+          }
+          n->destroy();
+          n = before->next();
+          continue;
+        }
+      }
+      if (!n->blocks().empty()) {
+        const char* inner = place ? place : (n->kind() == c10::prim::Loop ? "loop" : "branch");
+        for (Block* sub : n->blocks()) walk(sub, inner);
+        n = n->next();
+        continue;
+      }
+      if (n->kind() != c10::prim::CallMethod) {
+        n = n->next();
+        continue;
+      }
+      auto path = receiver_path(n->input(0), self_);
+      if (!path) {
+        n = n->next();
+        continue;
+      }
+      const std::string method = n->s(c10::attr::name);
+      Node* next = n->next();
+      if (wanted_.count(*path) != 0 && is_forward(method)) {
+        if (place == nullptr) {
+          // The marker keeps the value reachable if this call is inlined below.
+          Node* marker = g.createTuple(n->outputs());
+          marker->insertAfter(n);
+          w_.markers[*path].push_back(marker);
+          next = marker->next();
+        } else {
+          w_.nested.emplace(*path, place);
+        }
+      }
+      if (encloses_wanted(*path)) {
+        Node* before = n->prev();
+        Module owner = module_at(root_, *path);
+        auto& fn = torch::jit::toGraphFunction(owner.get_method(method).function());
+        // The three-argument form inlines the unoptimised graph, which still has the
+        // submodule calls; the optimised one is already flattened.
+        torch::jit::inlineCallTo(n, &fn, fn.graph().get());
+        n = before->next();
+        continue;
+      }
+      n = next;
+    }
+  }
+
+  const Module& root_;
+  const std::set<std::string>& wanted_;
+  Walk w_;
+  Value* self_ = nullptr;
+};
+
+Walk walk_forward(const Module& root, const std::set<std::string>& wanted) {
+  return Walker(root, wanted).run();
+}
+
+// Why the calls of a wanted submodule cannot be tapped, if they cannot. A submodule called in a
+// loop or a data-dependent branch has no single output per pass (even if it is also called
+// unconditionally: a forward hook would keep the conditional call's value when it runs).
+std::optional<TapError> untappable(const Walk& w, const std::string& name, const std::string& spec) {
+  auto nested = w.nested.find(name);
+  if (nested != w.nested.end()) return TapError{ZS_NESTED, spec, nested->second};
+  if (w.markers.count(name) == 0) return TapError{ZS_NOT_CALLED, spec, ""};
+  Node* last = w.markers.at(name).back();
+  if (last->inputs().size() != 1) return TapError{ZS_NOT_TENSOR, spec, "several values"};
+  if (!last->input(0)->type()->cast<c10::TensorType>()) {
+    return TapError{ZS_NOT_TENSOR, spec, last->input(0)->type()->str()};
+  }
+  return std::nullopt;
 }
 
 std::vector<std::string> module_names(const Module& root) {
@@ -245,17 +356,14 @@ std::string rewrite(const char* model_path, const std::vector<std::string>& spec
   std::vector<Value*> outputs = {g.outputs().at(0)};
   for (size_t i = 0; i < taps.size(); ++i) {
     const auto& [base, k] = taps[i];
-    auto found = w.markers.find(base);
-    if (found == w.markers.end()) throw diagnose(root, w, base);
-    const auto& calls = found->second;
+    if (auto why = untappable(w, base, specs[i])) throw *why;
+    const auto& calls = w.markers.at(base);
     if (k > static_cast<long>(calls.size())) {
       throw TapError{ZS_OCCURRENCE, specs[i], std::to_string(calls.size())};
     }
     Node* marker = k == 0 ? calls.back() : calls.at(k - 1);
-    if (marker->inputs().size() != 1 ||
-        !marker->input(0)->type()->cast<c10::TensorType>()) {
-      std::string type = marker->inputs().size() == 1 ? marker->input(0)->type()->str() : "several values";
-      throw TapError{ZS_NOT_TENSOR, specs[i], type};
+    if (!marker->input(0)->type()->cast<c10::TensorType>()) {
+      throw TapError{ZS_NOT_TENSOR, specs[i], marker->input(0)->type()->str()};
     }
     // Clone right where the value is made: in-place ops later in the network (a ReLU after a
     // BatchNorm, a residual `+=`) would otherwise change what was captured.
@@ -297,9 +405,12 @@ std::string layers(const char* model_path) {
     auto found = w.markers.find(name);
     size_t calls = found == w.markers.end() ? 0 : found->second.size();
     std::string why;
-    if (calls == 0) {
-      TapError e = diagnose(root, w, name);
-      why = e.code == ZS_NESTED ? "called inside a " + e.detail : "not called by forward";
+    if (auto e = untappable(w, name, name)) {
+      switch (e->code) {
+        case ZS_NESTED: why = "called inside a " + e->detail; break;
+        case ZS_NOT_CALLED: why = "not called by forward"; break;
+        default: why = "its output is " + e->detail + ", not a tensor";
+      }
     }
     out += name + '\t' + std::to_string(calls) + '\t' + why + '\n';
   }

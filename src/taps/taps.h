@@ -29,7 +29,8 @@ enum {
   ZS_OCCURRENCE = 6,  // NAME#K beyond the number of calls; detail: that number
   ZS_NOT_TENSOR = 7,  // detail: the output's type
   ZS_BAD_NAME = 8,    // detail: what a name should look like
-  ZS_INTERNAL = 9     // detail: the exception's message
+  ZS_INTERNAL = 9,    // detail: the exception's message
+  ZS_SIGNATURE = 10   // forward needs more than the image batch; detail: why
 };
 
 // Writes a serialized copy of the module with a method `forward_taps(x)` that returns

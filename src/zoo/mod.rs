@@ -1,12 +1,19 @@
-//! The models of a run: TorchScript files loaded once, rewritten to expose the requested layers,
-//! and placed on the run's device.
+//! The models of a run: where their specs come from (inline config entries, manifests written by
+//! scripts/export_zoo.py, whole zoo folders), how they are loaded once, rewritten to expose the
+//! requested layers and placed on the run's device, and how a model's layers are inspected.
 //!
-//! A model's metadata (input geometry, mean, std, layers) is data from the config, not code, so
-//! any TorchScript classifier works without Python.
+//! A model's metadata (input geometry, mean, std, stages, head) is data in a manifest, not code,
+//! so any TorchScript classifier works without Python.
 
+mod inspect;
+mod manifest;
 mod model;
+mod spec;
 
+pub use inspect::{inspect, LayerRow};
+pub use manifest::Manifest;
 pub use model::{Features, ZooModel};
+pub use spec::{blocks, resolve, select, ModelSpec};
 
 use crate::dataset::Geometry;
 

@@ -1,11 +1,12 @@
 //! One model of the zoo: load, tap, normalise, run.
 
 use std::io::Cursor;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
-use crate::config::ModelConfig;
+use super::ModelSpec;
+use crate::config::Layout;
 use crate::dataset::Geometry;
 use crate::error::{Error, Result};
 use crate::taps;
@@ -15,6 +16,7 @@ pub struct ZooModel {
     pub path: PathBuf,
     pub layers: Vec<String>,
     pub geometry: Geometry,
+    pub layout: Layout,
     /// Length of the pooled feature vector of each layer, found by a probe forward pass.
     pub dims: Vec<usize>,
     module: CModule,
@@ -32,40 +34,86 @@ pub struct Features {
 
 const METHOD: &str = "forward_taps";
 
+/// The model at `path` rewritten to return `layers` too, loaded on `device` in eval mode.
+pub(super) fn load_tapped(
+    name: &str,
+    path: &Path,
+    layers: &[String],
+    device: Device,
+) -> Result<CModule> {
+    let bytes = taps::rewrite(name, path, layers)?;
+    let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
+        .map_err(|e| Error::torch(name, "loading the rewritten module", e))?;
+    // Scripted models read `training` at run time.
+    module
+        .f_set_eval()
+        .map_err(|e| Error::torch(name, "switching to eval mode", e))?;
+    Ok(module)
+}
+
+/// Runs `forward_taps`: the model output (if a tensor) and the raw tap tensors, in order.
+pub(super) fn run_tapped(
+    name: &str,
+    module: &CModule,
+    x: &Tensor,
+    taps: usize,
+) -> Result<(Option<Tensor>, Vec<Tensor>)> {
+    let internal = |message: &str| Error::Torch {
+        model: name.to_owned(),
+        context: "running forward_taps",
+        message: message.to_owned(),
+    };
+    let out = tch::no_grad(|| module.method_is(METHOD, &[IValue::Tensor(x.shallow_clone())]))
+        .map_err(|e| Error::torch(name, "forward pass", e))?;
+    let IValue::Tuple(mut items) = out else {
+        return Err(internal("the rewritten forward did not return a tuple"));
+    };
+    if items.len() != taps + 1 {
+        return Err(internal(
+            "the rewritten forward returned the wrong number of values",
+        ));
+    }
+    let tapped = items
+        .split_off(1)
+        .into_iter()
+        .map(|v| match v {
+            IValue::Tensor(t) => Ok(t),
+            _ => Err(internal("a tap is not a tensor")),
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let output = match items.pop() {
+        Some(IValue::Tensor(t)) => Some(t),
+        _ => None,
+    };
+    Ok((output, tapped))
+}
+
 impl ZooModel {
     /// Rewrites the file for the requested layers, loads it on `device`, and probes the layers'
     /// shapes with one blank image, so shape errors surface before the pass starts.
-    pub fn load(cfg: &ModelConfig, device: Device) -> Result<ZooModel> {
-        let span = tracing::info_span!("load", model = %cfg.name);
-        let _enter = span.enter();
-        let bytes = taps::rewrite(&cfg.name, &cfg.path, &cfg.layers)?;
-        let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
-            .map_err(|e| Error::torch(&cfg.name, "loading the rewritten module", e))?;
-        module
-            .f_set_eval()
-            .map_err(|e| Error::torch(&cfg.name, "switching to eval mode", e))?;
+    pub fn load(spec: &ModelSpec, device: Device) -> Result<ZooModel> {
+        let _span = tracing::info_span!("load", model = %spec.name).entered();
+        let module = load_tapped(&spec.name, &spec.path, &spec.layers, device)?;
         let to_dev = |v: [f64; 3]| {
             Tensor::f_from_slice(&v.map(|x| x as f32))
                 .and_then(|t| t.f_view([1, 3, 1, 1]))
                 .and_then(|t| t.f_to_device(device))
-                .map_err(|e| Error::torch(&cfg.name, "placing mean/std on the device", e))
+                .map_err(|e| Error::torch(&spec.name, "placing mean/std on the device", e))
         };
         let mut model = ZooModel {
-            name: cfg.name.clone(),
-            path: cfg.path.clone(),
-            layers: cfg.layers.clone(),
-            geometry: Geometry {
-                size: cfg.input.size,
-                resize: cfg.input.resize_or_size(),
-            },
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            layers: spec.layers.clone(),
+            geometry: Geometry::of(&spec.input),
+            layout: spec.layout,
             dims: Vec::new(),
             module,
-            mean: to_dev(cfg.input.mean)?,
-            std: to_dev(cfg.input.std)?,
+            mean: to_dev(spec.input.mean)?,
+            std: to_dev(spec.input.std)?,
         };
         let s = model.geometry.size as i64;
         let blank = Tensor::f_zeros([1, 3, s, s], (Kind::Float, device))
-            .map_err(|e| Error::torch(&cfg.name, "making the probe input", e))?;
+            .map_err(|e| Error::torch(&spec.name, "making the probe input", e))?;
         let probe = model.run(&blank)?;
         model.dims = probe.layers.iter().map(|t| t.size()[1] as usize).collect();
         tracing::debug!(dims = ?model.dims, "probed");
@@ -81,28 +129,10 @@ impl ZooModel {
 
     /// One forward pass on a normalised batch; every tap pooled to (B, D) on the device.
     pub fn run(&self, x: &Tensor) -> Result<Features> {
-        let out = tch::no_grad(|| {
-            self.module
-                .method_is(METHOD, &[IValue::Tensor(x.shallow_clone())])
-        })
-        .map_err(|e| Error::torch(&self.name, "forward pass", e))?;
-        let IValue::Tuple(mut items) = out else {
-            return Err(self.internal("the rewritten forward did not return a tuple"));
-        };
-        if items.len() != self.layers.len() + 1 {
-            return Err(self.internal("the rewritten forward returned the wrong number of values"));
-        }
-        let taps = items.split_off(1);
-        let output = match items.pop() {
-            Some(IValue::Tensor(t)) => Some(t),
-            _ => None,
-        };
-        let mut layers = Vec::with_capacity(taps.len());
-        for (name, tap) in self.layers.iter().zip(taps) {
-            let IValue::Tensor(t) = tap else {
-                return Err(self.internal("a tap is not a tensor"));
-            };
-            let pooled = taps::pool(&t).ok_or_else(|| Error::UnsupportedShape {
+        let (output, tapped) = run_tapped(&self.name, &self.module, x, self.layers.len())?;
+        let mut layers = Vec::with_capacity(tapped.len());
+        for (name, t) in self.layers.iter().zip(tapped) {
+            let pooled = taps::pool(&t, self.layout).ok_or_else(|| Error::UnsupportedShape {
                 model: self.name.clone(),
                 layer: name.clone(),
                 shape: t.size(),
@@ -110,13 +140,5 @@ impl ZooModel {
             layers.push(pooled.map_err(|e| Error::torch(&self.name, "pooling a tap", e))?);
         }
         Ok(Features { output, layers })
-    }
-
-    fn internal(&self, message: &str) -> Error {
-        Error::Torch {
-            model: self.name.clone(),
-            context: "running forward_taps",
-            message: message.to_owned(),
-        }
     }
 }

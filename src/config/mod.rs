@@ -2,7 +2,14 @@
 //!
 //! Unknown keys are errors that name the key (a misspelt `max_per_clas` must not be silently
 //! ignored), relative paths resolve against the config file's folder so a config and its data can
-//! move together, and every value is checked here so later stages can trust it.
+//! move together, and every value is checked here so later stages can trust it. What needs the
+//! files themselves (manifests, layer selectors) is resolved later, in `zoo::spec`.
+
+mod model;
+
+pub use model::{
+    InputConfig, Interpolation, LayerItem, LayerSelector, Layout, ModelConfig, ZooConfig,
+};
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -15,7 +22,11 @@ use crate::error::{Error, Result};
 #[serde(deny_unknown_fields)]
 pub struct Config {
     pub dataset: DatasetConfig,
+    #[serde(default)]
     pub models: Vec<ModelConfig>,
+    /// Every manifest in a folder, besides `models`.
+    #[serde(default, deserialize_with = "model::zoo_shorthand")]
+    pub zoo: Option<ZooConfig>,
     /// `auto`, `cpu`, `cuda` or `cuda:N`.
     #[serde(default = "default_device")]
     pub device: String,
@@ -39,27 +50,6 @@ pub struct DatasetConfig {
     pub root: PathBuf,
     /// The first N files of each class in sorted order.
     pub max_per_class: Option<usize>,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ModelConfig {
-    pub name: String,
-    pub path: PathBuf,
-    pub input: InputConfig,
-    /// Dotted submodule names as in `named_modules()`; `name#k` for the k-th call.
-    pub layers: Vec<String>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InputConfig {
-    /// Side of the square centre crop fed to the model.
-    pub size: u32,
-    /// The shorter side is resized to this before the crop; default: `size`.
-    pub resize: Option<u32>,
-    pub mean: [f64; 3],
-    pub std: [f64; 3],
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
@@ -86,12 +76,6 @@ fn default_metrics() -> Vec<String> {
 }
 fn default_eps() -> f64 {
     1e-4
-}
-
-impl InputConfig {
-    pub fn resize_or_size(&self) -> u32 {
-        self.resize.unwrap_or(self.size)
-    }
 }
 
 impl Config {
@@ -130,7 +114,11 @@ impl Config {
         };
         self.dataset.root = join(&self.dataset.root);
         for model in &mut self.models {
-            model.path = join(&model.path);
+            model.path = model.path.as_deref().map(join);
+            model.manifest = model.manifest.as_deref().map(join);
+        }
+        if let Some(zoo) = &mut self.zoo {
+            zoo.dir = join(&zoo.dir);
         }
         let output = match &self.output {
             Some(out) => out.clone(),
@@ -146,9 +134,6 @@ impl Config {
 
     /// Checks every value; the message names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
-        if self.models.is_empty() {
-            return Err("`models` is empty: list at least one model".into());
-        }
         if self.batch_size == 0 {
             return Err("`batch_size` must be at least 1".into());
         }
@@ -167,40 +152,85 @@ impl Config {
         if self.metrics.is_empty() {
             return Err("`metrics` is empty: list at least one metric".into());
         }
+        if self.models.is_empty() && self.zoo.is_none() {
+            return Err(
+                "no models: list them under `models`, or point `zoo` at a folder of manifests"
+                    .into(),
+            );
+        }
         let mut names = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
+            let label = model.name.as_deref().unwrap_or("");
             let at = format!("models[{i}]");
-            if model.name.trim().is_empty() {
-                return Err(format!("{at}.name is empty"));
-            }
-            if !names.insert(model.name.as_str()) {
-                return Err(format!(
-                    "{at}.name `{}` is used by another model",
-                    model.name
-                ));
-            }
-            check_input(&model.input).map_err(|m| format!("{at}.input ({}): {m}", model.name))?;
-            if model.layers.is_empty() {
-                return Err(format!(
-                    "{at}.layers ({}) is empty: name at least one submodule",
-                    model.name
-                ));
-            }
-            let mut seen = HashSet::new();
-            for layer in &model.layers {
-                if layer.trim().is_empty() {
-                    return Err(format!("{at}.layers ({}) has an empty name", model.name));
-                }
-                if !seen.insert(layer.as_str()) {
+            match (&model.path, &model.manifest) {
+                (Some(_), Some(_)) => {
                     return Err(format!(
-                        "{at}.layers ({}) lists `{layer}` twice",
-                        model.name
-                    ));
+                        "{at} ({label}) has both `path` and `manifest`: give one"
+                    ))
+                }
+                (None, None) => {
+                    return Err(format!(
+                        "{at} ({label}) needs `path` (with `input` and `layers`) or `manifest`"
+                    ))
+                }
+                (Some(_), None) => {
+                    if label.trim().is_empty() {
+                        return Err(format!("{at} needs a `name`"));
+                    }
+                    if model.input.is_none() {
+                        return Err(format!("{at} ({label}) needs `input` (or a `manifest`)"));
+                    }
+                    if model.layers.is_none() {
+                        return Err(format!("{at} ({label}) needs `layers` (or a `manifest`)"));
+                    }
+                }
+                (None, Some(_)) => {}
+            }
+            if let Some(name) = &model.name {
+                if name.trim().is_empty() {
+                    return Err(format!("{at}.name is empty"));
+                }
+                if !names.insert(name.as_str()) {
+                    return Err(format!("{at}.name `{name}` is used by another model"));
                 }
             }
+            if let Some(input) = &model.input {
+                input
+                    .check()
+                    .map_err(|m| format!("{at}.input ({label}): {m}"))?;
+            }
+            if let Some(LayerSelector::List(items)) = &model.layers {
+                check_layer_list(items).map_err(|m| format!("{at}.layers ({label}) {m}"))?;
+            }
+        }
+        if let Some(LayerSelector::List(items)) = self.zoo.as_ref().and_then(|z| z.layers.as_ref())
+        {
+            check_layer_list(items).map_err(|m| format!("zoo.layers {m}"))?;
         }
         Ok(())
     }
+}
+
+fn check_layer_list(items: &[LayerItem]) -> Result<(), String> {
+    if items.is_empty() {
+        return Err("is empty: name at least one submodule".into());
+    }
+    let mut seen = HashSet::new();
+    for item in items {
+        if let LayerItem::Name(name) = item {
+            if name.trim().is_empty() {
+                return Err("has an empty name".into());
+            }
+        }
+        if !seen.insert(item.clone()) {
+            let shown = match item {
+                LayerItem::Name(n) => n.clone(),
+                LayerItem::Stage(i) => i.to_string(),
+            };
+            return Err(format!("lists `{shown}` twice"));
+        }
+    }
+    Ok(())
 }
 
 /// `base` joined with a relative path, leading `..` components popping `base`'s own folders.
@@ -219,30 +249,6 @@ fn join_relative(base: &Path, rel: &Path) -> PathBuf {
     }
     out.extend(components);
     out
-}
-
-fn check_input(input: &InputConfig) -> Result<(), String> {
-    if input.size == 0 || input.size > 8192 {
-        return Err(format!(
-            "`size` must be between 1 and 8192, got {}",
-            input.size
-        ));
-    }
-    if let Some(resize) = input.resize {
-        if resize < input.size || resize > 16384 {
-            return Err(format!(
-                "`resize` ({resize}) must be at least `size` ({}) and at most 16384",
-                input.size
-            ));
-        }
-    }
-    if input.mean.iter().any(|m| !m.is_finite()) {
-        return Err("`mean` must hold three finite numbers".into());
-    }
-    if input.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
-        return Err("`std` must hold three positive numbers".into());
-    }
-    Ok(())
 }
 
 #[cfg(test)]
@@ -265,7 +271,14 @@ models:
         assert_eq!(c.batch_size, 64);
         assert_eq!(c.metrics, ["transrate"]);
         assert_eq!(c.transrate.eps, 1e-4);
-        assert_eq!(c.models[0].input.resize_or_size(), 32);
+        assert_eq!(c.models[0].input.unwrap().resize_or_size(), 32);
+        assert_eq!(
+            c.models[0].layers,
+            Some(LayerSelector::List(vec![
+                LayerItem::Name("a".into()),
+                LayerItem::Name("b".into())
+            ]))
+        );
         assert!(c.validate().is_ok());
     }
 
@@ -291,7 +304,7 @@ models:
         let mut c = Config::parse(MINIMAL).unwrap();
         c.resolve_paths(Path::new("/cfg"), Path::new("/cfg/exp1.yaml"));
         assert_eq!(c.dataset.root, Path::new("/cfg/images"));
-        assert_eq!(c.models[0].path, Path::new("/cfg/m.pt"));
+        assert_eq!(c.models[0].path.as_deref(), Some(Path::new("/cfg/m.pt")));
         assert_eq!(c.output.as_deref(), Some(Path::new("/cfg/runs/exp1")));
         assert_eq!(
             join_relative(Path::new("/a/b"), Path::new("../../c/./d")),
@@ -330,6 +343,85 @@ models:
         for (text, want) in cases {
             let c = Config::parse(&text).unwrap();
             assert_eq!(c.validate().unwrap_err(), want);
+        }
+    }
+
+    #[test]
+    fn layer_selectors() {
+        let parse = |layers: &str| {
+            let text = MINIMAL.replace("layers: [a, b]", &format!("layers: {layers}"));
+            Config::parse(&text).map(|c| c.models[0].layers.clone().unwrap())
+        };
+        use LayerItem::{Name, Stage};
+        assert_eq!(parse("stages").unwrap(), LayerSelector::Stages);
+        assert_eq!(parse("all").unwrap(), LayerSelector::All);
+        assert_eq!(parse("-1").unwrap(), LayerSelector::List(vec![Stage(-1)]));
+        assert_eq!(
+            parse("[-2, -1]").unwrap(),
+            LayerSelector::List(vec![Stage(-2), Stage(-1)])
+        );
+        assert_eq!(
+            parse("[layer1, -1, '0']").unwrap(),
+            LayerSelector::List(vec![Name("layer1".into()), Stage(-1), Name("0".into())])
+        );
+        assert_eq!(
+            parse("layer4").unwrap(),
+            LayerSelector::List(vec![Name("layer4".into())])
+        );
+        let err = parse("[1.5]").unwrap_err();
+        assert!(
+            err.contains("a layer is a submodule name or a stage index, got 1.5"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn models_come_from_manifests_and_zoo_folders() {
+        let c = Config::parse("dataset: {root: d}\nzoo: ../zoo\n").unwrap();
+        assert_eq!(c.zoo.as_ref().unwrap().dir, Path::new("../zoo"));
+        assert!(c.validate().is_ok());
+        let c = Config::parse("dataset: {root: d}\nzoo: {dir: z, include: [res*], layers: -1}\n")
+            .unwrap();
+        let zoo = c.zoo.unwrap();
+        assert_eq!(
+            (zoo.include, zoo.layers),
+            (
+                vec!["res*".to_owned()],
+                Some(LayerSelector::List(vec![LayerItem::Stage(-1)]))
+            )
+        );
+        let err = Config::parse("dataset: {root: d}\nzoo: {dir: z, inclde: [x]}\n").unwrap_err();
+        assert!(err.contains("unknown field `inclde`"), "{err}");
+
+        let c = Config::parse(
+            "dataset: {root: d}\nmodels:\n  - manifest: m.yaml\n    layers: [-2, -1]\n",
+        )
+        .unwrap();
+        assert!(c.validate().is_ok());
+        let cases = [
+            (
+                "dataset: {root: d}\n",
+                "no models: list them under `models`, or point `zoo` at a folder of manifests",
+            ),
+            (
+                "dataset: {root: d}\nmodels:\n  - {manifest: m.yaml, path: m.pt}\n",
+                "models[0] () has both `path` and `manifest`: give one",
+            ),
+            (
+                "dataset: {root: d}\nmodels:\n  - {name: x}\n",
+                "models[0] (x) needs `path` (with `input` and `layers`) or `manifest`",
+            ),
+            (
+                "dataset: {root: d}\nmodels:\n  - {name: x, path: m.pt, layers: [a]}\n",
+                "models[0] (x) needs `input` (or a `manifest`)",
+            ),
+            (
+                "dataset: {root: d}\nmodels:\n  - {manifest: m.yaml, layers: [-1, -1]}\n",
+                "models[0].layers () lists `-1` twice",
+            ),
+        ];
+        for (text, want) in cases {
+            assert_eq!(Config::parse(text).unwrap().validate().unwrap_err(), want);
         }
     }
 }

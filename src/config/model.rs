@@ -1,0 +1,168 @@
+//! How a config names its models: inline (`path`, `input`, `layers`), through a manifest written
+//! by scripts/export_zoo.py (`manifest:`), or as a whole folder of manifests (`zoo:`); and how it
+//! picks layers: by name, or by selector (`stages`, `all`, timm-style stage indices).
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelConfig {
+    /// Default with a manifest: the manifest's name.
+    pub name: Option<String>,
+    /// A TorchScript file (without a manifest).
+    pub path: Option<PathBuf>,
+    /// A manifest (zoo/<name>.yaml) giving file, input and default layers.
+    pub manifest: Option<PathBuf>,
+    /// Overrides the manifest's input, if any.
+    pub input: Option<InputConfig>,
+    /// Default with a manifest: `stages`.
+    pub layers: Option<LayerSelector>,
+    /// How 4-D activations are laid out; default: the manifest's, else `nchw`.
+    pub layout: Option<Layout>,
+}
+
+/// `zoo: ../zoo` or `zoo: {dir: ../zoo, include: [resnet*], exclude: [], layers: stages}`:
+/// every manifest in a folder whose model name matches.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ZooConfig {
+    pub dir: PathBuf,
+    /// Globs on model names; default: all.
+    #[serde(default)]
+    pub include: Vec<String>,
+    #[serde(default)]
+    pub exclude: Vec<String>,
+    /// Applied to every model of the folder; default `stages`.
+    pub layers: Option<LayerSelector>,
+}
+
+/// Accepts the folder alone as a string, or the full map.
+pub(super) fn zoo_shorthand<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<ZooConfig>, D::Error> {
+    let value = serde_yaml::Value::deserialize(d)?;
+    match value {
+        serde_yaml::Value::Null => Ok(None),
+        serde_yaml::Value::String(dir) => Ok(Some(ZooConfig {
+            dir: dir.into(),
+            include: vec![],
+            exclude: vec![],
+            layers: None,
+        })),
+        other => serde_yaml::from_value(other)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputConfig {
+    /// Side of the square centre crop fed to the model.
+    pub size: u32,
+    /// The shorter side is resized to this before the crop; default: `size`.
+    pub resize: Option<u32>,
+    /// The resize filter; default bilinear.
+    #[serde(default)]
+    pub interpolation: Interpolation,
+    pub mean: [f64; 3],
+    pub std: [f64; 3],
+}
+
+impl InputConfig {
+    pub fn resize_or_size(&self) -> u32 {
+        self.resize.unwrap_or(self.size)
+    }
+
+    /// Checks the values; the message names the key at fault.
+    pub fn check(&self) -> Result<(), String> {
+        if self.size == 0 || self.size > 8192 {
+            return Err(format!(
+                "`size` must be between 1 and 8192, got {}",
+                self.size
+            ));
+        }
+        if let Some(resize) = self.resize {
+            if resize < self.size || resize > 16384 {
+                return Err(format!(
+                    "`resize` ({resize}) must be at least `size` ({}) and at most 16384",
+                    self.size
+                ));
+            }
+        }
+        if self.mean.iter().any(|m| !m.is_finite()) {
+            return Err("`mean` must hold three finite numbers".into());
+        }
+        if self.std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err("`std` must hold three positive numbers".into());
+        }
+        Ok(())
+    }
+}
+
+/// The resize filter: PIL's bilinear and bicubic (antialiased when shrinking), or nearest.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize, Serialize,
+)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+    Nearest,
+}
+
+/// The layout of 4-D activations: (N, C, H, W) for convolutional networks, (N, H, W, C) for
+/// some transformers (torchvision's Swin), so pooling averages the right axes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    #[default]
+    Nchw,
+    Nhwc,
+}
+
+/// Which layers of a model to score.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayerSelector {
+    /// The manifest's stage outputs.
+    Stages,
+    /// Every block: each tappable submodule that has submodules of its own.
+    All,
+    /// Names (`layer3`, `block.relu#2`) and stage indices (`-1` the last stage), in order.
+    List(Vec<LayerItem>),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LayerItem {
+    Name(String),
+    /// Python-style index into the manifest's stages.
+    Stage(i64),
+}
+
+impl<'de> Deserialize<'de> for LayerSelector {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        use serde_yaml::Value;
+        let item = |v: &Value| match v {
+            Value::String(s) => Ok(LayerItem::Name(s.clone())),
+            Value::Number(n) if n.is_i64() => Ok(LayerItem::Stage(n.as_i64().unwrap_or_default())),
+            other => Err(D::Error::custom(format!(
+                "a layer is a submodule name or a stage index, got {}",
+                serde_yaml::to_string(other).unwrap_or_default().trim()
+            ))),
+        };
+        match Value::deserialize(d)? {
+            Value::String(s) if s == "stages" => Ok(LayerSelector::Stages),
+            Value::String(s) if s == "all" => Ok(LayerSelector::All),
+            Value::Sequence(items) => items
+                .iter()
+                .map(item)
+                .collect::<Result<_, _>>()
+                .map(LayerSelector::List),
+            single => Ok(LayerSelector::List(vec![item(&single)?])),
+        }
+    }
+}
