@@ -71,6 +71,8 @@ class Meta:
     source_dataset: str | None = None
     source_classes: int | None = None
     licence: str = "unknown"
+    # Feature widths the library states for some layers, checked against the exported stages.
+    expected_dims: dict = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------- stage finding
@@ -133,7 +135,18 @@ def last_linear(model) -> str | None:
 
 
 # ----------------------------------------------------------------------------- families
-TV_TRUNK = {"resnet": "", "resnext": "", "wide_resnet": "", "regnet": "trunk_output", "vit": "encoder.layers", "swin": "features"}
+# Where each torchvision family keeps its sequence of stages; others use `features` if they
+# have it, else the root's children.
+TV_TRUNK = {
+    "resnet": "",
+    "resnext": "",
+    "wide_resnet": "",
+    "regnet": "trunk_output",
+    "vit": "encoder.layers",
+    "swin": "features",
+    "maxvit": "blocks",
+    "mnasnet": "layers",
+}
 
 
 def torchvision_model(name: str, args):
@@ -169,14 +182,20 @@ def torchvision_model(name: str, args):
                 f"pretrained weights {weights} are not in the torch cache ({cached}) and nothing is "
                 f"downloaded; give the file with --weights, or pass --random for random weights"
             )
-        model.load_state_dict(torch.load(cached, map_location="cpu", weights_only=True))
+        # The builder, given the weights, loads them from the cache and applies what they need
+        # (DenseNet's key remapping, ViT-H's 518 input, Inception's transform_input).
+        model = get_model(name, weights=weights)
         meta.pretrained, meta.weights = True, str(weights)
         meta.source_dataset = next(iter(weights.meta.get("_metrics", {"ImageNet-1K": None})))
         meta.source_classes = len(weights.meta["categories"])
+        if weights.meta.get("license"):
+            meta.licence = f"weights: {weights.meta['license']} (torchvision code: BSD-3-Clause)"
     else:
         meta.source_classes = model_classes(model)
     model.eval()
-    trunk = next((t for p, t in TV_TRUNK.items() if name.startswith(p)), "features")
+    trunk = next((t for p, t in TV_TRUNK.items() if name.startswith(p)), None)
+    if trunk is None:
+        trunk = "features" if hasattr(model, "features") else ""
     meta.stages = stage_ends(model, trunk, meta.size, meta.layout)
     meta.head = last_linear(model)
     return model, meta
@@ -184,6 +203,7 @@ def torchvision_model(name: str, args):
 
 def timm_model(name: str, args):
     import timm
+    from timm.models._builder import _resolve_pretrained_source
 
     if not timm.is_model(name):
         raise ExportError(f"timm has no model `{name}`")
@@ -192,20 +212,51 @@ def timm_model(name: str, args):
     elif args.random:
         model = timm.create_model(name, pretrained=False)
     else:
+        source, location = _resolve_pretrained_source(timm.create_model(name, pretrained=False).pretrained_cfg)
+        if source == "url":  # fetched with torch.hub, which would download
+            cached = Path(torch.hub.get_dir()) / "checkpoints" / location.rsplit("/", 1)[-1]
+            if not cached.exists():
+                raise ExportError(
+                    f"pretrained weights for timm `{name}` are not in the torch cache ({cached}) and nothing "
+                    f"is downloaded; give the file with --weights, or pass --random"
+                )
         try:
             model = timm.create_model(name, pretrained=True)
         except Exception as e:  # offline and not cached
             raise ExportError(
-                f"pretrained weights for timm `{name}` are not in the Hugging Face cache and nothing is "
+                f"pretrained weights for timm `{name}` ({location}) are not in the local cache and nothing is "
                 f"downloaded ({type(e).__name__}); give the file with --weights, or pass --random"
             )
     model.eval()
     cfg = model.pretrained_cfg
+    crop_mode = cfg.get("crop_mode", "center")
+    if crop_mode != "center" and args.resize is None:
+        raise ExportError(
+            f"timm evaluates `{name}` with crop_mode `{crop_mode}`, which zoo-select's preprocessing "
+            f"(shorter side, then centre crop) does not do; pass --resize N to accept a centre crop"
+        )
     size = int(cfg["input_size"][-1])
-    stages = [f["module"] for f in model.feature_info]
-    if len(stages) > 5:  # transformers list every block: keep four, evenly spaced, ending at the last
+    info = list(model.feature_info)
+    stages = [f["module"] for f in info]
+    reductions = [f["reduction"] for f in info]
+    if len(set(reductions)) < len(reductions):
+        # An isotropic model (ViT) lists every block at one reduction: keep four, evenly spaced,
+        # ending at the last.
         stages = [stages[max(0, round(k * len(stages) / 4) - 1)] for k in range(1, 5)]
+    layout = "nhwc" if str(getattr(model, "output_fmt", "NCHW")).upper().endswith("NHWC") else "nchw"
+    head = cfg.get("classifier")
+    if isinstance(head, (list, tuple)):  # distilled models have two heads: the first is the classifier
+        head = head[0]
     pretrained = bool(args.weights) or not args.random
+    tag = cfg.get("tag") or ""
+    if args.weights or not pretrained:
+        dataset = None
+    elif "in22k" in tag and not tag.endswith("in1k"):
+        dataset = f"ImageNet-22K ({tag})"
+    elif tag.endswith("in1k"):
+        dataset = f"ImageNet-1K ({tag})"
+    else:
+        dataset = tag or None
     meta = Meta(
         library=f"timm {timm.__version__}",
         architecture=name,
@@ -214,14 +265,16 @@ def timm_model(name: str, args):
         mean=[float(x) for x in cfg["mean"]],
         std=[float(x) for x in cfg["std"]],
         interpolation=cfg.get("interpolation", "bicubic"),
+        layout=layout,
         stages=stages,
-        head=cfg.get("classifier"),
+        head=head,
         pretrained=pretrained,
-        weights=(str(args.weights) if args.weights else cfg.get("hf_hub_id")) if pretrained else None,
-        source_dataset=(cfg.get("tag") or None) if pretrained else None,
+        weights=(str(args.weights) if args.weights else cfg.get("hf_hub_id") or cfg.get("url")) if pretrained else None,
+        source_dataset=dataset,
         source_classes=model_classes(model),
-        licence=f"{cfg.get('license', 'unknown')} (timm weights card)",
+        licence="as the weights' owner says" if args.weights else f"{cfg.get('license', 'unknown')} (timm weights card)",
     )
+    meta.expected_dims = {f["module"]: f["num_chs"] for f in info}
     return model, meta
 
 
@@ -414,6 +467,7 @@ def main():
     ap.add_argument("--name", help="zoo name (default: the architecture, with _random for random weights)")
     ap.add_argument("--out-dir", type=Path, default=ROOT / "zoo")
     ap.add_argument("--trace", action="store_true", help="trace even if the model scripts")
+    ap.add_argument("--force", action="store_true", help="overwrite a manifest of another model with the same name")
     ap.add_argument("--input-size", type=int, help="input side (needed for --module; overrides the library's)")
     ap.add_argument("--resize", type=int, help="shorter side before the centre crop (overrides)")
     ap.add_argument("--mean", type=float, nargs=3, help="normalisation mean (overrides)")
@@ -439,22 +493,34 @@ def main():
                 setattr(meta, "size" if attr == "input_size" else attr, list(value) if attr in ("mean", "std") else value)
         meta.resize = max(meta.resize, meta.size)
         base = meta.architecture.replace("-", "_").replace(":", "_").replace(".", "_")
+        if args.timm:
+            base = "timm_" + base  # torchvision and timm share architecture names
         name = args.name or base + ("_random" if not meta.pretrained else "")
+        existing = args.out_dir / f"{name}.yaml"
+        if existing.exists() and not args.force:
+            old = existing.read_text()
+            if f"architecture: {yaml_value(meta.architecture)}" not in old or f"library: {yaml_value(meta.library)}" not in old:
+                raise ExportError(f"{existing} describes another model; choose another --name, or pass --force")
         scripted, export = to_torchscript(model, meta.size, args.trace)
     except ExportError as e:
         sys.exit(f"error: {e}")
+    except Exception as e:  # a model this script does not know how to handle
+        sys.exit(f"error: exporting failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+
+    x = torch.randn(2, 3, meta.size, meta.size, generator=torch.Generator().manual_seed(1234))
+    feats = hook_features(model, meta.stages, x, meta.layout)
+    dims = [int(feats[s].shape[1]) for s in meta.stages]
+    wrong = {s: (d, meta.expected_dims[s]) for s, d in zip(meta.stages, dims) if meta.expected_dims.get(s, d) != d}
+    if wrong:
+        sys.exit(f"error: pooled stage widths (got, stated) {wrong} disagree with the library: is the layout right?")
 
     args.out_dir.mkdir(parents=True, exist_ok=True)
     pt = args.out_dir / f"{name}.pt"
     scripted.save(str(pt))
-    x = torch.randn(2, 3, meta.size, meta.size, generator=torch.Generator().manual_seed(1234))
-    feats = hook_features(model, meta.stages, x, meta.layout)
     np.savez(args.out_dir / f"{name}.check.npz", input=x.numpy(), **{f"layer/{k}": v.numpy() for k, v in feats.items()})
-    argv = [a for a in sys.argv[1:]]
-    command = " ".join([".venv/bin/python", "scripts/export_zoo.py"] + [shlex.quote(a) for a in argv])
+    command = " ".join([".venv/bin/python", "scripts/export_zoo.py"] + [shlex.quote(a) for a in sys.argv[1:]])
     manifest = args.out_dir / f"{name}.yaml"
     write_manifest(manifest, name, pt, sha256(pt), export, meta, command)
-    dims = [int(feats[s].shape[1]) for s in meta.stages]
     weights = "pretrained " + str(meta.weights) if meta.pretrained else "random weights"
     print(f"{manifest}: {meta.architecture}, {export}, {weights}; stages {meta.stages} (dims {dims})")
 

@@ -17,6 +17,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Union
 
 import numpy as np
 import torch
@@ -177,6 +178,36 @@ class BranchNet(nn.Module):
         return x.mean((2, 3))
 
 
+class Scale(nn.Module):
+    def forward(self, x):
+        return x * 1.5
+
+
+class StateNet(nn.Module):
+    """Conditions that look fixed but are not: a flag forward assigns (lazy initialisation) and a
+    None check on a Union value set by data."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = True
+        self.a = Scale()
+        self.b = Scale()
+        self.c = Scale()
+
+    def forward(self, x):
+        if self.first:
+            self.first = False
+            x = self.a(x)
+        else:
+            x = self.b(x)
+        y: Union[torch.Tensor, int, None] = None
+        if bool(x.sum() > 0):
+            y = 1
+        if y is None:
+            x = self.c(x)
+        return x.mean((2, 3))
+
+
 def randomise_bn(model, gen):
     for m in model.modules():
         if isinstance(m, nn.BatchNorm2d):
@@ -243,6 +274,7 @@ def tap_fixtures():
     torch.manual_seed(3)
     branch = BranchNet().eval()
     torch.jit.script(branch).save(str(out / "branch_scripted.pt"))
+    torch.jit.script(StateNet().eval()).save(str(out / "state_scripted.pt"))
     _, branch_taps = hook_outputs(branch, ["conv", "extra"], x)
     arrays = {"input": x.numpy(), "output": logits.numpy()}
     arrays.update({f"tap/{n}": t.numpy() for n, t in got.items()})

@@ -197,7 +197,23 @@ fn a_zoo_folder_takes_every_matching_manifest() {
         z.path(),
         "models:\n  - manifest: {zoo}/tiny_a.yaml\nzoo: {dir: {zoo}, include: [tiny_a]}",
     );
-    assert!(error_line(&out).ends_with("two models are named `tiny_a`; rename one with `name:`"));
+    assert!(error_line(&out).ends_with(
+        "two models are named `tiny_a`; rename one with `name:` in `models`, or leave one out with `zoo.exclude`"
+    ));
+    // A left-out model need not exist, and a YAML file that is no manifest is passed over.
+    let broken = std::fs::read_to_string(z.path().join("tiny_a.yaml"))
+        .unwrap()
+        .replace("name: tiny_a", "name: broken")
+        .replace("file: tiny_a.pt", "file: gone.pt");
+    std::fs::write(z.path().join("broken.yaml"), broken).unwrap();
+    std::fs::write(z.path().join("notes.yaml"), "just: notes\n").unwrap();
+    let (out, report) = run(z.path(), "zoo: {dir: {zoo}, exclude: [broken]}");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(layers(&report.unwrap()).len(), 6);
 }
 
 #[test]

@@ -257,3 +257,25 @@ fn branches_fixed_by_the_module_are_folded_and_data_branches_refused() {
     assert_eq!(why("drop").as_deref(), Some("not called by forward"));
     assert_eq!(why("extra"), None);
 }
+
+#[test]
+fn conditions_that_can_change_are_not_folded() {
+    // `if self.first:` reads a flag forward assigns, `if y is None:` a Union set by data: both
+    // stay branches, so the modules under them cannot be tapped.
+    let listing = taps::layers(&fixture("state_scripted.pt")).unwrap();
+    let why = |n: &str| {
+        listing
+            .iter()
+            .find(|l| l.name == n)
+            .unwrap()
+            .untappable
+            .clone()
+    };
+    for name in ["a", "b", "c"] {
+        assert_eq!(
+            why(name).as_deref(),
+            Some("called inside a branch"),
+            "{name}"
+        );
+    }
+}

@@ -8,7 +8,8 @@
 mod model;
 
 pub use model::{
-    InputConfig, Interpolation, LayerItem, LayerSelector, Layout, ModelConfig, ZooConfig,
+    InputConfig, InputPatch, Interpolation, LayerItem, LayerSelector, Layout, ModelConfig,
+    ZooConfig,
 };
 
 use std::collections::HashSet;
@@ -160,7 +161,14 @@ impl Config {
         }
         let mut names = HashSet::new();
         for (i, model) in self.models.iter().enumerate() {
-            let label = model.name.as_deref().unwrap_or("");
+            // How the entry is named in messages: its name, else its manifest's file name.
+            let label = model.name.clone().unwrap_or_else(|| {
+                model
+                    .manifest
+                    .as_deref()
+                    .and_then(Path::file_name)
+                    .map_or(String::new(), |f| f.to_string_lossy().into_owned())
+            });
             let at = format!("models[{i}]");
             match (&model.path, &model.manifest) {
                 (Some(_), Some(_)) => {
@@ -194,10 +202,14 @@ impl Config {
                     return Err(format!("{at}.name `{name}` is used by another model"));
                 }
             }
-            if let Some(input) = &model.input {
-                input
-                    .check()
-                    .map_err(|m| format!("{at}.input ({label}): {m}"))?;
+            match (&model.input, &model.manifest) {
+                // Complete without a manifest; checked against the manifest when it is read.
+                (Some(input), None) => {
+                    input
+                        .over(None)
+                        .map_err(|m| format!("{at}.input ({label}): {m}"))?;
+                }
+                _ => {}
             }
             if let Some(LayerSelector::List(items)) = &model.layers {
                 check_layer_list(items).map_err(|m| format!("{at}.layers ({label}) {m}"))?;
@@ -271,7 +283,15 @@ models:
         assert_eq!(c.batch_size, 64);
         assert_eq!(c.metrics, ["transrate"]);
         assert_eq!(c.transrate.eps, 1e-4);
-        assert_eq!(c.models[0].input.unwrap().resize_or_size(), 32);
+        assert_eq!(
+            c.models[0]
+                .input
+                .unwrap()
+                .over(None)
+                .unwrap()
+                .resize_or_size(),
+            32
+        );
         assert_eq!(
             c.models[0].layers,
             Some(LayerSelector::List(vec![
@@ -405,7 +425,7 @@ models:
             ),
             (
                 "dataset: {root: d}\nmodels:\n  - {manifest: m.yaml, path: m.pt}\n",
-                "models[0] () has both `path` and `manifest`: give one",
+                "models[0] (m.yaml) has both `path` and `manifest`: give one",
             ),
             (
                 "dataset: {root: d}\nmodels:\n  - {name: x}\n",
@@ -417,11 +437,38 @@ models:
             ),
             (
                 "dataset: {root: d}\nmodels:\n  - {manifest: m.yaml, layers: [-1, -1]}\n",
-                "models[0].layers () lists `-1` twice",
+                "models[0].layers (m.yaml) lists `-1` twice",
             ),
         ];
         for (text, want) in cases {
             assert_eq!(Config::parse(text).unwrap().validate().unwrap_err(), want);
         }
+    }
+
+    #[test]
+    fn input_overrides_patch_the_manifest() {
+        let base = InputConfig {
+            size: 224,
+            resize: Some(256),
+            interpolation: Interpolation::Bicubic,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
+        let patch: InputPatch = serde_yaml::from_str("{size: 192, resize: 219}").unwrap();
+        let got = patch.over(Some(&base)).unwrap();
+        assert_eq!(
+            (got.size, got.resize, got.interpolation, got.mean),
+            (192, Some(219), Interpolation::Bicubic, [0.5; 3])
+        );
+        let too_small: InputPatch = serde_yaml::from_str("{size: 384}").unwrap();
+        assert_eq!(
+            too_small.over(Some(&base)).unwrap_err(),
+            "`resize` (256) must be at least `size` (384) and at most 16384"
+        );
+        let bare: InputPatch = serde_yaml::from_str("{size: 32, std: [1, 1, 1]}").unwrap();
+        assert_eq!(
+            bare.over(None).unwrap_err(),
+            "`mean` is missing (no manifest gives it)"
+        );
     }
 }

@@ -15,8 +15,8 @@ pub struct ModelConfig {
     pub path: Option<PathBuf>,
     /// A manifest (zoo/<name>.yaml) giving file, input and default layers.
     pub manifest: Option<PathBuf>,
-    /// Overrides the manifest's input, if any.
-    pub input: Option<InputConfig>,
+    /// The input; with a manifest, only the keys given here override the manifest's.
+    pub input: Option<InputPatch>,
     /// Default with a manifest: `stages`.
     pub layers: Option<LayerSelector>,
     /// How 4-D activations are laid out; default: the manifest's, else `nchw`.
@@ -69,6 +69,46 @@ pub struct InputConfig {
     pub interpolation: Interpolation,
     pub mean: [f64; 3],
     pub std: [f64; 3],
+}
+
+/// `input:` as a config entry writes it: complete for a bare model file, or any subset of keys
+/// to override a manifest's input.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InputPatch {
+    pub size: Option<u32>,
+    pub resize: Option<u32>,
+    pub interpolation: Option<Interpolation>,
+    pub mean: Option<[f64; 3]>,
+    pub std: Option<[f64; 3]>,
+}
+
+impl InputPatch {
+    /// These keys over `base` (a manifest's input), checked.
+    pub fn over(&self, base: Option<&InputConfig>) -> Result<InputConfig, String> {
+        let missing = |key: &str| format!("`{key}` is missing (no manifest gives it)");
+        let input = InputConfig {
+            size: self
+                .size
+                .or(base.map(|b| b.size))
+                .ok_or_else(|| missing("size"))?,
+            resize: self.resize.or(base.and_then(|b| b.resize)),
+            interpolation: self
+                .interpolation
+                .or(base.map(|b| b.interpolation))
+                .unwrap_or_default(),
+            mean: self
+                .mean
+                .or(base.map(|b| b.mean))
+                .ok_or_else(|| missing("mean"))?,
+            std: self
+                .std
+                .or(base.map(|b| b.std))
+                .ok_or_else(|| missing("std"))?,
+        };
+        input.check()?;
+        Ok(input)
+    }
 }
 
 impl InputConfig {

@@ -127,6 +127,7 @@ class Walker {
     w_.graph = method.graph()->copy();
     self_ = w_.graph->inputs().at(0);
     bind_defaults(method.function().getSchema());
+    collect_assigned();
     walk(w_.graph->block(), nullptr);
     return std::move(w_);
   }
@@ -159,14 +160,34 @@ class Walker {
     }
   }
 
-  // Whether a value is None, when that is fixed: a None constant, or a type that cannot be None.
+  // Names of the attributes that any method of any submodule assigns with prim::SetAttr.
+  void collect_assigned() {
+    std::vector<Module> modules = {root_};
+    for (const auto& m : root_.named_modules()) modules.push_back(m.value);
+    for (const auto& m : modules) {
+      for (const auto& method : m.get_methods()) {
+        std::vector<Block*> stack = {method.graph()->block()};
+        while (!stack.empty()) {
+          Block* b = stack.back();
+          stack.pop_back();
+          for (Node* n : b->nodes()) {
+            if (n->kind() == c10::prim::SetAttr) assigned_.insert(n->s(c10::attr::name));
+            for (Block* sub : n->blocks()) stack.push_back(sub);
+          }
+        }
+      }
+    }
+  }
+
+  // Whether a value is None, when that is fixed: a None constant, or a type that cannot hold
+  // None (Optional, Union and Any can).
   static std::optional<bool> static_is_none(Value* v) {
     if (v->type()->kind() == c10::TypeKind::NoneType) return true;
     if (v->node()->kind() == c10::prim::Constant) {
       auto iv = torch::jit::toIValue(v);
       if (iv) return iv->isNone();
     }
-    if (v->type()->kind() != c10::TypeKind::OptionalType) return false;
+    if (!c10::NoneType::get()->isSubtypeOf(*v->type())) return false;
     return std::nullopt;
   }
 
@@ -199,6 +220,8 @@ class Walker {
       if (!owner) return std::nullopt;
       const std::string attr = n->s(c10::attr::name);
       if (attr == "training") return false;
+      // An attribute some method assigns (lazy initialisation) may change between passes.
+      if (assigned_.count(attr) != 0) return std::nullopt;
       try {
         c10::IValue value = module_at(root_, *owner).attr(attr);
         if (value.isBool()) return value.toBool();
@@ -271,6 +294,7 @@ class Walker {
 
   const Module& root_;
   const std::set<std::string>& wanted_;
+  std::set<std::string> assigned_;
   Walk w_;
   Value* self_ = nullptr;
 };

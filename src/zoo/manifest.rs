@@ -78,6 +78,23 @@ impl Manifest {
         Ok(m)
     }
 
+    /// The model name of a manifest file, without checking its model file; None if the YAML is
+    /// not a manifest at all (no `name` and `sha256`).
+    pub fn peek_name(path: &Path) -> Result<Option<String>> {
+        let err = |message: String| Error::Manifest {
+            path: path.to_owned(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| err(format!("cannot read: {e}")))?;
+        let value: serde_yaml::Value =
+            serde_yaml::from_str(&text).map_err(|e| err(e.to_string()))?;
+        let name = value
+            .get("name")
+            .and_then(|n| n.as_str())
+            .map(str::to_owned);
+        Ok(name.filter(|_| value.get("sha256").is_some()))
+    }
+
     fn remake_hint(&self) -> String {
         match &self.export_command {
             Some(cmd) => format!("export it again with: {cmd}"),

@@ -45,7 +45,7 @@ pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ModelSpec>> {
             return Err(Error::Config {
                 path: config_path.to_owned(),
                 message: format!(
-                    "two models are named `{}`; rename one with `name:`",
+                    "two models are named `{}`; rename one with `name:` in `models`, or leave one out with `zoo.exclude`",
                     spec.name
                 ),
             });
@@ -76,8 +76,10 @@ fn from_entry(entry: &ModelConfig) -> Result<ModelSpec> {
         if let Some(name) = &entry.name {
             spec.name = name.clone();
         }
-        if let Some(input) = entry.input {
-            spec.input = input;
+        if let Some(patch) = &entry.input {
+            spec.input = patch
+                .over(Some(&spec.input))
+                .map_err(|m| config_err(format!("input: {m}")))?;
         }
         if let Some(layout) = entry.layout {
             spec.layout = layout;
@@ -85,14 +87,17 @@ fn from_entry(entry: &ModelConfig) -> Result<ModelSpec> {
         return Ok(spec);
     }
     // Config::validate guarantees name, path, input and layers here.
-    let (Some(name), Some(path), Some(input), Some(selector)) =
-        (&entry.name, &entry.path, entry.input, &entry.layers)
+    let (Some(name), Some(path), Some(patch), Some(selector)) =
+        (&entry.name, &entry.path, &entry.input, &entry.layers)
     else {
         return Err(config_err(
             "needs `path`, `input` and `layers`, or a `manifest`".into(),
         ));
     };
     let layers = select(selector, name, path, None)?;
+    let input = patch
+        .over(None)
+        .map_err(|m| config_err(format!("input: {m}")))?;
     Ok(ModelSpec {
         name: name.clone(),
         path: path.clone(),
@@ -145,11 +150,22 @@ fn from_folder(zoo: &ZooConfig, config_path: &Path) -> Result<Vec<ModelSpec>> {
     manifests.sort();
     let mut specs = Vec::new();
     for path in manifests {
-        let m = Manifest::load(&path)?;
+        // Filter on the name first: a left-out model is neither hashed nor required to exist.
+        let Some(name) = Manifest::peek_name(&path)? else {
+            tracing::warn!(
+                "ignoring {}: not a model manifest (no `name` and `sha256`)",
+                path.display()
+            );
+            continue;
+        };
         let wanted =
-            (zoo.include.is_empty() || include.is_match(&m.name)) && !exclude.is_match(&m.name);
+            (zoo.include.is_empty() || include.is_match(&name)) && !exclude.is_match(&name);
         if wanted {
-            specs.push(from_manifest(m, &path, zoo.layers.as_ref())?);
+            specs.push(from_manifest(
+                Manifest::load(&path)?,
+                &path,
+                zoo.layers.as_ref(),
+            )?);
         }
     }
     if specs.is_empty() {
