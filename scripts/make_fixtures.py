@@ -25,6 +25,7 @@ from PIL import Image
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from reference import metrics as ref  # noqa: E402
 from reference.transrate import transrate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -69,6 +70,77 @@ def transrate_sets():
             expected=np.array(transrate(x, y, eps), dtype=np.float64),
         )
     print(f"transrate: {len(sets)} sets")
+
+
+# --------------------------------------------------------------------------- every metric
+# TransRate option sets checked against the reference (name -> keyword arguments).
+TRANSRATE_OPTIONS = {
+    "plain": {},
+    "trace": {"scale": "trace"},
+    "per_rank": {"per_rank": True, "rank_of": "gram"},
+    "count": {"class_weight": "count"},
+    "l2": {"normalize": "l2"},
+    # The normalisations of the TransRate authors' released code that stream exactly.
+    "authors": {"scale": "trace", "per_rank": True, "rank_of": "gram", "class_weight": "count"},
+    "all": {"normalize": "l2", "scale": "trace", "per_rank": True, "rank_of": "gram", "class_weight": "count"},
+}
+SOURCE_CLASSES = 7
+
+
+def softmax(logits):
+    z = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def metric_sets():
+    """Feature sets with every metric's reference value (scripts/reference/metrics.py)."""
+    out = FIX / "metrics"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(20230)
+
+    def blobs(n_per_class, d, spread=1.0):
+        means = rng.normal(size=(len(n_per_class), d)) * 2.0
+        xs, ys = [], []
+        for c, n in enumerate(n_per_class):
+            xs.append(means[c] + spread * rng.normal(size=(n, d)))
+            ys.append(np.full(n, c))
+        return np.concatenate(xs), np.concatenate(ys)
+
+    sets = {
+        "well_conditioned": blobs([40, 35, 50], 6),
+        "d_gt_nc": blobs([9, 11, 10, 8], 12),  # each class has fewer images than dimensions
+        "n_lt_d": blobs([5, 7, 6, 4], 24),  # fewer images than dimensions overall
+        "two_image_classes": blobs([2, 2, 30], 4),
+    }
+    x, y = blobs([20, 30, 25], 8)
+    sets["large_offset"] = (x + 1.0e3, y)  # catches a missing centring
+    x, y = blobs([20, 30, 25], 8)
+    sets["scaled_1000"] = (x * 1.0e3, y)  # catches scale bugs
+    for name, (x, y) in sets.items():
+        c = int(y.max()) + 1
+        # Source logits that know a little about the target classes.
+        mixing = rng.normal(size=(c, SOURCE_CLASSES)) * 2.0
+        logits = mixing[y] + rng.normal(size=(len(y), SOURCE_CLASSES))
+        probs = softmax(logits)
+        expected = {
+            "logme": ref.logme(x, y),
+            "hscore": ref.hscore(x, y),
+            "hscore_shrink": ref.hscore_shrink(x, y),
+            "nce": ref.nce(probs, y),
+            "leep": ref.leep(probs, y),
+            "gbc": ref.gbc(x, y),
+        }
+        for option, kwargs in TRANSRATE_OPTIONS.items():
+            expected[f"transrate/{option}"] = ref.transrate(x, y, eps=1e-4, **kwargs)
+        np.savez(
+            out / f"{name}.npz",
+            features=x.astype(np.float64),
+            labels=y.astype(np.int64),
+            source_logits=logits.astype(np.float64),
+            **{f"expected/{k}": np.array(v, dtype=np.float64) for k, v in expected.items()},
+        )
+    print(f"metrics: {len(sets)} sets x {6 + len(TRANSRATE_OPTIONS)} values")
 
 
 # --------------------------------------------------------------------------- tap models
@@ -371,7 +443,8 @@ def e2e_fixture():
     for name, model in models.items():
         traced = torch.jit.trace(model, x[:2]) if name == "tiny_a" else torch.jit.script(model)
         traced.save(str(out / f"{name}.pt"))
-        _, got = hook_outputs(model, E2E_LAYERS, x)
+        logits, got = hook_outputs(model, E2E_LAYERS, x)
+        probs = softmax(logits.double().numpy())
         for layer in E2E_LAYERS:
             feats = pool(got[layer]).double().numpy()
             expected["results"].append(
@@ -380,6 +453,16 @@ def e2e_fixture():
                     "layer": layer,
                     "dim": int(feats.shape[1]),
                     "transrate": float(transrate(feats, labels, 1e-4)),
+                    # `metrics: all`, the model's output as source logits.
+                    "all": {
+                        "transrate": float(transrate(feats, labels, 1e-4)),
+                        "logme": ref.logme(feats, labels),
+                        "hscore": ref.hscore(feats, labels),
+                        "hscore_shrink": ref.hscore_shrink(feats, labels),
+                        "nce": ref.nce(probs, labels),
+                        "leep": ref.leep(probs, labels),
+                        "gbc": ref.gbc(feats, labels),
+                    },
                 }
             )
     # A manifest for tiny_a, as scripts/export_zoo.py would write it.
@@ -403,6 +486,11 @@ def e2e_fixture():
         )
         + "\n"
     )
+    torch.manual_seed(9)
+    featmap = nn.Sequential()
+    featmap.add_module("conv", nn.Conv2d(3, 4, 3, padding=1))
+    featmap.add_module("act", nn.ReLU())
+    torch.jit.trace(featmap.eval(), x[:2]).save(str(out / "featmap.pt"))
     nan_model = NanNet().eval()
     torch.jit.trace(nan_model, x[:2]).save(str(out / "nan.pt"))
     (FIX / "e2e_expected.json").write_text(json.dumps(expected, indent=2) + "\n")
@@ -413,6 +501,7 @@ if __name__ == "__main__":
     torch.set_num_threads(1)
     os.chdir(ROOT)
     transrate_sets()
+    metric_sets()
     tap_fixtures()
     image_fixtures()
     e2e_fixture()

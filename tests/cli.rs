@@ -400,7 +400,7 @@ fn config_errors_name_the_key() {
     );
     assert!(
         run.error_line()
-            .ends_with("unknown metric `leap` in `metrics`; known: transrate"),
+            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, or `all`"),
         "{}",
         run.stderr()
     );
@@ -469,5 +469,109 @@ fn layers_command_lists_tappable_names() {
     assert_eq!(
         String::from_utf8_lossy(&out.stderr).trim(),
         "error: model `model`: cannot load /no/such/model.pt: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn metrics_all_end_to_end_match_the_python_reference() {
+    let model_b = MODEL_A.replace("tiny_a", "tiny_b");
+    let yaml = format!(
+        "{}metrics: all\n",
+        config_with_models(&format!("{MODEL_A}{model_b}"))
+    );
+    let run = run_config(&yaml, &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    let names = [
+        "transrate",
+        "logme",
+        "hscore",
+        "hscore_shrink",
+        "nce",
+        "leep",
+        "gbc",
+    ];
+    assert_eq!(report["metrics"], serde_json::json!(names));
+    let expected: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("e2e_expected.json")).unwrap(),
+    )
+    .unwrap();
+    let mut worst: f64 = 0.0;
+    for (got, want) in report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(expected["results"].as_array().unwrap())
+    {
+        assert_eq!(
+            (&got["model"], &got["layer"]),
+            (&want["model"], &want["layer"])
+        );
+        for name in names {
+            let (a, b) = (
+                got["scores"][name].as_f64().unwrap(),
+                want["all"][name].as_f64().unwrap(),
+            );
+            // The network's f32 arithmetic depends on the batch size (7e-8 relative on the
+            // features here); metrics near zero (LogME of -0.009) turn that into more relative
+            // difference, so values below 1 are compared absolutely.
+            let rel = (a - b).abs() / b.abs().max(1.0);
+            worst = worst.max(rel);
+            assert!(
+                rel < 1e-5,
+                "{} {} {name}: {a} vs reference {b}",
+                got["model"],
+                got["layer"]
+            );
+        }
+    }
+    eprintln!("metrics: all, worst relative difference {worst:e}");
+    // The table shows every metric, ranked by the first.
+    let header = run
+        .stdout()
+        .lines()
+        .find(|l| l.trim_start().starts_with("rank"))
+        .unwrap()
+        .to_owned();
+    for name in names {
+        assert!(header.contains(name), "{header}");
+    }
+    let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 8 * names.len());
+}
+
+#[test]
+fn a_model_without_source_logits_gets_notes_not_scores() {
+    // featmap.pt returns a (N, 4, H, W) feature map: no source logits for NCE and LEEP.
+    let models = "
+  - name: featmap
+    path: {zoo}/featmap.pt
+    input: {size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [conv, act]";
+    let run = run_config(
+        &format!(
+            "{}metrics: [transrate, nce, leep]\n",
+            config_with_models(models)
+        ),
+        &[],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    for row in report["results"].as_array().unwrap() {
+        assert!(row["scores"]["transrate"].is_f64(), "{row}");
+        assert!(row["scores"].get("nce").is_none(), "{row}");
+        let note = "no source logits: its output is not (N, classes) logits (shape [1, 4, 16, 16]) and no manifest names its head";
+        assert_eq!(row["notes"]["nce"], note);
+        assert_eq!(row["notes"]["leep"], note);
+    }
+    // A primary metric nothing has: no recommendation is made up.
+    let run = run_config(
+        &format!("{}metrics: [leep, transrate]\n", config_with_models(models)),
+        &[],
+    );
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert_eq!(
+        run.report()["recommendation"]["text"],
+        "No layer has a leep score"
     );
 }

@@ -77,7 +77,7 @@ fn stage_taps_equal_forward_hooks_for_every_exported_model() {
             head: m.head.clone(),
             pretrained: Some(m.pretrained),
         };
-        let model = ZooModel::load(&spec, Device::Cpu).unwrap();
+        let model = ZooModel::load(&spec, Device::Cpu, false).unwrap();
         // The check input is already normalised: it goes straight into the network.
         let features = model.run(&get("input")).unwrap();
         for (layer, got) in m.layers.iter().zip(&features.layers) {

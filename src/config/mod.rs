@@ -34,7 +34,8 @@ pub struct Config {
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// The first is the primary metric: it orders the table and makes the recommendation.
-    #[serde(default = "default_metrics")]
+    /// `all` (alone, as a string or a list item) is every metric.
+    #[serde(default = "default_metrics", deserialize_with = "one_or_many")]
     pub metrics: Vec<String>,
     #[serde(default)]
     pub transrate: TransRateConfig,
@@ -53,17 +54,76 @@ pub struct DatasetConfig {
     pub max_per_class: Option<usize>,
 }
 
+/// TransRate's options; the defaults are the published formula.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TransRateConfig {
     #[serde(default = "default_eps")]
     pub eps: f64,
+    /// `trace`: divide the centred features by their root mean squared norm first.
+    #[serde(default)]
+    pub scale: TransRateScale,
+    /// Divide both coding rates by the numerical rank of the centred features.
+    #[serde(default)]
+    pub per_rank: bool,
+    /// `count`: weight each class's coding rate by n_c / n instead of 1 / C.
+    #[serde(default)]
+    pub class_weight: ClassWeight,
+    /// `l2`: put each feature vector on the unit sphere before accumulation.
+    #[serde(default)]
+    pub normalize: Normalize,
 }
 
 impl Default for TransRateConfig {
     fn default() -> Self {
-        TransRateConfig { eps: default_eps() }
+        TransRateConfig {
+            eps: default_eps(),
+            scale: TransRateScale::None,
+            per_rank: false,
+            class_weight: ClassWeight::Uniform,
+            normalize: Normalize::None,
+        }
     }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransRateScale {
+    #[default]
+    None,
+    Trace,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    #[default]
+    Uniform,
+    Count,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Normalize {
+    #[default]
+    None,
+    L2,
+}
+
+/// `metrics: all` or `metrics: [transrate, logme]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> std::result::Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(s) => vec![s],
+        OneOrMany::Many(v) => v,
+    })
 }
 
 fn default_device() -> String {

@@ -1,55 +1,86 @@
-//! Transferability metrics, one file each, all computed from the same per-(model, layer)
-//! statistics at the end of the single pass.
+//! Transferability metrics, one file each, all computed exactly from the statistics of the single
+//! pass, at its end.
 //!
-//! A metric says which statistics it needs (so the pipeline allocates only those) and turns a
-//! finished store into a score, higher meaning "transfers better". Adding a metric is one file
-//! plus one line in `build`.
+//! A metric says which statistics it needs (so the pipeline allocates only those) and how to
+//! finish them into a score, higher meaning "transfers better". Layer metrics (TransRate, LogME,
+//! H-scores, GBC) score each (model, layer) from its `ClassMoments`; source metrics (NCE, LEEP)
+//! score a model from its classifier's predictions (`SourceStats`), the same for all its layers.
+//! Adding a metric is one file plus one line in `build`.
 
+mod gbc;
+mod hscore;
+mod hscore_shrink;
+mod leep;
+mod logme;
+mod nce;
+mod spectral;
 mod transrate;
 
+pub use gbc::Gbc;
+pub use hscore::HScore;
+pub use hscore_shrink::ShrinkageHScore;
+pub use leep::Leep;
+pub use logme::LogMe;
+pub use nce::Nce;
 pub use transrate::{coding_rate, TransRate};
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::stats::ClassMoments;
-
-/// The statistics a metric reads.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Needs {
-    /// Per-class second-moment matrices, (C, D, D).
-    pub second_moments: bool,
-}
-
-impl Needs {
-    pub fn union(self, other: Needs) -> Needs {
-        Needs {
-            second_moments: self.second_moments || other.second_moments,
-        }
-    }
-}
+use crate::stats::{ClassMoments, Needs, SourceStats, Transform};
 
 pub trait Metric: Send + Sync {
     /// The name used in the config, the table, report.json and scores.csv.
     fn name(&self) -> &'static str;
     fn needs(&self) -> Needs;
-    /// The score of one (model, layer), from its finished statistics.
-    fn score(&self, stats: &ClassMoments) -> Result<f64>;
+    /// What is done to the pooled features before they are accumulated for this metric.
+    fn transform(&self) -> Transform {
+        Transform::Raw
+    }
+    /// A layer metric's score of one (model, layer); None for source metrics.
+    fn score_layer(&self, _stats: &ClassMoments) -> Option<Result<f64>> {
+        None
+    }
+    /// A source metric's score of one model; None for layer metrics.
+    fn score_source(&self, _stats: &mut SourceStats) -> Option<Result<f64>> {
+        None
+    }
 }
 
-/// Every metric name `metrics:` accepts.
-pub const KNOWN: &[&str] = &["transrate"];
+/// Every metric `metrics:` accepts, in the order `all` lists them.
+pub const KNOWN: &[&str] = &[
+    "transrate",
+    "logme",
+    "hscore",
+    "hscore_shrink",
+    "nce",
+    "leep",
+    "gbc",
+];
 
-/// The metrics a config asks for, in its order (the first is the primary one).
+/// The metrics a config asks for, in its order (the first is the primary one); `all` is every
+/// metric, TransRate first.
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
+    let names: Vec<&str> = if config.metrics.iter().any(|m| m == "all") {
+        if config.metrics.len() > 1 {
+            return Err("`metrics: all` cannot be combined with other names".into());
+        }
+        KNOWN.to_vec()
+    } else {
+        config.metrics.iter().map(String::as_str).collect()
+    };
     let mut out: Vec<Box<dyn Metric>> = Vec::new();
-    for name in &config.metrics {
-        let metric: Box<dyn Metric> = match name.as_str() {
-            "transrate" => Box::new(TransRate {
-                eps: config.transrate.eps,
-            }),
+    for name in names {
+        let metric: Box<dyn Metric> = match name {
+            "transrate" => Box::new(TransRate::new(&config.transrate)),
+            "logme" => Box::new(LogMe),
+            "hscore" => Box::new(HScore),
+            "hscore_shrink" => Box::new(ShrinkageHScore),
+            "nce" => Box::new(Nce),
+            "leep" => Box::new(Leep),
+            "gbc" => Box::new(Gbc),
             other => {
                 return Err(format!(
-                    "unknown metric `{other}` in `metrics`; known: {}",
+                    "unknown metric `{other}` in `metrics`; known: {}, or `all`",
                     KNOWN.join(", ")
                 ));
             }
@@ -67,4 +98,8 @@ pub(crate) fn torch_err(metric: &'static str) -> impl Fn(tch::TchError) -> Error
         metric,
         message: crate::error::torch_message(&e),
     }
+}
+
+pub(crate) fn scalar(t: tch::Tensor) -> Result<f64, tch::TchError> {
+    t.f_double_value(&[])
 }

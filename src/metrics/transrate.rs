@@ -10,18 +10,75 @@
 //! scatters Z^T Z and Z_c^T Z_c come from the streaming statistics (stats::ClassMoments). C
 //! counts the classes that have images. A class with one image has a rank-one scatter, and
 //! I + Z_c^T Z_c / eps stays positive definite, so no NaN can arise from it.
+//!
+//! Options (the defaults give the formula above), all exact from the same statistics:
+//! - `normalize: l2`: x / |x| for every feature vector before accumulation;
+//! - `scale: trace`: Z / r with r^2 = tr(Z^T Z) / n, the mean squared norm, before the rates, so
+//!   eps is relative to the features' scale;
+//! - `per_rank: true`: both R(Z) and every R(Z_c) divided by the numerical rank of Z, counted
+//!   as numpy.linalg.matrix_rank(Z^T Z / n) does (eigenvalues above lambda_max * d * f64::EPSILON),
+//!   as the TransRate authors' code does;
+//! - `class_weight: count`: sum_c (n_c / n) R(Z_c) in place of the mean over classes.
 
 use tch::{Kind, Tensor};
 
-use super::{torch_err, Metric, Needs};
+use super::{scalar, torch_err, Metric};
+use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use crate::error::{Error, Result};
-use crate::stats::ClassMoments;
+use crate::stats::{ClassMoments, Needs, Transform};
 
 pub struct TransRate {
-    pub eps: f64,
+    pub options: TransRateConfig,
 }
 
 const NAME: &str = "transrate";
+
+impl TransRate {
+    pub fn new(options: &TransRateConfig) -> TransRate {
+        TransRate { options: *options }
+    }
+
+    /// The published formula with this eps.
+    pub fn plain(eps: f64) -> TransRate {
+        TransRate {
+            options: TransRateConfig {
+                eps,
+                ..TransRateConfig::default()
+            },
+        }
+    }
+
+    fn score(&self, stats: &ClassMoments) -> Result<f64, tch::TchError> {
+        let o = &self.options;
+        let n = stats.total() as f64;
+        let scatter = stats.centred_scatter()?;
+        let mean_sq_norm = scalar(scatter.f_trace()?)? / n;
+        let scale = match o.scale {
+            TransRateScale::Trace if mean_sq_norm > 0.0 => mean_sq_norm,
+            _ => 1.0,
+        };
+        let rank = if o.per_rank {
+            numerical_rank(&scatter, n, stats.dim())? as f64
+        } else {
+            1.0
+        };
+        let rate = |s: Tensor, rows: f64| -> Result<f64, tch::TchError> {
+            Ok(coding_rate(s.f_div_scalar(scale)?, rows, o.eps)? / rank.max(1.0))
+        };
+        let r_all = rate(scatter, n)?;
+        let present: Vec<usize> = stats.present().collect();
+        let mut r_within = 0.0;
+        for &class in &present {
+            let n_c = stats.counts()[class] as f64;
+            let weight = match o.class_weight {
+                ClassWeight::Uniform => 1.0 / present.len() as f64,
+                ClassWeight::Count => n_c / n,
+            };
+            r_within += weight * rate(stats.class_scatter_about_global_mean(class)?, n_c)?;
+        }
+        Ok(r_all - r_within)
+    }
+}
 
 impl Metric for TransRate {
     fn name(&self) -> &'static str {
@@ -30,32 +87,26 @@ impl Metric for TransRate {
 
     fn needs(&self) -> Needs {
         Needs {
-            second_moments: true,
+            class_second: true,
+            ..Needs::default()
         }
     }
 
-    fn score(&self, stats: &ClassMoments) -> Result<f64> {
-        let te = torch_err(NAME);
-        let n = stats.total();
-        if n == 0 {
-            return Err(Error::Metric {
+    fn transform(&self) -> Transform {
+        match self.options.normalize {
+            Normalize::None => Transform::Raw,
+            Normalize::L2 => Transform::L2,
+        }
+    }
+
+    fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
+        if stats.total() == 0 {
+            return Some(Err(Error::Metric {
                 metric: NAME,
                 message: "no images were scored".into(),
-            });
+            }));
         }
-        let r_all =
-            coding_rate(stats.centred_scatter().map_err(&te)?, n as f64, self.eps).map_err(&te)?;
-        let mut r_within = 0.0;
-        let mut present = 0usize;
-        for (class, &n_c) in stats.counts().iter().enumerate() {
-            if n_c == 0 {
-                continue;
-            }
-            let scatter = stats.class_scatter_about_global_mean(class).map_err(&te)?;
-            r_within += coding_rate(scatter, n_c as f64, self.eps).map_err(&te)?;
-            present += 1;
-        }
-        Ok(r_all - r_within / present as f64)
+        Some(self.score(stats).map_err(torch_err(NAME)))
     }
 }
 
@@ -70,15 +121,23 @@ pub fn coding_rate(mut scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::Tc
     let _ = scatter.f_diagonal(0, 0, 1)?.f_add_scalar_(1.0)?;
     let (chol, info) = scatter.f_linalg_cholesky_ex(false, false)?;
     if info.f_int64_value(&[])? == 0 {
-        let logdet = chol
-            .f_diagonal(0, 0, 1)?
-            .f_log()?
-            .f_sum(Kind::Double)?
-            .f_double_value(&[])?
-            * 2.0;
+        let logdet = scalar(chol.f_diagonal(0, 0, 1)?.f_log()?.f_sum(Kind::Double)?)? * 2.0;
         return Ok(0.5 * logdet);
     }
     let _ = scatter.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
     let eig = scatter.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
-    Ok(0.5 * eig.f_log1p()?.f_sum(Kind::Double)?.f_double_value(&[])?)
+    Ok(0.5 * scalar(eig.f_log1p()?.f_sum(Kind::Double)?)?)
+}
+
+/// The numerical rank of the n x d matrix Z from Z^T Z, as numpy.linalg.matrix_rank(Z^T Z / n):
+/// eigenvalues above lambda_max * d * eps. (matrix_rank(Z) itself, which compares singular
+/// values with sigma_max * max(n, d) * eps, cannot be had from Z^T Z: its eigenvalues carry
+/// rounding noise near lambda_max * eps, i.e. singular values near 1.5e-8 sigma_max.)
+pub fn numerical_rank(scatter: &Tensor, _n: f64, d: usize) -> Result<usize, tch::TchError> {
+    let values = scatter.f_linalg_eigvalsh("L")?.f_abs()?;
+    let threshold = scalar(values.f_max()?)? * d as f64 * f64::EPSILON;
+    Ok(values
+        .f_gt(threshold)?
+        .f_sum(Kind::Int64)?
+        .f_int64_value(&[])? as usize)
 }

@@ -7,6 +7,8 @@
 
 mod loader;
 mod progress;
+mod scoring;
+mod stores;
 
 pub use loader::DECODE_THREAD;
 pub use progress::{Progress, Silent};
@@ -19,11 +21,11 @@ use tch::{Device, Kind, Tensor};
 
 use crate::dataset::{self, Geometry, ImageFolder, Skip};
 use crate::error::{Error, Result};
-use crate::metrics::Needs;
 use crate::plan::Plan;
-use crate::stats::{BatchLabels, ClassMoments};
+use crate::stats::BatchLabels;
 use crate::zoo::{self, ZooModel};
 use loader::{Batch, Message};
+use stores::ModelStats;
 
 /// Batches decoded ahead of the device thread.
 const PREFETCH: usize = 4;
@@ -40,6 +42,8 @@ pub struct Outcome {
     pub empty_classes: Vec<String>,
     pub results: Vec<LayerResult>,
     pub accumulator_bytes: usize,
+    /// Disk used for LEEP's softmax rows.
+    pub spilled_bytes: u64,
     pub device: String,
     pub timing: Timing,
 }
@@ -51,6 +55,8 @@ pub struct LayerResult {
     pub n: u64,
     /// (metric, score) in the plan's metric order.
     pub scores: Vec<(String, f64)>,
+    /// (metric, why it has no score here), e.g. NCE for a model without source logits.
+    pub notes: Vec<(String, String)>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -61,9 +67,6 @@ pub struct Timing {
     pub total_s: f64,
     pub images_per_s: f64,
 }
-
-/// Per (model, layer) statistics, indexed [model][layer].
-type Stores = Vec<Vec<ClassMoments>>;
 
 pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
     let start = Instant::now();
@@ -86,34 +89,39 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
         folder.root.display()
     );
 
+    let layout = stores::Plan::new(&plan.metrics);
     let models = plan
         .models
         .iter()
-        .map(|m| ZooModel::load(m, plan.device))
+        .map(|m| ZooModel::load(m, plan.device, layout.wants_source()))
         .collect::<Result<Vec<_>>>()?;
-    let needs = plan
-        .metrics
+    let mut stats = models
         .iter()
-        .fold(Needs::default(), |acc, m| acc.union(m.needs()));
-    let mut stores = new_stores(&models, folder.classes.len(), needs, plan.device)?;
-    let accumulator_bytes: usize = stores.iter().flatten().map(ClassMoments::bytes).sum();
+        .map(|m| layout.allocate(m, folder.classes.len()))
+        .collect::<Result<Vec<_>>>()?;
+    let accumulator_bytes: usize = stats.iter().map(ModelStats::bytes).sum();
     tracing::info!(
         "statistics for {} (model, layer) pairs: {:.1} MiB",
-        stores.iter().flatten().count(),
+        models.iter().map(|m| m.layers.len()).sum::<usize>(),
         mib(accumulator_bytes)
     );
     let load_s = start.elapsed().as_secs_f64();
 
     let pass_start = Instant::now();
     progress.begin(folder.items.len());
-    let skipped = pass(plan, &folder, &models, &mut stores, progress)?;
+    let skipped = pass(plan, &folder, &models, &mut stats, progress)?;
     progress.finish();
     let pass_s = pass_start.elapsed().as_secs_f64();
 
-    let per_class = stores[0][0].counts().to_vec();
+    let per_class = stats[0].first(0).counts().to_vec();
     check_classes(&folder, &per_class)?;
+    let spilled_bytes = stats
+        .iter()
+        .filter_map(|s| s.source.as_ref())
+        .map(|s| s.spilled_bytes())
+        .sum();
     let score_start = Instant::now();
-    let results = score(plan, &models, &stores)?;
+    let results = scoring::score(&plan.metrics, &models, &mut stats)?;
     let score_s = score_start.elapsed().as_secs_f64();
     let images: u64 = per_class.iter().sum();
     Ok(Outcome {
@@ -124,6 +132,7 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
         empty_classes: folder.empty_classes.clone(),
         results,
         accumulator_bytes,
+        spilled_bytes,
         device: crate::device::label(plan.device),
         timing: Timing {
             load_s,
@@ -135,27 +144,12 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
     })
 }
 
-fn new_stores(models: &[ZooModel], classes: usize, needs: Needs, device: Device) -> Result<Stores> {
-    models
-        .iter()
-        .map(|m| {
-            m.dims
-                .iter()
-                .map(|&d| {
-                    ClassMoments::new(classes, d, needs.second_moments, device)
-                        .map_err(|e| Error::torch(&m.name, "allocating the statistics", e))
-                })
-                .collect()
-        })
-        .collect()
-}
-
 /// Runs the loader and the device loop; returns the skipped files.
 fn pass(
     plan: &Plan,
     folder: &ImageFolder,
     models: &[ZooModel],
-    stores: &mut Stores,
+    stats: &mut [ModelStats],
     progress: &dyn Progress,
 ) -> Result<Vec<Skip>> {
     let geometries = zoo::geometries(models);
@@ -165,7 +159,7 @@ fn pass(
         let geoms = &geometries;
         scope.spawn(move || loader::produce(&folder.items, geoms, batch_size, plan.workers, tx));
         // `rx` moves into `consume` and is dropped when it returns, which stops the loader.
-        consume(rx, plan.device, models, &geometries, stores, progress)
+        consume(rx, plan.device, models, &geometries, stats, progress)
     })
 }
 
@@ -174,7 +168,7 @@ fn consume(
     device: Device,
     models: &[ZooModel],
     geometries: &[Geometry],
-    stores: &mut Stores,
+    stats: &mut [ModelStats],
     progress: &dyn Progress,
 ) -> Result<Vec<Skip>> {
     let geometry_of: Vec<usize> = models
@@ -204,25 +198,14 @@ fn consume(
                 .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
             let labels = BatchLabels::new(&batch.labels, device)
                 .map_err(|e| Error::torch_op("moving labels to the device", e))?;
-            for ((model, model_stores), &g) in
-                models.iter().zip(stores.iter_mut()).zip(&geometry_of)
+            for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(&geometry_of)
             {
                 let _span = tracing::debug_span!("model", name = %model.name).entered();
                 let features = model.run(&model.normalise(&inputs[g])?)?;
-                for ((layer, store), feats) in model
-                    .layers
-                    .iter()
-                    .zip(model_stores.iter_mut())
-                    .zip(&features.layers)
-                {
-                    let _span = tracing::trace_span!("layer", name = %layer).entered();
-                    store
-                        .update(feats, &labels)
-                        .map_err(|e| Error::torch(&model.name, "updating the statistics", e))?;
-                }
+                model_stats.update(model, &features, &labels, &batch.labels)?;
             }
             if (batch.index + 1) % FINITE_CHECK_EVERY == 0 {
-                check_finite(models, stores)?;
+                check_finite(models, stats)?;
             }
         }
         progress.advance(batch.files);
@@ -233,7 +216,7 @@ fn consume(
             skipped.len() - WARN_SKIPS
         );
     }
-    check_finite(models, stores)?;
+    check_finite(models, stats)?;
     Ok(skipped)
 }
 
@@ -268,10 +251,11 @@ fn to_device(
         .collect()
 }
 
-fn check_finite(models: &[ZooModel], stores: &Stores) -> Result<()> {
-    for (model, model_stores) in models.iter().zip(stores) {
-        for (layer, store) in model.layers.iter().zip(model_stores) {
-            let finite = store
+fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {
+    for (model, model_stats) in models.iter().zip(stats) {
+        for (i, layer) in model.layers.iter().enumerate() {
+            let finite = model_stats
+                .first(i)
                 .all_finite()
                 .map_err(|e| Error::torch(&model.name, "checking the statistics", e))?;
             if !finite {
@@ -309,47 +293,6 @@ fn check_classes(folder: &ImageFolder, per_class: &[u64]) -> Result<()> {
         });
     }
     Ok(())
-}
-
-fn score(plan: &Plan, models: &[ZooModel], stores: &Stores) -> Result<Vec<LayerResult>> {
-    let mut results = Vec::new();
-    for (model, model_stores) in models.iter().zip(stores) {
-        for (layer, store) in model.layers.iter().zip(model_stores) {
-            let _span =
-                tracing::debug_span!("score", model = %model.name, layer = %layer).entered();
-            let scores = plan
-                .metrics
-                .iter()
-                .map(|m| {
-                    let score = m.score(store).map_err(|e| match e {
-                        Error::Metric { metric, message } => Error::Metric {
-                            metric,
-                            message: format!("model `{}` layer `{layer}`: {message}", model.name),
-                        },
-                        other => other,
-                    })?;
-                    if !score.is_finite() {
-                        return Err(Error::Metric {
-                            metric: m.name(),
-                            message: format!(
-                                "model `{}` layer `{layer}`: the score is {score}",
-                                model.name
-                            ),
-                        });
-                    }
-                    Ok((m.name().to_owned(), score))
-                })
-                .collect::<Result<Vec<_>>>()?;
-            results.push(LayerResult {
-                model: model.name.clone(),
-                layer: layer.clone(),
-                dim: store.dim(),
-                n: store.total(),
-                scores,
-            });
-        }
-    }
-    Ok(results)
 }
 
 fn mib(bytes: usize) -> f64 {

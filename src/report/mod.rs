@@ -60,12 +60,17 @@ pub struct ResultRow {
     pub dim: usize,
     pub n: u64,
     pub scores: BTreeMap<String, f64>,
+    /// Why a requested metric has no score here (e.g. LEEP for a model without source logits).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub notes: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
-    /// Bytes held by all (model, layer) statistics during the pass.
+    /// Bytes held by all statistics during the pass.
     pub accumulator_bytes: usize,
+    /// Bytes of disk used for LEEP's softmax rows (N x C_s x 4 per model, plus labels).
+    pub spilled_bytes: u64,
 }
 
 impl Report {
@@ -80,9 +85,11 @@ impl Report {
                 dim: r.dim,
                 n: r.n,
                 scores: r.scores.into_iter().collect(),
+                notes: r.notes.into_iter().collect(),
             })
             .collect();
-        let (recommendation, layer_cuts) = rank(&results, plan.primary_metric());
+        let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());
+        let (recommendation, layer_cuts) = rank(&results, plan.primary_metric(), per_model);
         let (classes, per_class): (Vec<_>, Vec<_>) = outcome
             .classes
             .into_iter()
@@ -110,6 +117,7 @@ impl Report {
             layer_cuts,
             memory: Memory {
                 accumulator_bytes: outcome.accumulator_bytes,
+                spilled_bytes: outcome.spilled_bytes,
             },
             timing: outcome.timing,
             finished_unix: std::time::SystemTime::now()

@@ -5,14 +5,15 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{score_of, ResultRow};
+use super::ResultRow;
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Recommendation {
-    pub model: String,
-    pub layer: String,
+    pub model: Option<String>,
+    /// None when the metric scores whole models (NCE, LEEP): it cannot choose a cut.
+    pub layer: Option<String>,
     pub metric: String,
-    pub score: f64,
+    pub score: Option<f64>,
     pub text: String,
 }
 
@@ -22,18 +23,24 @@ pub struct Cut {
     pub score: f64,
 }
 
-/// The recommendation and the per-model cuts; the first of equal scores wins. `results` must
-/// not be empty (a run always scores at least one layer).
-pub fn rank(results: &[ResultRow], metric: &str) -> (Recommendation, BTreeMap<String, Cut>) {
+/// The recommendation and, for a metric that scores layers, each model's best cut; the first
+/// of equal scores wins. Rows without a score for `metric` are left out. `per_model` says the
+/// metric scores whole models (the same value on every layer).
+pub fn rank(
+    results: &[ResultRow],
+    metric: &str,
+    per_model: bool,
+) -> (Recommendation, BTreeMap<String, Cut>) {
     let mut cuts: BTreeMap<String, Cut> = BTreeMap::new();
-    let mut best: Option<&ResultRow> = None;
+    let mut best: Option<(&ResultRow, f64)> = None;
     for row in results {
-        let score = score_of(row, metric);
-        if best.is_none_or(|b| score > score_of(b, metric)) {
-            best = Some(row);
+        let Some(&score) = row.scores.get(metric) else {
+            continue;
+        };
+        if best.is_none_or(|(_, b)| score > b) {
+            best = Some((row, score));
         }
-        let better = cuts.get(&row.model).is_none_or(|c| score > c.score);
-        if better {
+        if !per_model && cuts.get(&row.model).is_none_or(|c| score > c.score) {
             cuts.insert(
                 row.model.clone(),
                 Cut {
@@ -44,25 +51,32 @@ pub fn rank(results: &[ResultRow], metric: &str) -> (Recommendation, BTreeMap<St
         }
     }
     let recommendation = match best {
-        Some(row) => Recommendation {
-            model: row.model.clone(),
-            layer: row.layer.clone(),
+        Some((row, score)) if per_model => Recommendation {
+            model: Some(row.model.clone()),
+            layer: None,
             metric: metric.to_owned(),
-            score: score_of(row, metric),
+            score: Some(score),
             text: format!(
-                "Fine-tune {}: keep everything up to {} and re-train what follows ({} {:.4})",
-                row.model,
-                row.layer,
-                metric,
-                score_of(row, metric)
+                "Fine-tune {} ({metric} {score:.4}); {metric} scores whole models, so choose the cut with a layer metric",
+                row.model
+            ),
+        },
+        Some((row, score)) => Recommendation {
+            model: Some(row.model.clone()),
+            layer: Some(row.layer.clone()),
+            metric: metric.to_owned(),
+            score: Some(score),
+            text: format!(
+                "Fine-tune {}: keep everything up to {} and re-train what follows ({metric} {score:.4})",
+                row.model, row.layer
             ),
         },
         None => Recommendation {
-            model: String::new(),
-            layer: String::new(),
+            model: None,
+            layer: None,
             metric: metric.to_owned(),
-            score: f64::NAN,
-            text: "No layer was scored".to_owned(),
+            score: None,
+            text: format!("No layer has a {metric} score"),
         },
     };
     (recommendation, cuts)
@@ -79,6 +93,7 @@ mod tests {
             dim: 4,
             n: 10,
             scores: [("transrate".to_owned(), score)].into(),
+            notes: Default::default(),
         }
     }
 
@@ -90,10 +105,10 @@ mod tests {
             row("b", "l1", 2.5),
             row("b", "l2", 3.0),
         ];
-        let (rec, cuts) = rank(&rows, "transrate");
+        let (rec, cuts) = rank(&rows, "transrate", false);
         assert_eq!(
-            (rec.model.as_str(), rec.layer.as_str(), rec.score),
-            ("a", "l2", 3.0)
+            (rec.model.as_deref(), rec.layer.as_deref(), rec.score),
+            (Some("a"), Some("l2"), Some(3.0))
         );
         assert_eq!(
             rec.text,
@@ -112,6 +127,23 @@ mod tests {
                 layer: "l2".into(),
                 score: 3.0
             }
+        );
+    }
+
+    #[test]
+    fn model_metrics_choose_no_cut() {
+        let rows = [
+            row("a", "l1", 1.0),
+            row("a", "l2", 1.0),
+            row("b", "l1", 2.0),
+        ];
+        let (rec, cuts) = rank(&rows, "transrate", true);
+        assert_eq!((rec.model.as_deref(), rec.layer), (Some("b"), None));
+        assert!(cuts.is_empty());
+        let (rec, _) = rank(&rows, "leep", false);
+        assert_eq!(
+            (rec.model, rec.text.as_str()),
+            (None, "No layer has a leep score")
         );
     }
 }

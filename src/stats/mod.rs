@@ -1,12 +1,79 @@
-//! Streaming sufficient statistics of pooled features, one store per (model, layer).
+//! Streaming sufficient statistics, gathered in the single pass and read by every metric at the
+//! end, so memory does not grow with the number of images.
 //!
-//! Every metric is computed from these sums at the end of the pass, so memory does not grow with
-//! the number of images: O(C D) for the per-class sums plus O(C D^2) for the per-class second
-//! moments, which only metrics that need them (TransRate) ask for. Stores fed disjoint parts of
-//! the data merge with `+=` into the store of the whole.
+//! Per (model, layer): `ClassMoments`, the per-class counts and sums of the pooled features plus
+//! whichever second- and fourth-order sums the requested metrics need (`Needs`); nothing is kept
+//! twice (a total second moment is the sum of the per-class ones when those exist). Per model:
+//! `SourceStats`, what the source classifier's predictions say about the target labels (NCE,
+//! LEEP). Stores fed disjoint parts of the data merge with `+=` into the store of the whole.
 
 mod batch_labels;
 mod class_moments;
+mod source;
 
 pub use batch_labels::BatchLabels;
 pub use class_moments::ClassMoments;
+pub use source::SourceStats;
+
+/// The statistics a set of metrics reads, beyond per-class counts and sums.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Needs {
+    /// Per-class second-moment matrices, (C, D, D): TransRate.
+    pub class_second: bool,
+    /// The total second-moment matrix, (D, D): LogME, H-scores.
+    pub total_second: bool,
+    /// Per-class sums of squares, (C, D): GBC's diagonal Gaussians.
+    pub class_squares: bool,
+    /// Sum of |x|^4 and of |x|^2 x: the Ledoit-Wolf shrinkage.
+    pub fourth: bool,
+    /// Counts of (argmax source class, target class): NCE.
+    pub source_hard: bool,
+    /// Source softmax rows: LEEP.
+    pub source_soft: bool,
+}
+
+impl Needs {
+    pub fn union(self, o: Needs) -> Needs {
+        Needs {
+            class_second: self.class_second || o.class_second,
+            total_second: self.total_second || o.total_second,
+            class_squares: self.class_squares || o.class_squares,
+            fourth: self.fourth || o.fourth,
+            source_hard: self.source_hard || o.source_hard,
+            source_soft: self.source_soft || o.source_soft,
+        }
+    }
+
+    pub fn features(&self) -> bool {
+        self.class_second || self.total_second || self.class_squares || self.fourth
+    }
+
+    pub fn source(&self) -> bool {
+        self.source_hard || self.source_soft
+    }
+}
+
+/// What is done to each pooled feature vector before it is accumulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Transform {
+    Raw,
+    /// x / |x|: TransRate's `normalize: l2`.
+    L2,
+}
+
+impl Transform {
+    /// Applies the transform to the rows of (B, D) features, or to one (D,) vector.
+    pub fn apply(self, x: &tch::Tensor) -> Result<tch::Tensor, tch::TchError> {
+        match self {
+            Transform::Raw => Ok(x.shallow_clone()),
+            // As torch.nn.functional.normalize: x / max(|x|, 1e-12), so a zero vector stays zero.
+            Transform::L2 => {
+                let norm = x
+                    .f_square()?
+                    .f_sum_dim_intlist(&[-1i64][..], true, x.kind())?
+                    .f_sqrt()?;
+                x.f_div(&norm.f_clamp_min(1e-12)?)
+            }
+        }
+    }
+}

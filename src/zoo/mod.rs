@@ -12,7 +12,7 @@ mod spec;
 
 pub use inspect::{inspect, LayerRow};
 pub use manifest::Manifest;
-pub use model::{Features, ZooModel};
+pub use model::{Features, SourceLogits, ZooModel};
 pub use spec::{blocks, resolve, select, ModelSpec};
 
 use crate::dataset::Geometry;

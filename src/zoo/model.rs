@@ -19,17 +19,46 @@ pub struct ZooModel {
     pub layout: Layout,
     /// Length of the pooled feature vector of each layer, found by a probe forward pass.
     pub dims: Vec<usize>,
+    /// The pooled features of one blank image, per layer, (D,) on the device: where the
+    /// features sit, the shift about which their statistics are summed.
+    pub probe: Vec<Tensor>,
+    /// Where the source task's logits come from, if they are wanted.
+    pub source: SourceLogits,
     module: CModule,
+    /// Taps in `module`: the layers, then the head when it gives the source logits.
+    taps: usize,
     /// (1, 3, 1, 1) on the device.
     mean: Tensor,
     std: Tensor,
 }
 
-/// What one forward pass gives: the model's own output when it is a tensor (source logits for
-/// metrics that need them), and one pooled (B, D) f32 tensor per requested layer.
+/// Where a model's source-task logits (a (B, C_s) tensor, for NCE and LEEP) come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceLogits {
+    /// Not asked for.
+    Unwanted,
+    /// The model's own output.
+    Output { classes: usize },
+    /// The manifest's `head` submodule, tapped.
+    Head { classes: usize },
+    /// Neither is a 2-D tensor: why, for the report.
+    Missing(String),
+}
+
+impl SourceLogits {
+    pub fn classes(&self) -> Option<usize> {
+        match self {
+            SourceLogits::Output { classes } | SourceLogits::Head { classes } => Some(*classes),
+            _ => None,
+        }
+    }
+}
+
+/// What one forward pass gives: one pooled (B, D) f32 tensor per requested layer, and the
+/// source logits (B, C_s) when they are wanted and exist.
 pub struct Features {
-    pub output: Option<Tensor>,
     pub layers: Vec<Tensor>,
+    pub source: Option<Tensor>,
 }
 
 const METHOD: &str = "forward_taps";
@@ -90,10 +119,11 @@ pub(super) fn run_tapped(
 
 impl ZooModel {
     /// Rewrites the file for the requested layers, loads it on `device`, and probes the layers'
-    /// shapes with one blank image, so shape errors surface before the pass starts.
-    pub fn load(spec: &ModelSpec, device: Device) -> Result<ZooModel> {
+    /// shapes with one blank image, so shape errors surface before the pass starts. With
+    /// `want_source`, also finds the source logits: the model's output if it is (B, C_s), else
+    /// the manifest's `head`.
+    pub fn load(spec: &ModelSpec, device: Device, want_source: bool) -> Result<ZooModel> {
         let _span = tracing::info_span!("load", model = %spec.name).entered();
-        let module = load_tapped(&spec.name, &spec.path, &spec.layers, device)?;
         let to_dev = |v: [f64; 3]| {
             Tensor::f_from_slice(&v.map(|x| x as f32))
                 .and_then(|t| t.f_view([1, 3, 1, 1]))
@@ -107,16 +137,56 @@ impl ZooModel {
             geometry: Geometry::of(&spec.input),
             layout: spec.layout,
             dims: Vec::new(),
-            module,
+            probe: Vec::new(),
+            source: SourceLogits::Unwanted,
+            module: load_tapped(&spec.name, &spec.path, &spec.layers, device)?,
+            taps: spec.layers.len(),
             mean: to_dev(spec.input.mean)?,
             std: to_dev(spec.input.std)?,
         };
         let s = model.geometry.size as i64;
         let blank = Tensor::f_zeros([1, 3, s, s], (Kind::Float, device))
             .map_err(|e| Error::torch(&spec.name, "making the probe input", e))?;
+        let (output, _) = run_tapped(&spec.name, &model.module, &blank, model.taps)?;
+        if want_source {
+            model.source = match (logit_classes(output.as_ref()), &spec.head) {
+                (Some(classes), _) => SourceLogits::Output { classes },
+                (None, Some(head)) => {
+                    let mut taps = spec.layers.clone();
+                    taps.push(head.clone());
+                    let module = load_tapped(&spec.name, &spec.path, &taps, device)?;
+                    let (_, tapped) = run_tapped(&spec.name, &module, &blank, taps.len())?;
+                    match logit_classes(tapped.last()) {
+                        Some(classes) => {
+                            model.module = module;
+                            model.taps = taps.len();
+                            SourceLogits::Head { classes }
+                        }
+                        None => SourceLogits::Missing(format!(
+                            "its head `{head}` does not give (N, classes) logits"
+                        )),
+                    }
+                }
+                (None, None) => SourceLogits::Missing(format!(
+                    "its output is not (N, classes) logits ({}) and no manifest names its head",
+                    output.map_or("not a tensor".to_owned(), |t| format!(
+                        "shape {:?}",
+                        t.size()
+                    ))
+                )),
+            };
+        }
         let probe = model.run(&blank)?;
         model.dims = probe.layers.iter().map(|t| t.size()[1] as usize).collect();
-        tracing::debug!(dims = ?model.dims, "probed");
+        model.probe = probe
+            .layers
+            .iter()
+            .map(|t| {
+                t.f_select(0, 0)
+                    .map_err(|e| Error::torch(&spec.name, "probing", e))
+            })
+            .collect::<Result<_>>()?;
+        tracing::debug!(dims = ?model.dims, source = ?model.source, "probed");
         Ok(model)
     }
 
@@ -129,8 +199,13 @@ impl ZooModel {
 
     /// One forward pass on a normalised batch; every tap pooled to (B, D) on the device.
     pub fn run(&self, x: &Tensor) -> Result<Features> {
-        let (output, tapped) = run_tapped(&self.name, &self.module, x, self.layers.len())?;
-        let mut layers = Vec::with_capacity(tapped.len());
+        let (output, mut tapped) = run_tapped(&self.name, &self.module, x, self.taps)?;
+        let source = match self.source {
+            SourceLogits::Output { .. } => output,
+            SourceLogits::Head { .. } => tapped.pop(),
+            SourceLogits::Unwanted | SourceLogits::Missing(_) => None,
+        };
+        let mut layers = Vec::with_capacity(self.layers.len());
         for (name, t) in self.layers.iter().zip(tapped) {
             let pooled = taps::pool(&t, self.layout).ok_or_else(|| Error::UnsupportedShape {
                 model: self.name.clone(),
@@ -139,6 +214,12 @@ impl ZooModel {
             })?;
             layers.push(pooled.map_err(|e| Error::torch(&self.name, "pooling a tap", e))?);
         }
-        Ok(Features { output, layers })
+        Ok(Features { layers, source })
     }
+}
+
+/// The number of classes of a (N, classes) floating-point tensor.
+fn logit_classes(t: Option<&Tensor>) -> Option<usize> {
+    let t = t?;
+    (t.dim() == 2 && t.is_floating_point()).then(|| t.size()[1] as usize)
 }

@@ -1,0 +1,96 @@
+//! The end of the pass: every metric finishes its statistics into scores. Source metrics (NCE,
+//! LEEP) are scored once per model and shown on each of its layers; a model without source
+//! logits gets a note instead of a score.
+
+use crate::error::{Error, Result};
+use crate::metrics::Metric;
+use crate::zoo::{SourceLogits, ZooModel};
+
+use super::stores::ModelStats;
+use super::LayerResult;
+
+pub fn score(
+    metrics: &[Box<dyn Metric>],
+    models: &[ZooModel],
+    stats: &mut [ModelStats],
+) -> Result<Vec<LayerResult>> {
+    let mut results = Vec::new();
+    for (model, model_stats) in models.iter().zip(stats.iter_mut()) {
+        let _span = tracing::debug_span!("score", model = %model.name).entered();
+        let mut from_source: Vec<(&'static str, Result<f64, String>)> = Vec::new();
+        for m in metrics {
+            let score = match model_stats.source.as_mut() {
+                Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
+                None if m.needs().source() => Some(Err(no_source_reason(&model.source))),
+                None => None,
+            };
+            if let Some(score) = score {
+                from_source.push((m.name(), score));
+            }
+        }
+        for (i, layer) in model.layers.iter().enumerate() {
+            let _span = tracing::debug_span!("layer", name = %layer).entered();
+            let first = model_stats.first(i);
+            let mut result = LayerResult {
+                model: model.name.clone(),
+                layer: layer.clone(),
+                dim: first.dim(),
+                n: first.total(),
+                scores: Vec::new(),
+                notes: Vec::new(),
+            };
+            for m in metrics {
+                let score = match from_source.iter().find(|(name, _)| *name == m.name()) {
+                    Some((_, Ok(v))) => Ok(*v),
+                    Some((_, Err(note))) => {
+                        result.notes.push((m.name().to_owned(), note.clone()));
+                        continue;
+                    }
+                    None => {
+                        let store =
+                            model_stats
+                                .store(i, m.transform())
+                                .ok_or_else(|| Error::Metric {
+                                    metric: m.name(),
+                                    message: "its statistics were not gathered".into(),
+                                })?;
+                        match m.score_layer(store) {
+                            Some(r) => r,
+                            None => continue,
+                        }
+                    }
+                };
+                let score = score.map_err(|e| in_context(e, model, layer))?;
+                if !score.is_finite() {
+                    return Err(Error::Metric {
+                        metric: m.name(),
+                        message: format!(
+                            "model `{}` layer `{layer}`: the score is {score}",
+                            model.name
+                        ),
+                    });
+                }
+                result.scores.push((m.name().to_owned(), score));
+            }
+            results.push(result);
+        }
+    }
+    Ok(results)
+}
+
+fn no_source_reason(source: &SourceLogits) -> String {
+    match source {
+        SourceLogits::Missing(why) => format!("no source logits: {why}"),
+        _ => "no source logits".to_owned(),
+    }
+}
+
+fn in_context(e: Error, model: &ZooModel, layer: &str) -> Error {
+    match e {
+        Error::Metric { metric, message } => Error::Metric {
+            metric,
+            message: format!("model `{}` layer `{layer}`: {message}", model.name),
+        },
+        other => other,
+    }
+}

@@ -1,0 +1,227 @@
+//! What the source task's classifier says about the target images, per model: the statistics
+//! of NCE (Tran et al., ICCV 2019) and LEEP (Nguyen et al., ICML 2020).
+//!
+//! NCE needs only the joint counts of (argmax source class, target class). LEEP's per-image term
+//! log sum_z P(y_i | z) theta_i(z) needs P(y | z), which is known only after the last image, so
+//! the softmax rows theta_i cannot be folded into a sum: they are written, in f32, to a
+//! temporary file (N x C_s x 4 bytes of disk, nothing in memory) and read back once at the end.
+//! That beats a second pass over the images, which would cost a second forward of every model.
+
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+
+use tch::{Device, Kind, TchError, Tensor};
+
+use super::{BatchLabels, Needs};
+
+pub struct SourceStats {
+    classes: usize,
+    source_classes: usize,
+    n: u64,
+    /// (C_s, C): images whose argmax source class is z and target class is y.
+    hard: Option<Tensor>,
+    /// (C, C_s): sum of the softmax rows of the images of each target class.
+    soft: Option<Tensor>,
+    /// Each image's label (i32) and softmax row (C_s f32), in order.
+    rows: Option<Spill>,
+}
+
+/// A temporary file (deleted on drop) appended to through one handle and read through fresh
+/// ones, so reading never moves the writing position.
+struct Spill {
+    file: tempfile::NamedTempFile,
+    writer: BufWriter<File>,
+}
+
+impl Spill {
+    fn new() -> std::io::Result<Spill> {
+        let file = tempfile::NamedTempFile::new()?;
+        let writer = BufWriter::new(file.reopen()?);
+        Ok(Spill { file, writer })
+    }
+
+    /// A reader from the start, after flushing what is buffered.
+    fn reader(&mut self) -> std::io::Result<BufReader<File>> {
+        self.writer.flush()?;
+        Ok(BufReader::new(self.file.reopen()?))
+    }
+}
+
+fn io(e: std::io::Error) -> TchError {
+    TchError::Io(e)
+}
+
+impl SourceStats {
+    pub fn new(
+        classes: usize,
+        source_classes: usize,
+        needs: &Needs,
+        device: Device,
+    ) -> Result<Self, TchError> {
+        let opts = (Kind::Double, device);
+        let (c, cs) = (classes as i64, source_classes as i64);
+        Ok(SourceStats {
+            classes,
+            source_classes,
+            n: 0,
+            hard: if needs.source_hard {
+                Some(Tensor::f_zeros([cs, c], opts)?)
+            } else {
+                None
+            },
+            soft: if needs.source_soft {
+                Some(Tensor::f_zeros([c, cs], opts)?)
+            } else {
+                None
+            },
+            rows: if needs.source_soft {
+                Some(Spill::new().map_err(io)?)
+            } else {
+                None
+            },
+        })
+    }
+
+    pub fn source_classes(&self) -> usize {
+        self.source_classes
+    }
+
+    /// Folds in a batch of source logits, (B, C_s), labelled by `batch`.
+    pub fn update(
+        &mut self,
+        logits: &Tensor,
+        batch: &BatchLabels,
+        labels: &[i64],
+    ) -> Result<(), TchError> {
+        let b = labels.len() as i64;
+        if logits.size() != [b, self.source_classes as i64] {
+            return Err(TchError::Shape(format!(
+                "source logits {:?} for {b} images",
+                logits.size()
+            )));
+        }
+        let probs = logits.f_to_kind(Kind::Double)?.f_softmax(1, Kind::Double)?;
+        if let Some(hard) = &mut self.hard {
+            let z = probs.f_argmax(1, false)?;
+            let flat = z.f_mul_scalar(self.classes as i64)?.f_add(&batch.labels)?;
+            let ones = Tensor::f_ones([b], (Kind::Double, probs.device()))?;
+            let _ = hard.f_view([-1])?.f_index_add_(0, &flat, &ones)?;
+        }
+        if let Some(soft) = &mut self.soft {
+            let _ = soft.f_index_add_(0, &batch.labels, &probs)?;
+        }
+        if let Some(rows) = &mut self.rows {
+            let host = probs
+                .f_to_kind(Kind::Float)?
+                .f_to_device(Device::Cpu)?
+                .f_contiguous()?;
+            let count = (b as usize) * self.source_classes;
+            let mut values = vec![0f32; count];
+            host.f_copy_data(&mut values, count)?;
+            for (label, row) in labels.iter().zip(values.chunks(self.source_classes)) {
+                rows.writer
+                    .write_all(&(*label as i32).to_le_bytes())
+                    .map_err(io)?;
+                for v in row {
+                    rows.writer.write_all(&v.to_le_bytes()).map_err(io)?;
+                }
+            }
+        }
+        self.n += b as u64;
+        Ok(())
+    }
+
+    /// Adds another store of the same shape (fed other images).
+    pub fn merge(&mut self, other: &mut SourceStats) -> Result<(), TchError> {
+        if (self.classes, self.source_classes) != (other.classes, other.source_classes)
+            || self.hard.is_some() != other.hard.is_some()
+            || self.soft.is_some() != other.soft.is_some()
+        {
+            return Err(TchError::Shape(
+                "cannot merge source statistics of different shapes".into(),
+            ));
+        }
+        for (mine, theirs) in [
+            (self.hard.as_mut(), other.hard.as_ref()),
+            (self.soft.as_mut(), other.soft.as_ref()),
+        ] {
+            if let (Some(mine), Some(theirs)) = (mine, theirs) {
+                let _ = mine.f_add_(&theirs.f_to_device(mine.device())?)?;
+            }
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.rows, &mut other.rows) {
+            let mut reader = theirs.reader().map_err(io)?;
+            std::io::copy(&mut reader, &mut mine.writer).map_err(io)?;
+        }
+        self.n += other.n;
+        Ok(())
+    }
+
+    pub fn images(&self) -> u64 {
+        self.n
+    }
+
+    /// The joint distribution of (argmax source class, target class), (C_s, C).
+    pub fn hard_joint(&self) -> Option<Result<Tensor, TchError>> {
+        self.hard
+            .as_ref()
+            .map(|h| h.f_div_scalar(self.n.max(1) as f64))
+    }
+
+    /// The empirical joint P(y, z) = 1/n sum over class-y images of theta(z), (C, C_s).
+    pub fn soft_joint(&self) -> Option<Result<Tensor, TchError>> {
+        self.soft
+            .as_ref()
+            .map(|s| s.f_div_scalar(self.n.max(1) as f64))
+    }
+
+    /// Calls `f(labels, rows)` on the spilled softmax rows, `chunk` images at a time, in order.
+    pub fn for_each_rows(
+        &mut self,
+        chunk: usize,
+        mut f: impl FnMut(&[i64], &Tensor) -> Result<(), TchError>,
+    ) -> Result<(), TchError> {
+        let Some(rows) = &mut self.rows else {
+            return Err(TchError::Kind(
+                "these statistics were gathered without the softmax rows".into(),
+            ));
+        };
+        let mut reader = rows.reader().map_err(io)?;
+        let cs = self.source_classes;
+        let record = 4 * (1 + cs);
+        let mut buf = vec![0u8; record * chunk];
+        let mut left = self.n as usize;
+        while left > 0 {
+            let take = left.min(chunk);
+            reader.read_exact(&mut buf[..take * record]).map_err(io)?;
+            let mut labels = Vec::with_capacity(take);
+            let mut values = Vec::with_capacity(take * cs);
+            for rec in buf[..take * record].chunks(record) {
+                labels.push(i32::from_le_bytes([rec[0], rec[1], rec[2], rec[3]]) as i64);
+                values.extend(
+                    rec[4..]
+                        .chunks(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                );
+            }
+            let theta = Tensor::f_from_slice(&values)?.f_view([take as i64, cs as i64])?;
+            f(&labels, &theta)?;
+            left -= take;
+        }
+        Ok(())
+    }
+
+    pub fn bytes(&self) -> usize {
+        let numel = |t: &Tensor| t.size().iter().product::<i64>() as usize;
+        8 * (self.hard.as_ref().map_or(0, numel) + self.soft.as_ref().map_or(0, numel))
+    }
+
+    /// Disk used by the spilled rows.
+    pub fn spilled_bytes(&self) -> u64 {
+        if self.rows.is_some() {
+            self.n * 4 * (1 + self.source_classes as u64)
+        } else {
+            0
+        }
+    }
+}

@@ -1,0 +1,278 @@
+//! Every metric from streaming statistics against its plain NumPy reference
+//! (scripts/reference/metrics.py) on the committed feature sets, and the streaming properties:
+//! any batch split, and any merge order of stores fed disjoint parts, give the same scores.
+
+use std::path::Path;
+
+use proptest::prelude::*;
+use tch::{Device, Kind, Tensor};
+use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
+use zoo_select::metrics::{Gbc, HScore, Leep, LogMe, Metric, Nce, ShrinkageHScore, TransRate};
+use zoo_select::stats::{BatchLabels, ClassMoments, Needs, SourceStats};
+
+struct Set {
+    name: String,
+    features: Tensor,
+    labels: Vec<i64>,
+    logits: Tensor,
+    expected: Vec<(String, f64)>,
+}
+
+fn sets() -> Vec<Set> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
+    let mut paths: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    paths.sort();
+    assert_eq!(
+        paths.len(),
+        6,
+        "fixtures missing: run scripts/make_fixtures.py"
+    );
+    paths
+        .into_iter()
+        .map(|p| {
+            let arrays = Tensor::read_npz(&p).unwrap();
+            let get = |k: &str| {
+                arrays
+                    .iter()
+                    .find(|(n, _)| n == k)
+                    .unwrap()
+                    .1
+                    .shallow_clone()
+            };
+            Set {
+                name: p.file_stem().unwrap().to_string_lossy().into_owned(),
+                features: get("features"),
+                labels: Vec::<i64>::try_from(get("labels")).unwrap(),
+                logits: get("source_logits"),
+                expected: arrays
+                    .iter()
+                    .filter_map(|(k, t)| {
+                        k.strip_prefix("expected/")
+                            .map(|m| (m.to_owned(), t.double_value(&[])))
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn transrate_options(name: &str) -> TransRateConfig {
+    let mut o = TransRateConfig::default();
+    let (trace, rank, count, l2) = match name {
+        "plain" => (false, false, false, false),
+        "trace" => (true, false, false, false),
+        "per_rank" => (false, true, false, false),
+        "count" => (false, false, true, false),
+        "l2" => (false, false, false, true),
+        "authors" => (true, true, true, false),
+        "all" => (true, true, true, true),
+        other => panic!("unknown option set {other}"),
+    };
+    if trace {
+        o.scale = TransRateScale::Trace;
+    }
+    o.per_rank = rank;
+    if count {
+        o.class_weight = ClassWeight::Count;
+    }
+    if l2 {
+        o.normalize = Normalize::L2;
+    }
+    o
+}
+
+/// The metric an expected value names.
+fn metric(key: &str) -> Box<dyn Metric> {
+    match key {
+        "logme" => Box::new(LogMe),
+        "hscore" => Box::new(HScore),
+        "hscore_shrink" => Box::new(ShrinkageHScore),
+        "nce" => Box::new(Nce),
+        "leep" => Box::new(Leep),
+        "gbc" => Box::new(Gbc),
+        other => Box::new(TransRate::new(&transrate_options(
+            other.strip_prefix("transrate/").unwrap(),
+        ))),
+    }
+}
+
+fn classes(labels: &[i64]) -> usize {
+    *labels.iter().max().unwrap() as usize + 1
+}
+
+/// The score of `m` on rows `rows` of the set, fed in batches ending at `cuts`, split into
+/// `parts` stores merged in order (reversed with `reverse`).
+fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: usize, reverse: bool) -> f64 {
+    let n = s.labels.len();
+    let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
+    let needs = m.needs();
+    let feed = |range: std::ops::Range<usize>,
+                f: &mut dyn FnMut(&Tensor, &Tensor, &BatchLabels, &[i64])| {
+        let mut start = range.start;
+        let mut ends: Vec<usize> = cuts
+            .iter()
+            .copied()
+            .filter(|&c| c > range.start && c < range.end)
+            .collect();
+        ends.push(range.end);
+        for end in ends {
+            if end > start {
+                let labels = &s.labels[start..end];
+                let batch = BatchLabels::new(labels, Device::Cpu).unwrap();
+                let (a, len) = (start as i64, (end - start) as i64);
+                f(
+                    &s.features.narrow(0, a, len),
+                    &s.logits.narrow(0, a, len),
+                    &batch,
+                    labels,
+                );
+                start = end;
+            }
+        }
+    };
+    if needs.source() {
+        let mut stores: Vec<SourceStats> = bounds
+            .windows(2)
+            .map(|w| {
+                let mut st = SourceStats::new(
+                    classes(&s.labels),
+                    s.logits.size()[1] as usize,
+                    &needs,
+                    Device::Cpu,
+                )
+                .unwrap();
+                feed(w[0]..w[1], &mut |_, logits, batch, labels| {
+                    st.update(logits, batch, labels).unwrap()
+                });
+                st
+            })
+            .collect();
+        if reverse {
+            stores.reverse();
+        }
+        let mut merged = stores.remove(0);
+        for other in &mut stores {
+            merged.merge(other).unwrap();
+        }
+        return m.score_source(&mut merged).unwrap().unwrap();
+    }
+    let t = m.transform();
+    let shift = t.apply(&s.features.get(0)).unwrap();
+    let mut stores: Vec<ClassMoments> = bounds
+        .windows(2)
+        .map(|w| {
+            let mut st = ClassMoments::new(classes(&s.labels), &shift, &needs).unwrap();
+            feed(w[0]..w[1], &mut |x, _, batch, _| {
+                st.update(&t.apply(x).unwrap(), batch).unwrap()
+            });
+            st
+        })
+        .collect();
+    if reverse {
+        stores.reverse();
+    }
+    let mut merged = stores.remove(0);
+    for other in &stores {
+        merged += other;
+    }
+    assert_eq!(merged.total(), n as u64);
+    m.score_layer(&merged).unwrap().unwrap()
+}
+
+/// Relative difference, with an absolute floor for values that are differences of near-equal
+/// terms (TransRate of near-constant features is about 0).
+fn close(a: f64, b: f64, rel: f64) -> bool {
+    (a - b).abs() <= rel * b.abs().max(1e-3)
+}
+
+#[test]
+fn every_metric_matches_its_numpy_reference() {
+    let mut worst: Vec<(String, f64)> = Vec::new();
+    for s in sets() {
+        for (key, want) in &s.expected {
+            let got = score(metric(key).as_ref(), &s, &[], 1, false);
+            let err = (got - want).abs() / want.abs().max(1e-3);
+            match worst.iter_mut().find(|(k, _)| k == key) {
+                Some((_, w)) => *w = w.max(err),
+                None => worst.push((key.clone(), err)),
+            }
+            assert!(
+                close(got, *want, 1e-6),
+                "{} {key}: got {got}, reference {want}, rel err {err:e}",
+                s.name
+            );
+        }
+    }
+    for (key, err) in worst {
+        eprintln!("{key}: worst relative error {err:e}");
+    }
+}
+
+#[test]
+fn every_metric_streams_in_batches_and_merges() {
+    // Fixed splits of every set; the property test below draws random ones.
+    for s in sets() {
+        for (key, _) in &s.expected {
+            let m = metric(key);
+            let whole = score(m.as_ref(), &s, &[], 1, false);
+            let n = s.labels.len();
+            let split = score(m.as_ref(), &s, &[1, n / 3, n / 2 + 1], 3, true);
+            assert!(
+                close(split, whole, 1e-9),
+                "{} {key}: split {split} vs whole {whole}",
+                s.name
+            );
+        }
+    }
+}
+
+#[test]
+fn stores_without_per_class_second_moments_are_smaller() {
+    let shift = Tensor::zeros([10], (Kind::Double, Device::Cpu));
+    let layer_needs = |metrics: &[&dyn Metric]| {
+        metrics
+            .iter()
+            .fold(Needs::default(), |a, m| a.union(m.needs()))
+    };
+    // LogME and the H-scores: one (D, D) matrix, O(D^2 + C D).
+    let light = ClassMoments::new(
+        5,
+        &shift,
+        &layer_needs(&[&LogMe, &HScore, &ShrinkageHScore, &Gbc]),
+    )
+    .unwrap();
+    assert_eq!(light.bytes(), 8 * (10 + 5 * 10 + 10 * 10 + 5 * 10 + 1 + 10));
+    // TransRate's per-class matrices serve the others too: nothing kept twice.
+    let all = layer_needs(&[
+        &TransRate::plain(1e-4),
+        &LogMe,
+        &HScore,
+        &ShrinkageHScore,
+        &Gbc,
+    ]);
+    let heavy = ClassMoments::new(5, &shift, &all).unwrap();
+    assert_eq!(heavy.bytes(), 8 * (10 + 5 * 10 + 5 * 10 * 10 + 1 + 10));
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batch_split_and_merge_order_do_not_change_any_score(
+        set_index in 0usize..6,
+        cuts in prop::collection::vec(1usize..120, 0..5),
+        parts in 1usize..4,
+        reverse in any::<bool>(),
+    ) {
+        let s = sets().swap_remove(set_index);
+        for (key, _) in &s.expected {
+            let m = metric(key);
+            let whole = score(m.as_ref(), &s, &[], 1, false);
+            let split = score(m.as_ref(), &s, &cuts, parts, reverse);
+            prop_assert!(close(split, whole, 1e-9), "{} {}: split {} vs whole {}", s.name, key, split, whole);
+        }
+    }
+}
