@@ -356,6 +356,31 @@ def tap_fixtures():
     print(f"taps: {len(TAP_NAMES)} names")
 
 
+# --------------------------------------------------------------------------- preprocessing
+RESIZE_CASES = [(256, 224, "bilinear"), (232, 224, "bicubic"), (256, 224, "nearest"), (60, 48, "bilinear")]
+
+
+def resize_fixtures():
+    """A lossless photo and what torchvision's Resize + CenterCrop (PIL) make of it."""
+    from torchvision import transforms
+
+    out = FIX / "resize"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:375, 0:500].astype(np.float64)
+    img = np.stack([128 + 100 * np.sin(xx / 17 + c) * np.cos(yy / 23 - c) for c in range(3)], axis=2)
+    img += rng.normal(scale=6, size=img.shape)
+    photo = Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
+    photo.save(out / "photo.png")
+    modes = {m: getattr(transforms.InterpolationMode, m.upper()) for m in ("bilinear", "bicubic", "nearest")}
+    arrays = {}
+    for resize, size, mode in RESIZE_CASES:
+        tf = transforms.Compose([transforms.Resize(resize, interpolation=modes[mode]), transforms.CenterCrop(size)])
+        arrays[f"{resize}_{size}_{mode}"] = np.asarray(tf(Image.open(out / "photo.png")))
+    np.savez(out / "expected.npz", **arrays)
+    print(f"resize: {len(arrays)} cases")
+
+
 # --------------------------------------------------------------------------- images + e2e
 SIZE = 16
 E2E_MEAN = [0.5, 0.4, 0.3]
@@ -502,6 +527,7 @@ if __name__ == "__main__":
     os.chdir(ROOT)
     transrate_sets()
     metric_sets()
+    resize_fixtures()
     tap_fixtures()
     image_fixtures()
     e2e_fixture()

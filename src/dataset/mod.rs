@@ -6,6 +6,7 @@
 
 mod folder;
 mod preprocess;
+mod resample;
 
 pub(crate) use folder::class_list;
 pub use folder::{scan, ImageFolder, Item};

@@ -1,19 +1,21 @@
 //! Decoding and geometry, on the CPU: decode, convert to RGB (grey replicated, alpha dropped),
 //! resize the shorter side to `resize` (bilinear unless the model asks for bicubic or nearest),
-//! centre-crop `size` x `size`. The result stays
-//! 8-bit RGB, height x width x 3; scaling to [0, 1] and normalising happen on the device, per model.
+//! centre-crop `size` x `size`. The result stays 8-bit RGB, height x width x 3; scaling to
+//! [0, 1] and normalising happen on the device, per model.
 //!
-//! The arithmetic follows torchvision's `Resize(resize)` + `CenterCrop(size)`: the longer side
-//! becomes `floor(resize * long / short)`, and the crop offset is `round((side - size) / 2)` with
-//! ties to even, as Python's `round`. An image whose shorter side already equals `resize` is not
-//! resampled at all, so a `size` x `size` image with no `resize` passes through untouched.
+//! The arithmetic is torchvision's `Resize(resize)` + `CenterCrop(size)` on a PIL image: the
+//! longer side becomes `floor(resize * long / short)`, the crop offset is `round((side - size) /
+//! 2)` with ties to even, as Python's `round`, and the resampling is PIL's to the bit
+//! (resample.rs), computed for the crop only. An image whose shorter side already equals
+//! `resize` is not resampled at all, so a `size` x `size` image with no `resize` passes through
+//! untouched.
 
 use std::io::Cursor;
 use std::path::Path;
 
-use image::imageops::{self, FilterType};
 use image::{ImageError, ImageReader, RgbImage};
 
+use super::resample::{nearest_crop, resize_crop, Kernel};
 use crate::config::{InputConfig, Interpolation};
 
 /// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
@@ -43,20 +45,7 @@ impl Geometry {
 pub fn load(path: &Path, geometries: &[Geometry]) -> Result<Vec<Vec<u8>>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let image = decode(&bytes)?;
-    geometries.iter().map(|g| fit_checked(&image, *g)).collect()
-}
-
-/// The most pixels an intermediate resized image may have (about 200 MB of RGB): only an
-/// absurd aspect ratio (a 1 x 20000 strip resized to a 256 short side) comes near it.
-const MAX_RESIZED_PIXELS: u64 = 64 << 20;
-
-fn fit_checked(image: &RgbImage, g: Geometry) -> Result<Vec<u8>, String> {
-    let (w, h) = image.dimensions();
-    let (new_w, new_h) = resized_dims(w, h, g.resize);
-    if new_w as u64 * new_h as u64 > MAX_RESIZED_PIXELS {
-        return Err(format!("aspect ratio too extreme ({w} x {h}): resizing its shorter side to {} would make {new_w} x {new_h} pixels", g.resize));
-    }
-    Ok(fit(image, g))
+    geometries.iter().map(|g| fit(&image, *g)).collect()
 }
 
 /// Any format the `image` crate reads, as 8-bit RGB.
@@ -79,30 +68,32 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
 }
 
 /// Resize the shorter side to `g.resize`, then centre-crop `g.size`; row-major H x W x 3 bytes.
-pub fn fit(image: &RgbImage, g: Geometry) -> Vec<u8> {
+pub fn fit(image: &RgbImage, g: Geometry) -> Result<Vec<u8>, String> {
     let (w, h) = image.dimensions();
     let (new_w, new_h) = resized_dims(w, h, g.resize);
-    let resized;
-    let source = if (new_w, new_h) == (w, h) {
-        image
-    } else {
-        let filter = match g.filter {
-            // The image crate's triangle and Catmull-Rom filters widen their support when
-            // shrinking, as PIL's bilinear and bicubic (a = -0.5) do.
-            Interpolation::Bilinear => FilterType::Triangle,
-            Interpolation::Bicubic => FilterType::CatmullRom,
-            Interpolation::Nearest => FilterType::Nearest,
-        };
-        resized = imageops::resize(image, new_w, new_h, filter);
-        &resized
-    };
     let left = crop_offset(new_w, g.size);
     let top = crop_offset(new_h, g.size);
-    let row = g.size as usize * 3;
-    let src_row = new_w as usize * 3;
-    let raw = source.as_raw();
-    let mut out = Vec::with_capacity(g.bytes());
-    for y in 0..g.size as usize {
+    if (new_w, new_h) == (w, h) {
+        return Ok(crop(image, left, top, g.size));
+    }
+    let (w, h, nw, nh) = (w as usize, h as usize, new_w as usize, new_h as usize);
+    let (left, top, size) = (left as usize, top as usize, g.size as usize);
+    let raw = image.as_raw();
+    Ok(match g.filter {
+        Interpolation::Bilinear => {
+            resize_crop(Kernel::Bilinear, raw, w, h, nw, nh, left, top, size)
+        }
+        Interpolation::Bicubic => resize_crop(Kernel::Bicubic, raw, w, h, nw, nh, left, top, size),
+        Interpolation::Nearest => nearest_crop(raw, w, h, nw, nh, left, top, size),
+    })
+}
+
+fn crop(image: &RgbImage, left: u32, top: u32, size: u32) -> Vec<u8> {
+    let row = size as usize * 3;
+    let src_row = image.width() as usize * 3;
+    let raw = image.as_raw();
+    let mut out = Vec::with_capacity(row * size as usize);
+    for y in 0..size as usize {
         let start = (top as usize + y) * src_row + left as usize * 3;
         out.extend_from_slice(&raw[start..start + row]);
     }
@@ -150,7 +141,8 @@ mod tests {
                 resize: 4,
                 filter: Interpolation::Bilinear,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(out, img.as_raw().clone());
     }
 
@@ -171,7 +163,8 @@ mod tests {
                 resize: 4,
                 filter: Interpolation::Bilinear,
             },
-        );
+        )
+        .unwrap();
         assert_eq!(out.len(), 4 * 4 * 3);
         let first_row: Vec<u8> = out[..12].iter().step_by(3).copied().collect();
         assert_eq!(first_row, [10, 10, 200, 200]);
@@ -189,15 +182,17 @@ mod tests {
                     resize: 10,
                     filter,
                 },
-            );
+            )
+            .unwrap();
             assert!(out.chunks(3).all(|p| p == [9, 99, 199]), "{filter:?}");
         }
     }
 
     #[test]
-    fn absurd_aspect_ratios_are_refused_not_allocated() {
+    fn absurd_aspect_ratios_cost_only_the_crop() {
+        // Resizing the whole strip would make 256 x 76,800,000 pixels; only the crop is made.
         let strip = RgbImage::from_pixel(1, 300_000, Rgb([1, 2, 3]));
-        let err = fit_checked(
+        let out = fit(
             &strip,
             Geometry {
                 size: 224,
@@ -205,11 +200,9 @@ mod tests {
                 filter: Interpolation::Bilinear,
             },
         )
-        .unwrap_err();
-        assert!(
-            err.starts_with("aspect ratio too extreme (1 x 300000)"),
-            "{err}"
-        );
+        .unwrap();
+        assert_eq!(out.len(), 224 * 224 * 3);
+        assert!(out.chunks(3).all(|p| p == [1, 2, 3]));
     }
 
     #[test]

@@ -89,6 +89,7 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
         folder.root.display()
     );
 
+    crate::taps::run_graphs_unoptimised();
     let layout = stores::Plan::new(&plan.metrics);
     let models = plan
         .models
@@ -240,12 +241,13 @@ fn to_device(
         .zip(&batch.pixels)
         .map(|(g, pixels)| {
             let s = g.size as i64;
+            // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
+            // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
             Tensor::f_from_slice(pixels)?
                 .f_view([rows, s, s, 3])?
                 .f_to_device(device)?
                 .f_permute([0, 3, 1, 2])?
                 .f_to_kind(Kind::Float)?
-                .f_contiguous()?
                 .f_div_scalar(255.0)
         })
         .collect()

@@ -34,6 +34,7 @@ extern "C" {
         err: *mut ZsError,
     ) -> c_int;
     pub fn zs_taps_layers(model_path: *const c_char, out: *mut ZsBuf, err: *mut ZsError) -> c_int;
+    pub fn zs_set_graph_executor_optimize(on: c_int);
     pub fn zs_buf_free(buf: *mut ZsBuf);
 }
 

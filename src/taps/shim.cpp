@@ -14,6 +14,7 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
 
 #include <cstring>
@@ -472,6 +473,8 @@ int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_n
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err) {
   return guarded(err, [&] { fill(out, layers(model_path)); });
 }
+
+void zs_set_graph_executor_optimize(int on) { torch::jit::setGraphExecutorOptimize(on != 0); }
 
 void zs_buf_free(zs_buf* buf) {
   if (buf != nullptr && buf->data != nullptr) {

@@ -41,6 +41,11 @@ int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_n
 // Every submodule, one line each: "name\tcalls\treason it cannot be tapped (empty if it can)".
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err);
 
+// Whether TorchScript's graph executor optimises graphs after profiling runs. Off for inference:
+// the optimised graph runs no faster on these models, and the profiling runs (repeated for
+// every new batch shape) cost several slow batches per model.
+void zs_set_graph_executor_optimize(int on);
+
 void zs_buf_free(zs_buf* buf);
 
 #ifdef __cplusplus
