@@ -100,7 +100,7 @@ pub enum Error {
 
     #[error("{metric}: {message}")]
     Metric {
-        metric: &'static str,
+        metric: String,
         message: String,
     },
 

@@ -8,6 +8,7 @@ use std::process::Command;
 
 use serde_json::Value;
 use tch::{Device, Tensor};
+use zoo_select::config::Precision;
 use zoo_select::zoo::{Manifest, ModelSpec, ZooModel};
 
 /// What scripts/test exports: torchvision (random, scripted), timm (random), EfficientNet-Lite0
@@ -77,7 +78,7 @@ fn stage_taps_equal_forward_hooks_for_every_exported_model() {
             head: m.head.clone(),
             pretrained: Some(m.pretrained),
         };
-        let model = ZooModel::load(&spec, Device::Cpu, false).unwrap();
+        let model = ZooModel::load(&spec, Device::Cpu, false, Precision::F32).unwrap();
         // The check input is already normalised: it goes straight into the network.
         let features = model.run(&get("input")).unwrap();
         for (layer, got) in m.layers.iter().zip(&features.layers) {

@@ -52,11 +52,24 @@ def main():
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--images", type=int, required=True, help="in all, spread evenly over the 10 classes")
     ap.add_argument("--png-photo", action="store_true", help="lossless PNG instead of JPEG")
+    ap.add_argument("--shapes", action="store_true", help="draw ellipses (one size per class) instead of "
+                    "Fashion-MNIST garments, for machines without Debian's dataset-fashion-mnist")
     args = ap.parse_args()
 
-    images = read_idx(SOURCE / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    labels = read_idx(SOURCE / "train-labels-idx1-ubyte.gz", 8)
     rng = np.random.default_rng(7)
+    if args.shapes:
+        per = args.images // len(CLASSES) + 1
+        yy, xx = np.mgrid[0:28, 0:28]
+        images, labels = [], []
+        for c in range(len(CLASSES)):
+            for _ in range(per):
+                ry, rx = 3 + c + rng.uniform(0, 2), 12 - c + rng.uniform(0, 2)
+                images.append((((yy - 14) / ry) ** 2 + ((xx - 14) / rx) ** 2 < 1).astype(np.uint8) * 255)
+                labels.append(c)
+        images, labels = np.stack(images), np.array(labels)
+    else:
+        images = read_idx(SOURCE / "train-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
+        labels = read_idx(SOURCE / "train-labels-idx1-ubyte.gz", 8)
     tmp = args.out.with_name(args.out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     per_class = args.images // len(CLASSES)

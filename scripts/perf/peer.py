@@ -76,7 +76,7 @@ def eager_model(manifest_path: Path, m: dict) -> torch.nn.Module:
     return model.eval()
 
 
-def run_model(manifest_path: Path, m: dict, root: Path, batch_size: int, workers: int):
+def run_model(manifest_path: Path, m: dict, root: Path, batch_size: int, workers: int, device: str):
     inp = m["input"]
     tf = transforms.Compose(
         [
@@ -88,15 +88,17 @@ def run_model(manifest_path: Path, m: dict, root: Path, batch_size: int, workers
     )
     data = torchvision.datasets.ImageFolder(str(root), transform=tf)
     loader = DataLoader(data, batch_size=batch_size, num_workers=workers, shuffle=False)
-    model = eager_model(manifest_path, m)
+    model = eager_model(manifest_path, m).to(device)
     layers = m["layers"]
     modules = dict(model.named_modules())
     features = {name: [] for name in layers}
+    current = {}
 
     def hook(name):
+        # The usual `features[name] = output`: a module called twice keeps its last output.
         def save(_module, _inputs, output):
             pooled = output.mean((2, 3)) if output.dim() == 4 else output.mean(1) if output.dim() == 3 else output
-            features[name].append(pooled.detach().double().numpy())
+            current[name] = pooled.detach().double().cpu().numpy()
 
         return save
 
@@ -104,7 +106,10 @@ def run_model(manifest_path: Path, m: dict, root: Path, batch_size: int, workers
     labels = []
     with torch.no_grad():
         for x, y in loader:
-            model(x)
+            current.clear()
+            model(x.to(device))
+            for name in layers:
+                features[name].append(current[name])
             labels.append(y.numpy())
     for h in handles:
         h.remove()
@@ -117,15 +122,18 @@ def main():
     ap.add_argument("config", type=Path)
     ap.add_argument("--workers", type=int, default=os.cpu_count())
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--device", default="cpu")
     args = ap.parse_args()
     config = yaml.safe_load(args.config.read_text())
     base = args.config.resolve().parent
     root = (base / config["dataset"]["root"]).resolve()
+    if config["dataset"].get("max_per_class"):
+        raise SystemExit("peer.py reads whole folders: drop dataset.max_per_class")
     batch_size = config.get("batch_size", 64)
     start = time.perf_counter()
     scores, n = {}, 0
     for path, m in manifests(config, base):
-        per_layer, n = run_model(path, m, root, batch_size, args.workers)
+        per_layer, n = run_model(path, m, root, batch_size, args.workers, args.device)
         scores[m["name"]] = per_layer
     seconds = time.perf_counter() - start
     result = {"images": n, "seconds": seconds, "images_per_s": n / seconds, "transrate": scores}

@@ -39,10 +39,18 @@ pub struct Config {
     pub metrics: Vec<String>,
     #[serde(default)]
     pub transrate: TransRateConfig,
+    /// More TransRate configurations by name, scored from the same pass (eps grids, the
+    /// normalisations); each unspecified option takes its published default.
+    #[serde(default)]
+    pub transrate_variants: std::collections::BTreeMap<String, TransRateConfig>,
     /// Default: `runs/<config file stem>` beside the config file.
     pub output: Option<PathBuf>,
     /// Image decoding threads; default: the number of cores.
     pub workers: Option<usize>,
+    /// The precision the models run in; statistics are f64 whatever it is. `bf16` and `fp16`
+    /// are faster on hardware made for them and change the scores (docs/performance.md).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -52,6 +60,25 @@ pub struct DatasetConfig {
     pub root: PathBuf,
     /// The first N files of each class in sorted order.
     pub max_per_class: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+    Fp16,
+}
+
+impl Precision {
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Precision::F32 => tch::Kind::Float,
+            Precision::Bf16 => tch::Kind::BFloat16,
+            Precision::Fp16 => tch::Kind::Half,
+        }
+    }
 }
 
 /// TransRate's options; the defaults are the published formula.

@@ -22,7 +22,7 @@ const NAME: &str = "gbc";
 const VARIANCE_FLOOR: f64 = 1e-4;
 
 impl Metric for Gbc {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

@@ -21,7 +21,7 @@ const NAME: &str = "hscore";
 pub(crate) const RCOND: f64 = 1e-10;
 
 impl Metric for HScore {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

@@ -28,7 +28,7 @@ pub struct ShrinkageHScore;
 const NAME: &str = "hscore_shrink";
 
 impl Metric for ShrinkageHScore {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

@@ -18,7 +18,7 @@ const NAME: &str = "leep";
 const CHUNK: usize = 4096;
 
 impl Metric for Leep {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

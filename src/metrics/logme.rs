@@ -28,7 +28,7 @@ const EPSILON: f64 = 1e-5;
 const MAX_STEPS: usize = 11;
 
 impl Metric for LogMe {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

@@ -30,7 +30,7 @@ use crate::stats::{ClassMoments, Needs, SourceStats, Transform};
 
 pub trait Metric: Send + Sync {
     /// The name used in the config, the table, report.json and scores.csv.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> &str;
     fn needs(&self) -> Needs;
     /// What is done to the pooled features before they are accumulated for this metric.
     fn transform(&self) -> Transform {
@@ -90,12 +90,22 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
         }
         out.push(metric);
     }
+    // Further TransRate configurations, scored from the same statistics in the same pass.
+    for (name, options) in &config.transrate_variants {
+        if KNOWN.contains(&name.as_str()) || name == "all" {
+            return Err(format!("`transrate_variants` cannot use the metric name `{name}`"));
+        }
+        if !(options.eps.is_finite() && options.eps > 0.0) {
+            return Err(format!("`transrate_variants.{name}.eps` must be a positive number, got {}", options.eps));
+        }
+        out.push(Box::new(TransRate::variant(name, options)));
+    }
     Ok(out)
 }
 
-pub(crate) fn torch_err(metric: &'static str) -> impl Fn(tch::TchError) -> Error {
+pub(crate) fn torch_err(metric: &str) -> impl Fn(tch::TchError) -> Error + '_ {
     move |e| Error::Metric {
-        metric,
+        metric: metric.to_owned(),
         message: crate::error::torch_message(&e),
     }
 }

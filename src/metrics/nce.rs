@@ -15,7 +15,7 @@ pub struct Nce;
 const NAME: &str = "nce";
 
 impl Metric for Nce {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 

@@ -28,6 +28,8 @@ use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs, Transform};
 
 pub struct TransRate {
+    /// `transrate`, or a variant's name.
+    pub name: String,
     pub options: TransRateConfig,
 }
 
@@ -35,17 +37,17 @@ const NAME: &str = "transrate";
 
 impl TransRate {
     pub fn new(options: &TransRateConfig) -> TransRate {
-        TransRate { options: *options }
+        TransRate { name: NAME.to_owned(), options: *options }
+    }
+
+    /// Another configuration, reported under its own name.
+    pub fn variant(name: &str, options: &TransRateConfig) -> TransRate {
+        TransRate { name: name.to_owned(), options: *options }
     }
 
     /// The published formula with this eps.
     pub fn plain(eps: f64) -> TransRate {
-        TransRate {
-            options: TransRateConfig {
-                eps,
-                ..TransRateConfig::default()
-            },
-        }
+        TransRate::new(&TransRateConfig { eps, ..TransRateConfig::default() })
     }
 
     fn score(&self, stats: &ClassMoments) -> Result<f64, tch::TchError> {
@@ -81,7 +83,7 @@ impl TransRate {
 }
 
 impl Metric for TransRate {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> &str {
         NAME
     }
 
@@ -102,11 +104,11 @@ impl Metric for TransRate {
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
         if stats.total() == 0 {
             return Some(Err(Error::Metric {
-                metric: NAME,
+                metric: self.name.clone(),
                 message: "no images were scored".into(),
             }));
         }
-        Some(self.score(stats).map_err(torch_err(NAME)))
+        Some(self.score(stats).map_err(torch_err(&self.name)))
     }
 }
 

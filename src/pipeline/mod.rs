@@ -94,7 +94,7 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
     let models = plan
         .models
         .iter()
-        .map(|m| ZooModel::load(m, plan.device, layout.wants_source()))
+        .map(|m| ZooModel::load(m, plan.device, layout.wants_source(), plan.config.precision))
         .collect::<Result<Vec<_>>>()?;
     let mut stats = models
         .iter()

@@ -17,7 +17,7 @@ pub fn score(
     let mut results = Vec::new();
     for (model, model_stats) in models.iter().zip(stats.iter_mut()) {
         let _span = tracing::debug_span!("score", model = %model.name).entered();
-        let mut from_source: Vec<(&'static str, Result<f64, String>)> = Vec::new();
+        let mut from_source: Vec<(&str, Result<f64, String>)> = Vec::new();
         for m in metrics {
             let score = match model_stats.source.as_mut() {
                 Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
@@ -51,7 +51,7 @@ pub fn score(
                             model_stats
                                 .store(i, m.transform())
                                 .ok_or_else(|| Error::Metric {
-                                    metric: m.name(),
+                                    metric: m.name().to_owned(),
                                     message: "its statistics were not gathered".into(),
                                 })?;
                         match m.score_layer(store) {
@@ -63,7 +63,7 @@ pub fn score(
                 let score = score.map_err(|e| in_context(e, model, layer))?;
                 if !score.is_finite() {
                     return Err(Error::Metric {
-                        metric: m.name(),
+                        metric: m.name().to_owned(),
                         message: format!(
                             "model `{}` layer `{layer}`: the score is {score}",
                             model.name

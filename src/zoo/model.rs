@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
 use super::ModelSpec;
-use crate::config::Layout;
+use crate::config::{Layout, Precision};
 use crate::dataset::Geometry;
 use crate::error::{Error, Result};
 use crate::taps;
@@ -27,6 +27,8 @@ pub struct ZooModel {
     module: CModule,
     /// Taps in `module`: the layers, then the head when it gives the source logits.
     taps: usize,
+    /// The floating-point kind the module runs in.
+    kind: Kind,
     /// (1, 3, 1, 1) on the device.
     mean: Tensor,
     std: Tensor,
@@ -77,6 +79,15 @@ pub(super) fn load_tapped(
     module
         .f_set_eval()
         .map_err(|e| Error::torch(name, "switching to eval mode", e))?;
+    if precision != Precision::F32 {
+        // tch's CModule::to panics where libtorch refuses; turn that into an error.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.to(device, precision.kind(), false)))
+            .map_err(|_| Error::Torch {
+                model: name.to_owned(),
+                context: "converting the parameters",
+                message: format!("libtorch cannot run it in {precision:?}"),
+            })?;
+    }
     Ok(module)
 }
 
@@ -122,7 +133,7 @@ impl ZooModel {
     /// shapes with one blank image, so shape errors surface before the pass starts. With
     /// `want_source`, also finds the source logits: the model's output if it is (B, C_s), else
     /// the manifest's `head`.
-    pub fn load(spec: &ModelSpec, device: Device, want_source: bool) -> Result<ZooModel> {
+    pub fn load(spec: &ModelSpec, device: Device, want_source: bool, precision: Precision) -> Result<ZooModel> {
         let _span = tracing::info_span!("load", model = %spec.name).entered();
         let to_dev = |v: [f64; 3]| {
             Tensor::f_from_slice(&v.map(|x| x as f32))
@@ -139,13 +150,14 @@ impl ZooModel {
             dims: Vec::new(),
             probe: Vec::new(),
             source: SourceLogits::Unwanted,
-            module: load_tapped(&spec.name, &spec.path, &spec.layers, device)?,
+            module: load_tapped(&spec.name, &spec.path, &spec.layers, device, precision)?,
             taps: spec.layers.len(),
+            kind: precision.kind(),
             mean: to_dev(spec.input.mean)?,
             std: to_dev(spec.input.std)?,
         };
         let s = model.geometry.size as i64;
-        let blank = Tensor::f_zeros([1, 3, s, s], (Kind::Float, device))
+        let blank = Tensor::f_zeros([1, 3, s, s], (precision.kind(), device))
             .map_err(|e| Error::torch(&spec.name, "making the probe input", e))?;
         let (output, _) = run_tapped(&spec.name, &model.module, &blank, model.taps)?;
         if want_source {
@@ -154,7 +166,7 @@ impl ZooModel {
                 (None, Some(head)) => {
                     let mut taps = spec.layers.clone();
                     taps.push(head.clone());
-                    let module = load_tapped(&spec.name, &spec.path, &taps, device)?;
+                    let module = load_tapped(&spec.name, &spec.path, &taps, device, precision)?;
                     let (_, tapped) = run_tapped(&spec.name, &module, &blank, taps.len())?;
                     match logit_classes(tapped.last()) {
                         Some(classes) => {
@@ -194,6 +206,7 @@ impl ZooModel {
     pub fn normalise(&self, x: &Tensor) -> Result<Tensor> {
         x.f_sub(&self.mean)
             .and_then(|t| t.f_div(&self.std))
+            .and_then(|t| t.f_to_kind(self.kind))
             .map_err(|e| Error::torch(&self.name, "normalising the batch", e))
     }
 
