@@ -1,6 +1,6 @@
-//! The forward-pass limit of a zoo: every model's own `forward` (no taps, no statistics) on
-//! images already decoded, fitted and resident in memory, batch after batch. zoo-select cannot
-//! be faster than this; scripts/bench compares the two.
+//! The forward-pass limit of a zoo: every model's own forward (no taps, no statistics; the
+//! BatchNorms folded as zoo-select folds them) on images already decoded, fitted and resident in
+//! memory, batch after batch. zoo-select cannot be faster than this; scripts/bench compares.
 //!
 //!     . scripts/env.sh && cargo run --release --example forward_limit -- CONFIG [--channels-last]
 //!
@@ -45,7 +45,8 @@ fn main() -> anyhow::Result<()> {
     for spec in &plan.models {
         let g = Geometry::of(&spec.input);
         let gi = geometries.iter().position(|x| *x == g).unwrap_or(0);
-        let mut module = CModule::load_on_device(&spec.path, device)?;
+        let bytes = zoo_select::taps::rewrite_for_inference(&spec.name, &spec.path, &[])?;
+        let mut module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)?;
         module.f_set_eval()?;
         let mean = Tensor::from_slice(&spec.input.mean.map(|x| x as f32))
             .view([1, 3, 1, 1])
@@ -66,7 +67,8 @@ fn main() -> anyhow::Result<()> {
                 .permute([0, 3, 1, 2]);
             let x = if channels_last { x } else { x.contiguous() };
             let x = ((x.to_kind(Kind::Float) / 255.0) - &mean) / &std;
-            let _out = tch::no_grad(|| module.forward_ts(&[x]))?;
+            let _out =
+                tch::no_grad(|| module.method_is("forward_taps", &[tch::IValue::Tensor(x)]))?;
         }
         if let Device::Cuda(_) = device {
             tch::Cuda::synchronize(0);

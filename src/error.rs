@@ -99,10 +99,7 @@ pub enum Error {
     },
 
     #[error("{metric}: {message}")]
-    Metric {
-        metric: String,
-        message: String,
-    },
+    Metric { metric: String, message: String },
 
     #[error("image decoding stopped: {0}")]
     Worker(String),

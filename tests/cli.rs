@@ -583,29 +583,72 @@ fn transrate_variants_come_from_the_same_pass() {
   tr_authors: {scale: trace, per_rank: true, class_weight: count}
   tr_l2: {normalize: l2}
 ";
-    let run = run_config(&format!("{}{variants}", config_with_models(MODEL_A)), &["-q"]);
+    let run = run_config(
+        &format!("{}{variants}", config_with_models(MODEL_A)),
+        &["-q"],
+    );
     assert!(run.output.status.success(), "{}", run.stderr());
     let report = run.report();
-    assert_eq!(report["metrics"], serde_json::json!(["transrate", "tr_authors", "tr_e2", "tr_l2"]));
+    assert_eq!(
+        report["metrics"],
+        serde_json::json!(["transrate", "tr_authors", "tr_e2", "tr_l2"])
+    );
     // A variant scores what the metric itself scores with those options.
-    let alone = run_config(&format!("{}transrate: {{eps: 1.0e-2}}\n", config_with_models(MODEL_A)), &["-q"]);
-    for (a, b) in report["results"].as_array().unwrap().iter().zip(alone.report()["results"].as_array().unwrap()) {
-        let (x, y) = (a["scores"]["tr_e2"].as_f64().unwrap(), b["scores"]["transrate"].as_f64().unwrap());
+    let alone = run_config(
+        &format!(
+            "{}transrate: {{eps: 1.0e-2}}\n",
+            config_with_models(MODEL_A)
+        ),
+        &["-q"],
+    );
+    for (a, b) in report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(alone.report()["results"].as_array().unwrap())
+    {
+        let (x, y) = (
+            a["scores"]["tr_e2"].as_f64().unwrap(),
+            b["scores"]["transrate"].as_f64().unwrap(),
+        );
         assert!((x - y).abs() <= 1e-9 * y.abs(), "{x} vs {y}");
         assert!(a["scores"]["tr_l2"].is_f64() && a["scores"]["tr_authors"].is_f64());
     }
-    let bad = run_config(&format!("{}transrate_variants: {{logme: {{eps: 0.1}}}}\n", config_with_models(MODEL_A)), &[]);
-    assert!(bad.error_line().ends_with("`transrate_variants` cannot use the metric name `logme`"));
+    let bad = run_config(
+        &format!(
+            "{}transrate_variants: {{logme: {{eps: 0.1}}}}\n",
+            config_with_models(MODEL_A)
+        ),
+        &[],
+    );
+    assert!(bad
+        .error_line()
+        .ends_with("`transrate_variants` cannot use the metric name `logme`"));
 }
 
 #[test]
 fn reduced_precision_runs_and_changes_scores_a_little() {
     let f32_run = run_config(&config_with_models(MODEL_A), &["-q"]);
-    let bf16_run = run_config(&format!("{}precision: bf16\n", config_with_models(MODEL_A)), &["-q"]);
+    let bf16_run = run_config(
+        &format!("{}precision: bf16\n", config_with_models(MODEL_A)),
+        &["-q"],
+    );
     assert!(bf16_run.output.status.success(), "{}", bf16_run.stderr());
-    for (a, b) in f32_run.report()["results"].as_array().unwrap().iter().zip(bf16_run.report()["results"].as_array().unwrap()) {
-        let (x, y) = (a["scores"]["transrate"].as_f64().unwrap(), b["scores"]["transrate"].as_f64().unwrap());
+    for (a, b) in f32_run.report()["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(bf16_run.report()["results"].as_array().unwrap())
+    {
+        let (x, y) = (
+            a["scores"]["transrate"].as_f64().unwrap(),
+            b["scores"]["transrate"].as_f64().unwrap(),
+        );
         assert!(x != y, "bf16 gave exactly the f32 score {x}");
-        assert!((x - y).abs() < 0.1 * x.abs(), "{} bf16 {y} vs f32 {x}", a["layer"]);
+        assert!(
+            (x - y).abs() < 0.1 * x.abs(),
+            "{} bf16 {y} vs f32 {x}",
+            a["layer"]
+        );
     }
 }

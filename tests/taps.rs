@@ -3,7 +3,10 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, IValue, Tensor};
+use tch::{CModule, Device, IValue, Tensor};
+use zoo_select::config::{InputConfig, Layout, Precision};
+use zoo_select::taps::pool;
+use zoo_select::zoo::{ModelSpec, ZooModel};
 use zoo_select::{taps, Error};
 
 fn fixture(name: &str) -> PathBuf {
@@ -278,4 +281,49 @@ fn conditions_that_can_change_are_not_folded() {
             "{name}"
         );
     }
+}
+
+#[test]
+fn the_pipeline_folds_batchnorms_only_where_no_tap_changes() {
+    // TorchScript's folding pass rewrites shared convolution weights for every method, so with
+    // taps that keep some BatchNorms unfolded (here `block.conv1` and `block.bn1`) a folded
+    // model would apply a BatchNorm twice; the pipeline checks and runs such a model unfolded.
+    let spec = |layers: &[&str]| ModelSpec {
+        name: "tiny".into(),
+        path: fixture("tiny_scripted.pt"),
+        manifest: None,
+        input: InputConfig {
+            size: 12,
+            resize: None,
+            interpolation: Default::default(),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+        layout: Layout::Nchw,
+        layers: layers.iter().map(|l| l.to_string()).collect(),
+        head: None,
+        pretrained: None,
+    };
+    let names = tap_names();
+    let all: Vec<&str> = names.iter().map(String::as_str).collect();
+    let want = expected();
+    let model = ZooModel::load(&spec(&all), Device::Cpu, false, Precision::F32).unwrap();
+    assert!(!model.batchnorm_folded);
+    let features = model.run(&get(&want, "input")).unwrap();
+    for (name, got) in names.iter().zip(&features.layers) {
+        let reference = pool(&get(&want, &format!("tap/{name}")), Layout::Nchw)
+            .unwrap()
+            .unwrap();
+        assert!(max_abs_diff(got, &reference) <= 1e-6, "{name}");
+    }
+    // Tapping only `tokens`, every pair folds the same way in every method: folded, and equal
+    // to the hooks up to rounding.
+    let model = ZooModel::load(&spec(&["tokens"]), Device::Cpu, false, Precision::F32).unwrap();
+    assert!(model.batchnorm_folded);
+    let got = model.run(&get(&want, "input")).unwrap().layers.remove(0);
+    let reference = pool(&get(&want, "tap/tokens"), Layout::Nchw)
+        .unwrap()
+        .unwrap();
+    let scale = reference.abs().max().double_value(&[]);
+    assert!(max_abs_diff(&got, &reference) <= 1e-5 * scale);
 }

@@ -93,10 +93,15 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
     // Further TransRate configurations, scored from the same statistics in the same pass.
     for (name, options) in &config.transrate_variants {
         if KNOWN.contains(&name.as_str()) || name == "all" {
-            return Err(format!("`transrate_variants` cannot use the metric name `{name}`"));
+            return Err(format!(
+                "`transrate_variants` cannot use the metric name `{name}`"
+            ));
         }
         if !(options.eps.is_finite() && options.eps > 0.0) {
-            return Err(format!("`transrate_variants.{name}.eps` must be a positive number, got {}", options.eps));
+            return Err(format!(
+                "`transrate_variants.{name}.eps` must be a positive number, got {}",
+                options.eps
+            ));
         }
         out.push(Box::new(TransRate::variant(name, options)));
     }

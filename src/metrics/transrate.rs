@@ -37,17 +37,26 @@ const NAME: &str = "transrate";
 
 impl TransRate {
     pub fn new(options: &TransRateConfig) -> TransRate {
-        TransRate { name: NAME.to_owned(), options: *options }
+        TransRate {
+            name: NAME.to_owned(),
+            options: *options,
+        }
     }
 
     /// Another configuration, reported under its own name.
     pub fn variant(name: &str, options: &TransRateConfig) -> TransRate {
-        TransRate { name: name.to_owned(), options: *options }
+        TransRate {
+            name: name.to_owned(),
+            options: *options,
+        }
     }
 
     /// The published formula with this eps.
     pub fn plain(eps: f64) -> TransRate {
-        TransRate::new(&TransRateConfig { eps, ..TransRateConfig::default() })
+        TransRate::new(&TransRateConfig {
+            eps,
+            ..TransRateConfig::default()
+        })
     }
 
     fn score(&self, stats: &ClassMoments) -> Result<f64, tch::TchError> {
@@ -84,7 +93,7 @@ impl TransRate {
 
 impl Metric for TransRate {
     fn name(&self) -> &str {
-        NAME
+        &self.name
     }
 
     fn needs(&self) -> Needs {

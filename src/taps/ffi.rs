@@ -30,6 +30,7 @@ extern "C" {
         model_path: *const c_char,
         names: *const *const c_char,
         n_names: usize,
+        fold_batchnorm: c_int,
         module_out: *mut ZsBuf,
         err: *mut ZsError,
     ) -> c_int;

@@ -14,6 +14,7 @@
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
+#include <torch/csrc/jit/passes/fold_conv_bn.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
 
@@ -360,7 +361,7 @@ Module load(const char* path) {
   }
 }
 
-std::string rewrite(const char* model_path, const std::vector<std::string>& specs) {
+std::string rewrite(const char* model_path, const std::vector<std::string>& specs, bool fold_batchnorm) {
   Module root = load(model_path);
   const auto known = module_names(root);
   const std::set<std::string> known_set(known.begin(), known.end());
@@ -414,6 +415,12 @@ std::string rewrite(const char* model_path, const std::vector<std::string>& spec
   auto cu = root._ivalue()->compilation_unit();
   auto* fn = cu->create_function(c10::QualifiedName(*type->name(), method), w.graph);
   type->addMethod(fn);
+  if (fold_batchnorm) {
+    // Conv2d-BatchNorm2d pairs whose convolution output feeds only the BatchNorm become one
+    // convolution, in every method. A tapped convolution output has a second use (its clone),
+    // so it is left alone; a tapped BatchNorm output becomes the folded convolution's.
+    root = torch::jit::FoldConvBatchNorm(root);
+  }
   std::ostringstream buf;
   root.save(buf);
   return buf.str();
@@ -463,10 +470,10 @@ int guarded(zs_error* err, F&& body) {
 extern "C" {
 
 int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_names,
-                    zs_buf* module_out, zs_error* err) {
+                    int fold_batchnorm, zs_buf* module_out, zs_error* err) {
   return guarded(err, [&] {
     std::vector<std::string> specs(names, names + n_names);
-    fill(module_out, rewrite(model_path, specs));
+    fill(module_out, rewrite(model_path, specs, fold_batchnorm != 0));
   });
 }
 

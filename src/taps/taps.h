@@ -34,9 +34,10 @@ enum {
 };
 
 // Writes a serialized copy of the module with a method `forward_taps(x)` that returns
-// (output, tap_1, ..., tap_n) for the n names, in the order given.
+// (output, tap_1, ..., tap_n) for the n names, in the order given; with fold_batchnorm, the
+// Conv2d-BatchNorm2d pairs no tap separates are folded into single convolutions.
 int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_names,
-                    zs_buf* module_out, zs_error* err);
+                    int fold_batchnorm, zs_buf* module_out, zs_error* err);
 
 // Every submodule, one line each: "name\tcalls\treason it cannot be tapped (empty if it can)".
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err);

@@ -33,7 +33,7 @@ pub fn inspect(name: &str, path: &Path, size: u32, stages: &[String]) -> Result<
         .filter(|l| l.calls > 0 && l.untappable.is_none())
         .map(|l| l.name.clone())
         .collect();
-    let module = load_tapped(name, path, &tappable, Device::Cpu, crate::config::Precision::F32)?;
+    let module = load_tapped(name, path, &tappable, Device::Cpu)?;
     let s = size as i64;
     let blank = Tensor::f_zeros([1, 3, s, s], (Kind::Float, Device::Cpu))
         .map_err(|e| Error::torch(name, "making the probe input", e))?;

@@ -24,6 +24,8 @@ pub struct ZooModel {
     pub probe: Vec<Tensor>,
     /// Where the source task's logits come from, if they are wanted.
     pub source: SourceLogits,
+    /// Whether its Conv2d-BatchNorm2d pairs run folded (see `load_for_inference`).
+    pub batchnorm_folded: bool,
     module: CModule,
     /// Taps in `module`: the layers, then the head when it gives the source logits.
     taps: usize,
@@ -72,23 +74,93 @@ pub(super) fn load_tapped(
     layers: &[String],
     device: Device,
 ) -> Result<CModule> {
-    let bytes = taps::rewrite(name, path, layers)?;
+    load_bytes(name, taps::rewrite(name, path, layers)?, device)
+}
+
+fn load_bytes(name: &str, bytes: Vec<u8>, device: Device) -> Result<CModule> {
     let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
         .map_err(|e| Error::torch(name, "loading the rewritten module", e))?;
     // Scripted models read `training` at run time.
     module
         .f_set_eval()
         .map_err(|e| Error::torch(name, "switching to eval mode", e))?;
+    Ok(module)
+}
+
+/// As `load_tapped`, made fast for the pass: Conv2d-BatchNorm2d pairs folded where that
+/// provably changes nothing but rounding, and the parameters in `precision`.
+///
+/// TorchScript's folding pass works on every method of every submodule and rewrites shared
+/// convolution weights, so a pair folded in a method the taps do not use can leave a tapped,
+/// unfolded BatchNorm applied twice. So the folded module is kept only if it agrees with the
+/// unfolded one, to 1e-3 of each output's scale, on a probe batch of `size` x `size` images.
+pub(super) fn load_for_inference(
+    name: &str,
+    path: &Path,
+    layers: &[String],
+    device: Device,
+    precision: Precision,
+    size: u32,
+) -> Result<(CModule, bool)> {
+    let plain = load_tapped(name, path, layers, device)?;
+    let folded =
+        taps::rewrite_for_inference(name, path, layers).and_then(|b| load_bytes(name, b, device));
+    let (mut module, is_folded) = match folded {
+        Ok(folded) if agrees(name, &plain, &folded, layers.len(), size, device)? => (folded, true),
+        _ => {
+            tracing::debug!(
+                model = name,
+                "folding BatchNorms would change the taps; running unfolded"
+            );
+            (plain, false)
+        }
+    };
     if precision != Precision::F32 {
         // tch's CModule::to panics where libtorch refuses; turn that into an error.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| module.to(device, precision.kind(), false)))
-            .map_err(|_| Error::Torch {
-                model: name.to_owned(),
-                context: "converting the parameters",
-                message: format!("libtorch cannot run it in {precision:?}"),
-            })?;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            module.to(device, precision.kind(), false)
+        }))
+        .map_err(|_| Error::Torch {
+            model: name.to_owned(),
+            context: "converting the parameters",
+            message: format!("libtorch cannot run it in {precision:?}"),
+        })?;
     }
-    Ok(module)
+    Ok((module, is_folded))
+}
+
+/// Whether two versions of a tapped module give the same outputs on a fixed probe batch.
+fn agrees(
+    name: &str,
+    a: &CModule,
+    b: &CModule,
+    taps: usize,
+    size: u32,
+    device: Device,
+) -> Result<bool> {
+    let s = size as i64;
+    let probe = Tensor::f_arange(2 * 3 * s * s, (Kind::Float, device))
+        .and_then(|t| t.f_mul_scalar(0.37)?.f_sin()?.f_view([2, 3, s, s]))
+        .map_err(|e| Error::torch(name, "making the probe input", e))?;
+    let (out_a, taps_a) = run_tapped(name, a, &probe, taps)?;
+    let (out_b, taps_b) = run_tapped(name, b, &probe, taps)?;
+    let close = |x: &Tensor, y: &Tensor| -> Result<bool, tch::TchError> {
+        let scale = x.f_abs()?.f_max()?.f_double_value(&[])?.max(1e-12);
+        let diff = x.f_sub(y)?.f_abs()?.f_max()?.f_double_value(&[])?;
+        Ok(diff <= 1e-3 * scale)
+    };
+    let pairs = taps_a
+        .iter()
+        .zip(&taps_b)
+        .chain(out_a.iter().zip(out_b.iter()));
+    for (x, y) in pairs {
+        if x.size() != y.size()
+            || !close(x, y).map_err(|e| Error::torch(name, "comparing the probe", e))?
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 /// Runs `forward_taps`: the model output (if a tensor) and the raw tap tensors, in order.
@@ -133,7 +205,12 @@ impl ZooModel {
     /// shapes with one blank image, so shape errors surface before the pass starts. With
     /// `want_source`, also finds the source logits: the model's output if it is (B, C_s), else
     /// the manifest's `head`.
-    pub fn load(spec: &ModelSpec, device: Device, want_source: bool, precision: Precision) -> Result<ZooModel> {
+    pub fn load(
+        spec: &ModelSpec,
+        device: Device,
+        want_source: bool,
+        precision: Precision,
+    ) -> Result<ZooModel> {
         let _span = tracing::info_span!("load", model = %spec.name).entered();
         let to_dev = |v: [f64; 3]| {
             Tensor::f_from_slice(&v.map(|x| x as f32))
@@ -141,6 +218,14 @@ impl ZooModel {
                 .and_then(|t| t.f_to_device(device))
                 .map_err(|e| Error::torch(&spec.name, "placing mean/std on the device", e))
         };
+        let (module, batchnorm_folded) = load_for_inference(
+            &spec.name,
+            &spec.path,
+            &spec.layers,
+            device,
+            precision,
+            spec.input.size,
+        )?;
         let mut model = ZooModel {
             name: spec.name.clone(),
             path: spec.path.clone(),
@@ -150,7 +235,8 @@ impl ZooModel {
             dims: Vec::new(),
             probe: Vec::new(),
             source: SourceLogits::Unwanted,
-            module: load_tapped(&spec.name, &spec.path, &spec.layers, device, precision)?,
+            batchnorm_folded,
+            module,
             taps: spec.layers.len(),
             kind: precision.kind(),
             mean: to_dev(spec.input.mean)?,
@@ -166,11 +252,19 @@ impl ZooModel {
                 (None, Some(head)) => {
                     let mut taps = spec.layers.clone();
                     taps.push(head.clone());
-                    let module = load_tapped(&spec.name, &spec.path, &taps, device, precision)?;
+                    let (module, folded) = load_for_inference(
+                        &spec.name,
+                        &spec.path,
+                        &taps,
+                        device,
+                        precision,
+                        spec.input.size,
+                    )?;
                     let (_, tapped) = run_tapped(&spec.name, &module, &blank, taps.len())?;
                     match logit_classes(tapped.last()) {
                         Some(classes) => {
                             model.module = module;
+                            model.batchnorm_folded = folded;
                             model.taps = taps.len();
                             SourceLogits::Head { classes }
                         }
