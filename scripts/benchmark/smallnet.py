@@ -1,6 +1,7 @@
 """SmallNet: the benchmark's own small residual network, pre-trained on source tasks related and
 unrelated to the targets (scripts/benchmark/sources.py). Four stages, each halving the
-resolution; exported to TorchScript with scripts/export_zoo.py --module benchmark.smallnet:build.
+resolution, 0.3 M parameters; exported with scripts/export_zoo.py --module smallnet:build5
+(or build10) with scripts/benchmark on PYTHONPATH.
 """
 
 import torch
@@ -24,7 +25,7 @@ class Block(nn.Module):
 
 
 class SmallNet(nn.Module):
-    def __init__(self, classes: int = 10, width: int = 16):
+    def __init__(self, classes: int = 10, width: int = 8):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.stage1 = Block(width, width * 2)
@@ -40,5 +41,9 @@ class SmallNet(nn.Module):
         return self.fc(self.pool(x).flatten(1))
 
 
-def build(classes: int = 10) -> SmallNet:
-    return SmallNet(classes)
+def build5() -> SmallNet:
+    return SmallNet(5)
+
+
+def build10() -> SmallNet:
+    return SmallNet(10)

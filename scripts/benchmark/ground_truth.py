@@ -1,0 +1,89 @@
+#!/usr/bin/env python3
+"""Regenerate the benchmark's ground truth: every fine-tuning run of the protocol, written to
+scripts/benchmark/ground_truth.csv (committed). Resumable: finished runs are kept in
+data/benchmark/runs.csv and skipped, so the job can be stopped and restarted.
+
+    .venv/bin/python scripts/benchmark/ground_truth.py [--tasks fmnist5,...] [--models lite0,...]
+
+Model selection: every zoo model on every target, fine-tuned whole (cut = its last layer).
+Layer selection: the networks of common.LAYER_MODELS cut at each of their candidate layers.
+Each at every learning rate of the grid and every seed.
+"""
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+import finetune  # noqa: E402
+
+FIELDS = ["protocol", "task", "model", "cut", "lr", "seed", "val_acc", "test_acc", "best_epoch", "seconds"]
+
+
+def planned(tasks, models):
+    by_name = {s.name: s for s in common.ZOO_MODELS}
+    for task in common.TASKS:
+        if tasks and task.name not in tasks:
+            continue
+        for src in common.ZOO_MODELS:
+            if models and src.name not in models:
+                continue
+            cuts = src.cuts if src.name in common.LAYER_MODELS else src.cuts[-1:]
+            for cut in cuts:
+                for lr in common.PROTOCOL.learning_rates:
+                    for seed in common.PROTOCOL.seeds:
+                        yield task, by_name[src.name], cut, lr, seed
+
+
+def key(row) -> tuple:
+    return (row["protocol"], row["task"], row["model"], row["cut"], float(row["lr"]), int(row["seed"]))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
+    ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    args = ap.parse_args()
+    tasks = {t for t in args.tasks.split(",") if t}
+    models = {m for m in args.models.split(",") if m}
+    protocol = common.protocol_hash()
+    runs_path = common.DATA / "runs.csv"
+    done = {}
+    if runs_path.exists():
+        with open(runs_path) as f:
+            done = {key(r): r for r in csv.DictReader(f)}
+    todo = [p for p in planned(tasks, models) if (protocol, p[0].name, p[1].name, p[2], p[3], p[4]) not in done]
+    print(f"protocol {protocol}: {len(done)} runs done, {len(todo)} to go", flush=True)
+    new_file = not runs_path.exists()
+    runs_path.parent.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with open(runs_path, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        if new_file:
+            writer.writeheader()
+        for i, (task, src, cut, lr, seed) in enumerate(todo):
+            result = finetune.run(task, src, cut, seed, lr)
+            row = {"protocol": protocol, "task": task.name, "model": src.name, "cut": cut, "lr": lr, "seed": seed, **result}
+            writer.writerow(row)
+            f.flush()
+            done[key(row)] = row
+            left = (time.time() - started) / (i + 1) * (len(todo) - i - 1)
+            print(f"[{i + 1}/{len(todo)}] {task.name} {src.name} {cut} lr {lr} seed {seed}: "
+                  f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} ({result['seconds']} s; ~{left / 60:.0f} min left)",
+                  flush=True)
+    rows = sorted((r for r in done.values() if r["protocol"] == protocol), key=lambda r: (r["task"], r["model"], r["cut"], float(r["lr"]), int(r["seed"])))
+    with open(common.GROUND_TRUTH, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=FIELDS)
+        writer.writeheader()
+        writer.writerows(rows)
+    print(f"wrote {len(rows)} runs to {common.GROUND_TRUTH}")
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    main()

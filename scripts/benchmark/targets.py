@@ -1,0 +1,45 @@
+#!/usr/bin/env python3
+"""Write the benchmark's target tasks as ImageFolder trees:
+
+    data/benchmark/targets/<task>/{train,val,test}/<class>/<index>.png
+
+Images keep their own size (28 x 28 Fashion-MNIST, 8 x 8 digits); every model resizes them to
+common.RESOLUTION, zoo-select and the fine-tuning alike. Idempotent: existing trees are kept.
+"""
+
+import shutil
+import sys
+from pathlib import Path
+
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import common  # noqa: E402
+
+
+def write(task: common.Task, force: bool = False) -> Path:
+    root = common.DATA / "targets" / task.name
+    if root.exists() and not force:
+        return root
+    tmp = root.with_name(root.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    names = common.class_names(task)
+    for split, (images, labels) in common.task_split(task).items():
+        for i, (img, label) in enumerate(zip(images, labels)):
+            folder = tmp / split / names[label]
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(img).save(folder / f"{i:05d}.png")
+    shutil.rmtree(root, ignore_errors=True)
+    tmp.rename(root)
+    return root
+
+
+def main():
+    for task in common.TASKS:
+        root = write(task, force="--force" in sys.argv)
+        counts = {s: sum(1 for _ in (root / s).rglob("*.png")) for s in ("train", "val", "test")}
+        print(f"{task.name}: {counts} under {root}")
+
+
+if __name__ == "__main__":
+    main()
