@@ -21,6 +21,8 @@ fn main() -> anyhow::Result<()> {
             .ok_or_else(|| anyhow::anyhow!("usage: forward_limit CONFIG [--channels-last]"))?,
     );
     let channels_last = args.iter().any(|a| a == "--channels-last");
+    // The same allocator settings as the binary: the limit is the best the forward can do.
+    zoo_select::allocator::reuse_freed_memory();
     let plan = Plan::new(&config, Overrides::default())?;
     zoo_select::taps::run_graphs_unoptimised();
     let folder = dataset::scan(&plan.config.dataset.root, plan.config.dataset.max_per_class)?;

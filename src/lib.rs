@@ -6,6 +6,7 @@
 //! models, `taps` captures their layers, `pipeline` makes the pass, `stats` accumulates,
 //! `metrics` scores, `report` ranks and writes the results.
 
+pub mod allocator;
 pub mod config;
 pub mod dataset;
 pub mod device;

@@ -69,7 +69,6 @@ titles = {
 }
 import torch  # noqa: E402
 
-print("# Performance\n")
 print(f"Measured by `./scripts/bench {n}` on {cpu()}; libtorch {torch.__version__}, CPU only.")
 print("Zoo: resnet18 (random weights), mobilenet_v3_large (random weights), EfficientNet-Lite0")
 print("(ImageNet weights), each at 224 x 224 with its own resize (256, 232, 256), interpolation and")

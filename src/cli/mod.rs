@@ -18,6 +18,7 @@ use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
 pub fn main() -> ExitCode {
+    zoo_select::allocator::reuse_freed_memory();
     quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
