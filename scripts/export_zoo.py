@@ -278,13 +278,16 @@ def timm_model(name: str, args):
     return model, meta
 
 
-# Stage ends of EfficientNet-Lite (blocks closing stages 2, 3, 5 and 7) and the head's activation,
-# the penultimate features: `_swish` is a shared ReLU6 whose last call is the head.
-LITE = {
-    0: (224, ["_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15", "_swish"]),
-    1: (240, ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]),
-    2: (260, ["_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"]),
-}
+# EfficientNet-Lite's input sizes. Its stages are runs of blocks with the same output width; the
+# default layers are the blocks closing stages 2, 3, 5 and 7 and the head's activation, the
+# penultimate features (`_swish` is a shared ReLU6 whose last call is the head).
+LITE = {0: 224, 1: 240, 2: 260}
+
+
+def lite_stages(model) -> list:
+    widths = [block._bn2.num_features for block in model._blocks]
+    ends = [i for i in range(len(widths)) if i + 1 == len(widths) or widths[i + 1] != widths[i]]
+    return [f"_blocks.{ends[k - 1]}" for k in (2, 3, 5, 7)] + ["_swish"]
 
 
 def lite_model(variant: int, args):
@@ -305,7 +308,7 @@ def lite_model(variant: int, args):
             )
         holder = getattr(pkg, f"EfficientnetLite{variant}ModelFile")
         model = EfficientNet.from_pretrained(arch, weights_path=holder.get_model_file_path())
-    size, stages = LITE[variant]
+    size, stages = LITE[variant], lite_stages(model)
     pretrained = not args.random
     meta = Meta(
         library="efficientnet-lite-pytorch 0.1.0",

@@ -57,10 +57,11 @@ class Source:
     cuts: tuple[str, ...]  # candidate layers, shallow to deep; the last keeps everything
 
 
+# The blocks closing stages 2, 3, 5 and 7, and the head's activation (as scripts/export_zoo.py).
 LITE_CUTS = {
     "0": ("_blocks.2", "_blocks.4", "_blocks.10", "_blocks.15", "_swish"),
-    "1": ("_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"),
-    "2": ("_blocks.3", "_blocks.6", "_blocks.13", "_blocks.19", "_swish"),
+    "1": ("_blocks.3", "_blocks.6", "_blocks.14", "_blocks.20", "_swish"),
+    "2": ("_blocks.3", "_blocks.6", "_blocks.14", "_blocks.20", "_swish"),
 }
 SMALL_CUTS = ("stage1", "stage2", "stage3", "stage4")
 
@@ -85,7 +86,7 @@ class Protocol:
     epochs: int = 12
     batch_size: int = 32
     schedule: str = "cosine over all steps"
-    batchnorm: str = "momentum 0.1 (EfficientNet-Lite keeps TF's 0.01), running statistics re-estimated on the training split before every evaluation"
+    batchnorm: str = "momentum 0.1 in every BatchNorm (EfficientNet-Lite keeps TF's 0.01, with which re-initialised layers keep their initial running statistics)"
     selection: str = "the epoch and learning rate with the best validation accuracy; its test accuracy is the ground truth"
     seeds: tuple[int, ...] = (0, 1)
     cut: str = "keep the pretrained layers up to the cut, re-initialise every later parameterised layer and the head"

@@ -39,7 +39,8 @@ def split_tensors(task_name: str, split: str, mean: float = 0.5, std: float = 0.
                 img = img.resize((P.resolution, P.resolution), Image.BILINEAR)
             xs.append(np.asarray(img))
             ys.append(label)
-    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).float().div(255.0)
+    # Contiguous NCHW: backward through torch 2.11's CPU convolutions crashes on channels-last input.
+    x = torch.from_numpy(np.stack(xs)).permute(0, 3, 1, 2).contiguous().float().div(255.0)
     return (x - mean) / std, torch.tensor(ys), len(classes)
 
 

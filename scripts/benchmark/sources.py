@@ -36,7 +36,8 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     """uint8 (N, h, w) grey -> (N, 3, SIZE, SIZE) float, PIL bilinear resize, normalised by
     mean = std = 0.5, as zoo-select feeds these networks."""
     out = np.stack([np.asarray(Image.fromarray(img).convert("RGB").resize((SIZE, SIZE), Image.BILINEAR)) for img in images])
-    x = torch.from_numpy(out).permute(0, 3, 1, 2).float().div(255.0)
+    # Contiguous NCHW: backward through torch 2.11's CPU convolutions crashes on channels-last input.
+    x = torch.from_numpy(out).permute(0, 3, 1, 2).contiguous().float().div(255.0)
     return (x - 0.5) / 0.5
 
 
