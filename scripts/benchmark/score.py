@@ -224,7 +224,8 @@ def ensure_data(tasks, models):
         targets.write(task)
     missing = [m for m in models if not (common.ZOO / f"{m.name}.yaml").exists()]
     if missing:
-        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "sources.py")], check=True)
+        names = ",".join(m.name for m in missing)
+        subprocess.run([sys.executable, str(Path(__file__).resolve().parent / "sources.py"), "--models", names], check=True)
 
 
 def main():

@@ -16,6 +16,7 @@ Sources of the small networks, chosen to be related or unrelated to the targets:
 """
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -104,8 +105,6 @@ def export(src: common.Source):
         classes = state["fc.weight"].shape[0]
         cmd = ["--module", f"smallnet:build{classes}", "--weights", str(full), "--mean", "0.5", "0.5", "0.5", "--std", "0.5", "0.5", "0.5"]
     env = {"PYTHONPATH": str(Path(__file__).resolve().parent)}
-    import os
-
     subprocess.run(
         [sys.executable, str(common.ROOT / "scripts" / "export_zoo.py"), *cmd, *size, "--name", src.name, "--out-dir", str(common.ZOO)],
         check=True,
@@ -116,18 +115,24 @@ def export(src: common.Source):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
     args = ap.parse_args()
+    wanted = {m for m in args.models.split(",") if m}
+    unknown = wanted - {s.name for s in common.ZOO_MODELS}
+    if unknown:
+        ap.error(f"unknown models {sorted(unknown)}; the zoo is {[s.name for s in common.ZOO_MODELS]}")
+    models = [s for s in common.ZOO_MODELS if not wanted or s.name in wanted]
     torch.set_num_threads(max(1, torch.get_num_threads()))
     torch.use_deterministic_algorithms(True)
-    for src in common.ZOO_MODELS:
+    for src in models:
         if src.kind == "small":
             weights = common.SOURCES / f"{src.arg}.pt"
             if args.retrain or not weights.exists():
                 print(f"pre-training {src.name}", flush=True)
                 pretrain(src.arg, weights)
-    for src in common.ZOO_MODELS:
+    for src in models:
         export(src)
-    print(f"zoo: {len(common.ZOO_MODELS)} models in {common.ZOO}")
+    print(f"zoo: {len(models)} models in {common.ZOO}")
 
 
 if __name__ == "__main__":
