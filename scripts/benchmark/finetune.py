@@ -6,6 +6,7 @@ ground truth.
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 import time
@@ -44,8 +45,16 @@ def split_tensors(task_name: str, split: str, mean: float = 0.5, std: float = 0.
     return (x - mean) / std, torch.tensor(ys), len(classes)
 
 
+# Where runs happen and where the weights come from. ground_truth.py sets both: --device cuda on
+# a lent GPU, and --payload for a machine without the benchmark's zoo (see gpu_payload.py).
+DEVICE = torch.device("cpu")
+PAYLOAD: Path | None = None
+
+
 def eager_model(src: common.Source) -> nn.Module:
     """The zoo model as an eager module with its exported weights."""
+    if PAYLOAD is not None:
+        return payload_model(src)
     manifest = yaml.safe_load((common.ZOO / f"{src.name}.yaml").read_text())
     scripted = torch.jit.load(str(common.ZOO / manifest["file"]), map_location="cpu")
     if src.kind == "lite":
@@ -56,6 +65,38 @@ def eager_model(src: common.Source) -> nn.Module:
         model = smallnet.SmallNet(scripted.state_dict()["fc.weight"].shape[0])
     model.load_state_dict(scripted.state_dict())
     return model
+
+
+def payload_model(src: common.Source) -> nn.Module:
+    """The same weights as eager_model without the zoo: pretrained Lite bodies from the payload
+    (their ImageNet heads are replaced anyway), random Lites re-drawn as export_zoo.py drew them
+    (seed 0, checked against the payload's checksums), SmallNets from the committed sources.
+    Draws from the global generator exactly as eager_model does, so the new heads are the same."""
+    if src.kind == "small":
+        state = {k: v.float() if v.is_floating_point() else v for k, v in torch.load(common.SOURCES / f"{src.arg}.pt").items()}
+        model = smallnet.SmallNet(state["fc.weight"].shape[0])
+        model.load_state_dict(state)
+        return model
+    from efficientnet_lite_pytorch import EfficientNet
+
+    arch = f"efficientnet-lite{src.arg}"
+    model = EfficientNet.from_name(arch)
+    if src.pretrained:
+        missing, unexpected = model.load_state_dict(torch.load(PAYLOAD / f"{src.name}.pt"), strict=False)
+        if unexpected or any(not k.startswith("_fc.") for k in missing):
+            raise ValueError(f"payload weights of {src.name} do not fit {arch}")
+    else:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model.load_state_dict(EfficientNet.from_name(arch).state_dict())
+        expected = json.loads((PAYLOAD / "checksums.json").read_text())[src.name]
+        if abs(checksum(model) - expected) > 1e-9 * abs(expected):
+            raise ValueError(f"re-drawn {src.name} differs from the exported one (torch version?)")
+    return model
+
+
+def checksum(model: nn.Module) -> float:
+    return sum(float(v.double().abs().sum()) for v in model.state_dict().values() if v.is_floating_point())
 
 
 def head_name(src: common.Source) -> str:
@@ -116,7 +157,7 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     correct = 0
     with torch.no_grad():
         for i in range(0, len(y), 256):
-            correct += (model(x[i : i + 256]).argmax(1) == y[i : i + 256]).sum().item()
+            correct += (model(x[i : i + 256].to(DEVICE)).argmax(1).cpu() == y[i : i + 256]).sum().item()
     return correct / len(y)
 
 
@@ -125,7 +166,8 @@ def run(task: common.Task, src: common.Source, cut: str | None, seed: int, lr: f
     x, y, classes = split_tensors(task.name, "train")
     xv, yv, _ = split_tensors(task.name, "val")
     xt, yt, _ = split_tensors(task.name, "test")
-    model = build(src, cut, classes, seed)
+    model = build(src, cut, classes, seed).to(DEVICE)
+    x, y = x.to(DEVICE), y.to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(y) / P.batch_size)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.epochs * steps_per_epoch)
@@ -136,7 +178,7 @@ def run(task: common.Task, src: common.Source, cut: str | None, seed: int, lr: f
         model.train()
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), P.batch_size):
-            idx = perm[i : i + P.batch_size]
+            idx = perm[i : i + P.batch_size].to(DEVICE)
             loss = loss_fn(model(x[idx]), y[idx])
             opt.zero_grad()
             loss.backward()

@@ -5,6 +5,11 @@ data/benchmark/runs.csv and skipped, so the job can be stopped and restarted.
 
     .venv/bin/python scripts/benchmark/ground_truth.py [--tasks fmnist5,...] [--models lite0,...]
 
+On a lent GPU (no zoo there: see gpu_payload.py) shards of the plan run side by side, appending
+to one runs file:
+
+    python3 scripts/benchmark/ground_truth.py --device cuda --payload gpu/payload --shard 3/12 --runs runs.csv
+
 Model selection: every zoo model on every target, fine-tuned whole (cut = its last layer).
 Layer selection: the networks of common.LAYER_MODELS cut at each of their candidate layers.
 Each at every learning rate of the grid and every seed.
@@ -22,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 import finetune  # noqa: E402
 
-FIELDS = ["protocol", "task", "model", "cut", "lr", "seed", "val_acc", "test_acc", "best_epoch", "seconds"]
+FIELDS = ["protocol", "task", "model", "cut", "lr", "seed", "val_acc", "test_acc", "best_epoch", "seconds", "device"]
 
 
 def planned(tasks, models):
@@ -48,16 +53,31 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--tasks", default="", help="comma-separated task names (default: all)")
     ap.add_argument("--models", default="", help="comma-separated model names (default: all)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda")
+    ap.add_argument("--payload", type=Path, help="weights folder made by gpu_payload.py, instead of the zoo")
+    ap.add_argument("--shard", default="0/1", help="i/n: run every n-th planned run, starting at the i-th")
+    ap.add_argument("--runs", type=Path, default=common.DATA / "runs.csv", help="the resumable runs file")
     args = ap.parse_args()
+    finetune.DEVICE = torch.device(args.device)
+    finetune.PAYLOAD = args.payload
+    shard, shards = (int(v) for v in args.shard.split("/"))
     tasks = {t for t in args.tasks.split(",") if t}
     models = {m for m in args.models.split(",") if m}
     protocol = common.protocol_hash()
-    runs_path = common.DATA / "runs.csv"
+    runs_path = args.runs
     done = {}
     if runs_path.exists():
         with open(runs_path) as f:
-            done = {key(r): r for r in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            done = {key(r): {**r, "device": r.get("device") or "cpu"} for r in reader}  # runs from before the column
+            header = reader.fieldnames
+        if header != FIELDS:
+            with open(runs_path, "w", newline="") as f:
+                writer = csv.DictWriter(f, fieldnames=FIELDS)
+                writer.writeheader()
+                writer.writerows(done.values())
     todo = [p for p in planned(tasks, models) if (protocol, p[0].name, p[1].name, p[2], p[3], p[4]) not in done]
+    todo = todo[shard::shards]
     print(f"protocol {protocol}: {len(done)} runs done, {len(todo)} to go", flush=True)
     new_file = not runs_path.exists()
     runs_path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,7 +88,8 @@ def main():
             writer.writeheader()
         for i, (task, src, cut, lr, seed) in enumerate(todo):
             result = finetune.run(task, src, cut, seed, lr)
-            row = {"protocol": protocol, "task": task.name, "model": src.name, "cut": cut, "lr": lr, "seed": seed, **result}
+            row = {"protocol": protocol, "task": task.name, "model": src.name, "cut": cut, "lr": lr, "seed": seed, **result,
+                   "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu"}
             writer.writerow(row)
             f.flush()
             done[key(row)] = row
@@ -77,6 +98,8 @@ def main():
                   f"val {result['val_acc']:.3f} test {result['test_acc']:.3f} ({result['seconds']} s; ~{left / 60:.0f} min left)",
                   flush=True)
     rows = sorted((r for r in done.values() if r["protocol"] == protocol), key=lambda r: (r["task"], r["model"], r["cut"], float(r["lr"]), int(r["seed"])))
+    if shards > 1:
+        return  # the shards' runs file is merged where the zoo lives
     with open(common.GROUND_TRUTH, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=FIELDS)
         writer.writeheader()
