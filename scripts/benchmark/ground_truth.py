@@ -56,6 +56,7 @@ def main():
     ap.add_argument("--device", default="cpu", help="cpu or cuda")
     ap.add_argument("--payload", type=Path, help="weights folder made by gpu_payload.py, instead of the zoo")
     ap.add_argument("--shard", default="0/1", help="i/n: run every n-th planned run, starting at the i-th")
+    ap.add_argument("--merge", type=Path, help="add the runs of another runs file (a GPU machine's) not done here")
     ap.add_argument("--runs", type=Path, default=common.DATA / "runs.csv", help="the resumable runs file")
     args = ap.parse_args()
     finetune.DEVICE = torch.device(args.device)
@@ -76,6 +77,13 @@ def main():
                 writer = csv.DictWriter(f, fieldnames=FIELDS)
                 writer.writeheader()
                 writer.writerows(done.values())
+    if args.merge:
+        with open(args.merge) as f:
+            new = [r for r in csv.DictReader(f) if key(r) not in done]
+        with open(runs_path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=FIELDS).writerows(new)
+        done.update((key(r), r) for r in new)
+        print(f"merged {len(new)} runs from {args.merge}")
     todo = [p for p in planned(tasks, models) if (protocol, p[0].name, p[1].name, p[2], p[3], p[4]) not in done]
     todo = todo[shard::shards]
     print(f"protocol {protocol}: {len(done)} runs done, {len(todo)} to go", flush=True)
