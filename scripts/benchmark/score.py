@@ -84,10 +84,11 @@ def check_agreement():
 
 
 # ------------------------------------------------------------------------------ ground truth
-def ground_truth(path: Path = common.GROUND_TRUTH) -> dict:
-    """(task, model, cut) -> mean test accuracy over seeds at the learning rate with the best
-    mean validation accuracy (the protocol's selection, never looking at the test split)."""
-    runs = defaultdict(list)
+def ground_truth(path: Path = common.GROUND_TRUTH, seed: int | None = None) -> dict:
+    """(task, model, cut) -> test accuracy at the learning rate with the best validation
+    accuracy (the protocol's selection, never looking at the test split): the mean over seeds,
+    or one seed's run at that learning rate."""
+    runs = defaultdict(dict)
     protocol = common.protocol_hash()
     with open(path) as f:
         rows = list(csv.DictReader(f))
@@ -96,11 +97,13 @@ def ground_truth(path: Path = common.GROUND_TRUTH) -> dict:
         print(f"warning: ground truth rows of other protocols {sorted(stale)} are ignored", file=sys.stderr)
     for r in rows:
         if r["protocol"] == protocol:
-            runs[(r["task"], r["model"], r["cut"], float(r["lr"]))].append((float(r["val_acc"]), float(r["test_acc"])))
+            runs[(r["task"], r["model"], r["cut"], float(r["lr"]))][int(r["seed"])] = (float(r["val_acc"]), float(r["test_acc"]))
     best = {}
-    for (task, model, cut, lr), values in runs.items():
-        val = np.mean([v for v, _ in values])
-        test = np.mean([t for _, t in values])
+    for (task, model, cut, lr), by_seed in runs.items():
+        if seed is not None and seed not in by_seed:
+            continue
+        val = np.mean([v for v, _ in by_seed.values()])
+        test = by_seed[seed][1] if seed is not None else np.mean([t for _, t in by_seed.values()])
         k = (task, model, cut)
         if k not in best or val > best[k][0]:
             best[k] = (val, test)
@@ -129,24 +132,34 @@ def score_task(task: common.Task, models: list[common.Source]) -> dict:
     return {(r["model"], r["layer"]): r["scores"] for r in report["results"]}
 
 
-def evaluate(tasks, models, truth, scores):
-    """For every metric: model-selection and layer-selection agreement per task and the means."""
+SEED_CEILING = "(seed 0 predicting seed 1)"
+
+
+def evaluate(tasks, models, truth, scores, ceiling=None):
+    """For every metric: model-selection and layer-selection agreement per task and the means.
+    With `ceiling` ((seed-0 truth, seed-1 truth)), also how well one seed's fine-tuned accuracies
+    rank the other's: the best any score could hope for under the ground truth's own noise."""
     metrics = METRICS + list(VARIANTS)
+    if ceiling is not None:
+        scores = {t.name: {k: {**v, SEED_CEILING: ceiling[0].get((t.name, *k))} for k, v in scores[t.name].items()} for t in tasks}
+        truth = {k: v for k, v in ceiling[1].items()}
+        metrics = [SEED_CEILING]
     layer_models = [m for m in models if m.name in common.LAYER_MODELS]
     result = {}
     for metric in metrics:
         per_task_model, per_task_layer = {}, {}
         for task in tasks:
             s = scores[task.name]
-            chosen = [m for m in models if (task.name, m.name, m.cuts[-1]) in truth and metric in s.get((m.name, m.cuts[-1]), {})]
+            chosen = [m for m in models if (task.name, m.name, m.cuts[-1]) in truth and s.get((m.name, m.cuts[-1]), {}).get(metric) is not None]
             if len(chosen) >= 2:
                 per_task_model[task.name] = agreement(
                     [s[(m.name, m.cuts[-1])][metric] for m in chosen], [truth[(task.name, m.name, m.cuts[-1])] for m in chosen]
                 )
             layer_stats = []
             for m in layer_models:
-                cuts = [c for c in m.cuts if (task.name, m.name, c) in truth and metric in s.get((m.name, c), {})]
-                if len(cuts) >= 2:
+                cuts = [c for c in m.cuts if (task.name, m.name, c) in truth and s.get((m.name, c), {}).get(metric) is not None]
+                # NCE and LEEP read the source head, the same whatever the cut: nothing to rank.
+                if len(cuts) >= 2 and len({s[(m.name, c)][metric] for c in cuts}) > 1:
                     layer_stats.append(agreement([s[(m.name, c)][metric] for c in cuts], [truth[(task.name, m.name, c)] for c in cuts]))
             if layer_stats:
                 per_task_layer[task.name] = {k: float(np.nanmean([x[k] for x in layer_stats])) for k in layer_stats[0]}
@@ -242,7 +255,8 @@ def main():
     truth = ground_truth()
     scores = {t.name: score_task(t, models) for t in tasks}
     result = evaluate(tasks, models, truth, scores)
-    text = tables(result, tasks, METRICS + list(VARIANTS))
+    result.update(evaluate(tasks, models, truth, scores, ceiling=(ground_truth(seed=0), ground_truth(seed=1))))
+    text = tables(result, tasks, [SEED_CEILING] + METRICS + list(VARIANTS))
     print(f"protocol {common.protocol_hash()}\n")
     print(text)
     if args.fast:
