@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import json
 import math
 import subprocess
@@ -48,6 +49,11 @@ VARIANTS = {
     "transrate_all": {"scale": "trace", "per_rank": True, "class_weight": "count", "normalize": "l2"},
     **{f"transrate_authors_eps{e:g}": {"scale": "trace", "per_rank": True, "class_weight": "count", "eps": e} for e in EPS_GRID},
 }
+# ... and the remaining combinations of the four options, so that all sixteen are scored.
+OPTIONS = {"trace": ("scale", "trace"), "rank": ("per_rank", True), "count": ("class_weight", "count"), "l2": ("normalize", "l2")}
+for combo in itertools.chain.from_iterable(itertools.combinations(OPTIONS, k) for k in (2, 3)):
+    if dict(OPTIONS[o] for o in combo) not in VARIANTS.values():
+        VARIANTS["transrate_" + "_".join(combo)] = dict(OPTIONS[o] for o in combo)
 
 
 # ------------------------------------------------------------------------------ statistics
@@ -219,6 +225,9 @@ def figure(tasks, models, truth, scores, metric="transrate") -> str:
         g.append(f'<text x="12" y="{h / 2}" transform="rotate(-90 12 {h / 2})" text-anchor="middle" font-size="11">test accuracy %</text>')
         for v, label in ((y0, f"{y0:.0f}"), (y1, f"{y1:.0f}")):
             g.append(f'<text x="{pad - 4}" y="{sy(v) + 4:.1f}" text-anchor="end" font-size="10">{label}</text>')
+        for v in (x0, x1):
+            label = 0.0 if abs(v) < 1e-9 * (abs(x0) + abs(x1)) else v  # a collapsed network's rounding
+            g.append(f'<text x="{sx(v):.1f}" y="{h - pad + 14}" text-anchor="middle" font-size="10">{label:.3g}</text>')
         for x, y, name in pts:
             colour = "#1f77b4" if "random" not in name else "#d62728"
             g.append(f'<circle cx="{sx(x):.1f}" cy="{sy(y):.1f}" r="4" fill="{colour}"><title>{name}: {x:.4g}, {y:.1f} %</title></circle>')
