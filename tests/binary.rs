@@ -2,6 +2,8 @@
 //! only on its own objects, and the linker's --as-needed drops libtorch_cuda (no symbol refers to
 //! it), which would make CUDA silently unavailable on a GPU machine. build.rs fixes both.
 
+mod common;
+
 use std::process::Command;
 
 #[test]
@@ -32,18 +34,8 @@ fn binary_lists_libtorch_cuda_and_an_rpath() {
 
 #[test]
 fn binary_runs_without_ld_library_path() {
-    let out = Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .arg("--version")
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        common::zoo_select_stdout(&["--version"]).trim(),
         format!("zoo-select {}", env!("CARGO_PKG_VERSION"))
     );
 }

@@ -1,23 +1,17 @@
 //! The binary end to end on the committed tiny ImageFolder and zoo (scripts/make_fixtures.py),
 //! and every kind of bad input: one clear line on stderr, exit 1 (2 for usage), no report.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
+
+use common::zoo_select;
 
 use serde_json::Value;
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
-}
-
-fn zoo_select(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(args)
-        .env_remove("RUST_LOG")
-        // cargo test points LD_LIBRARY_PATH at libtorch; users do not have it.
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("zoo-select runs")
 }
 
 struct Run {

@@ -3,8 +3,9 @@
 //! captures equal those PyTorch forward hooks saw on the eager model, and `zoo-select layers`
 //! shows the stages with the right shapes.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use serde_json::Value;
 use tch::{Device, Tensor};
@@ -100,17 +101,7 @@ fn stage_taps_equal_forward_hooks_for_every_exported_model() {
 }
 
 fn layers_json(manifest: &Path) -> Vec<Value> {
-    let out = Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(["layers", manifest.to_str().unwrap(), "--json"])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
+    common::zoo_select_stdout(&["layers", manifest.to_str().unwrap(), "--json"])
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()

@@ -1,8 +1,10 @@
 //! Models named through manifests and zoo folders, layer selectors, and manifest errors, on the
 //! committed tiny model and its manifest (scripts/make_fixtures.py).
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
 
@@ -32,11 +34,7 @@ fn run(zoo_dir: &Path, models_yaml: &str) -> (Output, Option<Value>) {
         models_yaml.replace("{zoo}", &zoo_dir.display().to_string())
     );
     std::fs::write(&config, text).unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(["--config", config.to_str().unwrap(), "-q"])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let output = common::zoo_select(&["--config", config.to_str().unwrap(), "-q"]);
     let report = std::fs::read_to_string(zoo_dir.join("out/report.json"))
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -267,28 +265,15 @@ fn an_unknown_manifest_key_is_named() {
         "{line}"
     );
     // The layers command reads manifests the same way.
-    let out = Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(["layers", z.path().join("tiny_a.yaml").to_str().unwrap()])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
+    let out = common::zoo_select(&["layers", z.path().join("tiny_a.yaml").to_str().unwrap()]);
     assert!(error_line(&out).contains("unknown field `colour`"));
 }
 
 #[test]
 fn layers_command_on_a_manifest_marks_stages_and_blocks() {
     let z = zoo(|t| t);
-    let out = Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(["layers", z.path().join("tiny_a.yaml").to_str().unwrap()])
-        .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text =
+        common::zoo_select_stdout(&["layers", z.path().join("tiny_a.yaml").to_str().unwrap()]);
     let line = |name: &str| {
         text.lines()
             .find(|l| l.trim_start().starts_with(&format!("{name} ")))

@@ -2,6 +2,8 @@
 //! (scripts/reference/metrics.py) on the committed feature sets, and the streaming properties:
 //! any batch split, and any merge order of stores fed disjoint parts, give the same scores.
 
+mod common;
+
 use std::path::Path;
 
 use proptest::prelude::*;
@@ -20,41 +22,27 @@ struct Set {
 
 fn sets() -> Vec<Set> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
+    let files = common::npz_files(&dir, 6);
     assert_eq!(
-        paths.len(),
+        files.len(),
         6,
         "fixtures missing: run scripts/make_fixtures.py"
     );
-    paths
+    files
         .into_iter()
-        .map(|p| {
-            let arrays = Tensor::read_npz(&p).unwrap();
-            let get = |k: &str| {
-                arrays
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .unwrap()
-                    .1
-                    .shallow_clone()
-            };
-            Set {
-                name: p.file_stem().unwrap().to_string_lossy().into_owned(),
-                features: get("features"),
-                labels: Vec::<i64>::try_from(get("labels")).unwrap(),
-                logits: get("source_logits"),
-                expected: arrays
-                    .iter()
-                    .filter_map(|(k, t)| {
-                        k.strip_prefix("expected/")
-                            .map(|m| (m.to_owned(), t.double_value(&[])))
-                    })
-                    .collect(),
-            }
+        .map(|f| Set {
+            features: f.get("features"),
+            labels: Vec::<i64>::try_from(f.get("labels")).unwrap(),
+            logits: f.get("source_logits"),
+            expected: f
+                .arrays
+                .iter()
+                .filter_map(|(k, t)| {
+                    k.strip_prefix("expected/")
+                        .map(|m| (m.to_owned(), t.double_value(&[])))
+                })
+                .collect(),
+            name: f.name,
         })
         .collect()
 }

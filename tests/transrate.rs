@@ -1,6 +1,8 @@
 //! TransRate from streaming statistics against the NumPy reference (scripts/reference/transrate.py)
 //! on the committed feature sets, and the properties of the statistics behind it.
 
+mod common;
+
 use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
@@ -17,31 +19,14 @@ struct Set {
 
 fn sets() -> Vec<Set> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/transrate");
-    let mut paths: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    paths.sort();
-    assert!(paths.len() >= 7, "fixtures missing");
-    paths
+    common::npz_files(&dir, 7)
         .into_iter()
-        .map(|p| {
-            let arrays = Tensor::read_npz(&p).unwrap();
-            let get = |k: &str| {
-                arrays
-                    .iter()
-                    .find(|(n, _)| n == k)
-                    .unwrap()
-                    .1
-                    .shallow_clone()
-            };
-            Set {
-                name: p.file_stem().unwrap().to_string_lossy().into_owned(),
-                features: get("features"),
-                labels: Vec::<i64>::try_from(get("labels")).unwrap(),
-                eps: get("eps").double_value(&[]),
-                expected: get("expected").double_value(&[]),
-            }
+        .map(|f| Set {
+            features: f.get("features"),
+            labels: Vec::<i64>::try_from(f.get("labels")).unwrap(),
+            eps: f.get("eps").double_value(&[]),
+            expected: f.get("expected").double_value(&[]),
+            name: f.name,
         })
         .collect()
 }

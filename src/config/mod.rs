@@ -289,14 +289,11 @@ impl Config {
                     return Err(format!("{at}.name `{name}` is used by another model"));
                 }
             }
-            match (&model.input, &model.manifest) {
-                // Complete without a manifest; checked against the manifest when it is read.
-                (Some(input), None) => {
-                    input
-                        .over(None)
-                        .map_err(|m| format!("{at}.input ({label}): {m}"))?;
-                }
-                _ => {}
+            // Complete without a manifest; checked against the manifest when it is read.
+            if let (Some(input), None) = (&model.input, &model.manifest) {
+                input
+                    .over(None)
+                    .map_err(|m| format!("{at}.input ({label}): {m}"))?;
             }
             if let Some(LayerSelector::List(items)) = &model.layers {
                 check_layer_list(items).map_err(|m| format!("{at}.layers ({label}) {m}"))?;
