@@ -83,6 +83,9 @@ TRANSRATE_OPTIONS = {
     # The normalisations of the TransRate authors' released code that stream exactly.
     "authors": {"scale": "trace", "per_rank": True, "rank_of": "gram", "class_weight": "count"},
     "all": {"normalize": "l2", "scale": "trace", "per_rank": True, "rank_of": "gram", "class_weight": "count"},
+    # Rates in the top-3 principal directions (the cut recommendation's width-free comparison).
+    "subspace": {"subspace": 3},
+    "subspace_trace": {"scale": "trace", "subspace": 3},
 }
 SOURCE_CLASSES = 7
 
@@ -457,6 +460,32 @@ def pool(t):
     return t
 
 
+def params_after_reference(model, x, layers):
+    """Parameter elements of the modules whose last forward call finishes after each layer's,
+    from PyTorch forward hooks on the eager model (each module counts its own parameters)."""
+    finished = []
+    handles = [m.register_forward_hook(lambda _m, _i, _o, n=n: finished.append(n))
+               for n, m in model.named_modules() if n]
+    with torch.no_grad():
+        model.eval()(x[:1])
+    for h in handles:
+        h.remove()
+    last = {n: i for i, n in enumerate(finished)}
+    own = {n: sum(p.numel() for p in m.parameters(recurse=False)) for n, m in model.named_modules() if n}
+    return {layer: int(sum(own[n] for n, i in last.items() if i > last[layer])) for layer in layers}
+
+
+def e2e_params_fixture():
+    """tests/fixtures/e2e_params.json: what fine-tuning re-trains above each layer of the e2e
+    models (the models are rebuilt from their seeds; the committed .pt files are not touched)."""
+    images, _, _ = load_png_folder(FIX / "images")
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
+    models = {"tiny_a": tiny_net(101, classes=10, width=8), "tiny_b": tiny_net(202, classes=10, width=12)}
+    out = {name: params_after_reference(m, x, E2E_LAYERS) for name, m in models.items()}
+    (FIX / "e2e_params.json").write_text(json.dumps(out, indent=2) + "\n")
+    print("e2e params:", out)
+
+
 def e2e_fixture():
     out = FIX / "zoo"
     out.mkdir(parents=True, exist_ok=True)
@@ -531,3 +560,4 @@ if __name__ == "__main__":
     tap_fixtures()
     image_fixtures()
     e2e_fixture()
+    e2e_params_fixture()

@@ -4,7 +4,7 @@
 //! The binary (src/main.rs, src/cli/) parses arguments and prints; everything else is here:
 //! `config` and `plan` describe a run, `dataset` lists and preprocesses images, `zoo` loads the
 //! models, `taps` captures their layers, `pipeline` makes the pass, `stats` accumulates,
-//! `metrics` scores, `report` ranks and writes the results.
+//! `metrics` scores, `recommend` turns scores into advice, `report` ranks and writes the results.
 
 pub mod allocator;
 pub mod config;
@@ -14,6 +14,7 @@ pub mod error;
 pub mod metrics;
 pub mod pipeline;
 pub mod plan;
+pub mod recommend;
 pub mod report;
 pub mod stats;
 pub mod taps;

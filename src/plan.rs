@@ -9,6 +9,7 @@ use tch::Device;
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metric};
+use crate::recommend::{Strategy, DEFAULT_STRATEGY};
 use crate::zoo::{self, ModelSpec};
 
 /// Command-line values that replace the config's.
@@ -26,8 +27,11 @@ pub struct Plan {
     /// The models with their files, inputs and layers resolved (manifests read and checked).
     pub models: Vec<ModelSpec>,
     pub device: Device,
-    /// In the config's order; the first is the primary metric.
+    /// In the config's order; the first is the primary metric. The cut strategy's score comes
+    /// last when the config does not ask for it.
     pub metrics: Vec<Box<dyn Metric>>,
+    /// How the cut inside the recommended model is chosen.
+    pub strategy: &'static Strategy,
     pub output: PathBuf,
     /// Image decoding threads.
     pub workers: usize,
@@ -53,7 +57,14 @@ impl Plan {
             config.output = Some(output);
         }
         config.validate().map_err(config_err)?;
-        let metrics = metrics::build(&config).map_err(config_err)?;
+        let mut metrics = metrics::build(&config).map_err(config_err)?;
+        let strategy = Strategy::by_name(config.recommend.as_deref().unwrap_or(DEFAULT_STRATEGY))
+            .map_err(config_err)?;
+        if let Some(m) = strategy.metric() {
+            if !metrics.iter().any(|have| have.name() == m.name()) {
+                metrics.push(m);
+            }
+        }
         let models = zoo::resolve(&config, config_path)?;
         let device = crate::device::resolve(&config.device)?;
         let output = config
@@ -69,6 +80,7 @@ impl Plan {
             models,
             device,
             metrics,
+            strategy,
             output,
             workers,
         })

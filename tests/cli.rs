@@ -176,7 +176,9 @@ fn end_to_end_report_matches_the_python_reference() {
     }
     eprintln!("end-to-end worst relative difference: {worst:e}");
 
-    // The recommendation is the best pair; each model's cut is its best layer.
+    // The model is the best by the primary metric; the cut inside it is the default strategy's
+    // (TransRate in a 16-dimensional principal subspace, computed although the config asks only
+    // for the published formula).
     let best = want
         .iter()
         .max_by(|a, b| {
@@ -188,30 +190,56 @@ fn end_to_end_report_matches_the_python_reference() {
         .unwrap();
     let rec = &report["recommendation"];
     assert_eq!(
-        (&rec["model"], &rec["layer"], rec["metric"].as_str()),
-        (&best["model"], &best["layer"], Some("transrate"))
-    );
-    assert_eq!(
-        rec["text"].as_str().unwrap(),
-        format!(
-            "Fine-tune {}: keep everything up to {} and re-train what follows (transrate {:.4})",
-            best["model"].as_str().unwrap(),
-            best["layer"].as_str().unwrap(),
-            best["transrate"].as_f64().unwrap()
+        (
+            &rec["model"],
+            rec["metric"].as_str(),
+            rec["strategy"].as_str(),
+            rec["cut_metric"].as_str()
+        ),
+        (
+            &best["model"],
+            Some("transrate"),
+            Some("logme"),
+            Some("logme")
         )
     );
-    for model in ["tiny_a", "tiny_b"] {
-        let best_layer = want
-            .iter()
+    let best_cut = |model: &str| {
+        got.iter()
             .filter(|r| r["model"] == model)
             .max_by(|a, b| {
-                a["transrate"]
-                    .as_f64()
-                    .unwrap()
-                    .total_cmp(&b["transrate"].as_f64().unwrap())
+                let s = |r: &Value| r["scores"]["transrate_subspace"].as_f64().unwrap();
+                s(a).total_cmp(&s(b))
             })
+            .unwrap()["layer"]
+            .clone()
+    };
+    assert_eq!(rec["layer"], best_cut(best["model"].as_str().unwrap()));
+    assert!(
+        rec["text"].as_str().unwrap().starts_with(&format!(
+            "Fine-tune {} (transrate {:.4}): keep everything up to {} and re-train what follows",
+            best["model"].as_str().unwrap(),
+            best["transrate"].as_f64().unwrap(),
+            rec["layer"].as_str().unwrap()
+        )),
+        "{}",
+        rec["text"]
+    );
+    for model in ["tiny_a", "tiny_b"] {
+        assert_eq!(report["layer_cuts"][model]["layer"], best_cut(model));
+    }
+    // What fine-tuning re-trains above each cut, from the TorchScript graph, equals the count
+    // from PyTorch forward hooks on the eager models.
+    let params: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("e2e_params.json")).unwrap())
             .unwrap();
-        assert_eq!(report["layer_cuts"][model]["layer"], best_layer["layer"]);
+    for g in got {
+        assert_eq!(
+            g["params_after"],
+            params[g["model"].as_str().unwrap()][g["layer"].as_str().unwrap()],
+            "{} {}",
+            g["model"],
+            g["layer"]
+        );
     }
     assert_eq!(report["device"], "cpu");
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
@@ -228,7 +256,8 @@ fn end_to_end_report_matches_the_python_reference() {
     let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
     assert_eq!(lines[0], "model,layer,metric,score,dim,n");
-    assert_eq!(lines.len(), 1 + 8);
+    // TransRate and the default cut strategy's score for each of the 8 (model, layer) pairs.
+    assert_eq!(lines.len(), 1 + 16);
     assert!(lines[1].starts_with("tiny_a,stem,transrate,"));
     assert!(std::fs::read_to_string(out.path().join("scores.svg"))
         .unwrap()
@@ -585,7 +614,13 @@ fn transrate_variants_come_from_the_same_pass() {
     let report = run.report();
     assert_eq!(
         report["metrics"],
-        serde_json::json!(["transrate", "tr_authors", "tr_e2", "tr_l2"])
+        serde_json::json!([
+            "transrate",
+            "tr_authors",
+            "tr_e2",
+            "tr_l2",
+            "transrate_subspace"
+        ])
     );
     // A variant scores what the metric itself scores with those options.
     let alone = run_config(

@@ -49,6 +49,13 @@ fn sets() -> Vec<Set> {
 
 fn transrate_options(name: &str) -> TransRateConfig {
     let mut o = TransRateConfig::default();
+    if let Some(rest) = name.strip_prefix("subspace") {
+        o.subspace = Some(3);
+        if rest == "_trace" {
+            o.scale = TransRateScale::Trace;
+        }
+        return o;
+    }
     let (trace, rank, count, l2) = match name {
         "plain" => (false, false, false, false),
         "trace" => (true, false, false, false),

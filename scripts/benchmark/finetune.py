@@ -1,7 +1,7 @@
 """One fine-tuning run of the benchmark's protocol (common.PROTOCOL): a source model of the zoo,
 cut at a layer (everything after it re-initialised), a new head, fine-tuned on a target's
-training split; the epoch with the best validation accuracy is kept and its test accuracy is the
-ground truth.
+training split of one regime; the checkpoint with the best validation accuracy is kept and its
+test accuracy is the ground truth.
 """
 
 from __future__ import annotations
@@ -161,20 +161,22 @@ def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / len(y)
 
 
-def run(task: common.Task, src: common.Source, cut: str | None, seed: int, lr: float) -> dict:
+def run(task: common.Task, regime: str, src: common.Source, cut: str | None, seed: int, lr: float) -> dict:
     start = time.time()
-    x, y, classes = split_tensors(task.name, "train")
+    x, y, classes = split_tensors(task.name, f"train_{regime}")
     xv, yv, _ = split_tensors(task.name, "val")
     xt, yt, _ = split_tensors(task.name, "test")
     model = build(src, cut, classes, seed).to(DEVICE)
     x, y = x.to(DEVICE), y.to(DEVICE)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True, weight_decay=1e-4)
     steps_per_epoch = math.ceil(len(y) / P.batch_size)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=P.epochs * steps_per_epoch)
+    epochs = P.epochs_for(regime)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch)
+    checkpoints = {max(1, round(f * epochs)) for f in P.checkpoints}
     loss_fn = nn.CrossEntropyLoss()
     gen = torch.Generator().manual_seed(seed)
     best_val, best_state, best_epoch = -1.0, None, 0
-    for epoch in range(P.epochs):
+    for epoch in range(epochs):
         model.train()
         perm = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), P.batch_size):
@@ -184,6 +186,8 @@ def run(task: common.Task, src: common.Source, cut: str | None, seed: int, lr: f
             loss.backward()
             opt.step()
             sched.step()
+        if epoch + 1 not in checkpoints:
+            continue
         val = accuracy(model, xv, yv)
         if val > best_val:
             best_val, best_epoch = val, epoch + 1

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Write the benchmark's target tasks as ImageFolder trees:
 
-    data/benchmark/targets/<task>/{train,val,test}/<class>/<index>.png
+    data/benchmark/targets/<task>/{train_scarce,train_full,val,test}/<class>/<index>.png
+
+(a train_<regime> folder for each regime of the task; train_scarce holds the first images of
+train_full).
 
 Images keep their own size (28 x 28 Fashion-MNIST, 8 x 8 digits); every model resizes them to
 common.RESOLUTION, zoo-select and the fine-tuning alike. Idempotent: existing trees are kept.
@@ -37,7 +40,8 @@ def write(task: common.Task, force: bool = False) -> Path:
 def main():
     for task in common.TASKS:
         root = write(task, force="--force" in sys.argv)
-        counts = {s: sum(1 for _ in (root / s).rglob("*.png")) for s in ("train", "val", "test")}
+        splits = [f"train_{r}" for r in task.regimes] + ["val", "test"]
+        counts = {s: sum(1 for _ in (root / s).rglob("*.png")) for s in splits}
         print(f"{task.name}: {counts} under {root}")
 
 

@@ -93,7 +93,7 @@ def _l2_rows(x: np.ndarray) -> np.ndarray:
 
 def transrate(features, labels, eps: float = TRANSRATE_EPS, scale: str = "none",
               per_rank: bool = False, class_weight: str = "uniform", normalize: str = "none",
-              rank_of: str = "Z") -> float:
+              rank_of: str = "Z", subspace: int | None = None) -> float:
     """TransRate (Huang et al., "Frustratingly Easy Transferability Estimation", ICML 2022).
 
     Defaults reproduce the paper's listing exactly, which is also tllib/ranking/transrate.py and
@@ -120,6 +120,9 @@ def transrate(features, labels, eps: float = TRANSRATE_EPS, scale: str = "none",
                                                 (what the authors' code does).
       class_weight="count"      within term sum_c (n_c/n) R(Z_c) instead of 1/C sum_c R(Z_c)
                                 (the authors' code uses the count weighting).
+      subspace=k                after scaling, Z <- Z V_k with V_k the top-k right singular
+                                vectors of Z (its top-k principal directions), so every layer is
+                                measured in k dimensions; the class rows are projected alike.
 
     rank_of="Z" cannot be reproduced from second moments when Z is rank deficient: the Gram
     eigenvalues carry ~eps * lambda_max rounding noise, i.e. singular values ~1.5e-8 sigma_max,
@@ -146,6 +149,9 @@ def transrate(features, labels, eps: float = TRANSRATE_EPS, scale: str = "none",
         z = z / r
     elif scale != "none":
         raise ValueError(scale)
+    if subspace is not None and subspace < z.shape[1]:
+        _, _, vt = np.linalg.svd(z, full_matrices=False)
+        z = z @ vt[:subspace].T
 
     r_all = _coding_rate(z, n, eps)
     counts = np.bincount(y, minlength=c)

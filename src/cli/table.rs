@@ -51,12 +51,19 @@ pub fn render(report: &Report) -> String {
     }
     out += &format!("\n{}\n", report.recommendation.text);
     if report.layer_cuts.len() > 1 {
-        out += "Best cut per model:\n";
+        out += &format!(
+            "Cut per model (by {}, strategy `{}`):\n",
+            report.recommendation.cut_metric, report.recommendation.strategy
+        );
         for (model, cut) in &report.layer_cuts {
             out += &format!(
-                "  {model:<model_w$}  {:<layer_w$}  {:.4}\n",
+                "  {model:<model_w$}  {:<layer_w$}  {:.4}",
                 cut.layer, cut.score
             );
+            if !cut.alternatives.is_empty() {
+                out += &format!("  (within noise: {})", cut.alternatives.join(", "));
+            }
+            out.push('\n');
         }
     }
     out

@@ -47,6 +47,9 @@ pub struct Config {
     pub output: Option<PathBuf>,
     /// Image decoding threads; default: the number of cores.
     pub workers: Option<usize>,
+    /// How the cut inside the chosen model is picked (src/recommend/strategy.rs); default: the
+    /// strategy the benchmark's held-out evidence supports.
+    pub recommend: Option<String>,
     /// The precision the models run in; statistics are f64 whatever it is. `bf16` and `fp16`
     /// are faster on hardware made for them and change the scores (docs/performance.md).
     #[serde(default)]
@@ -99,6 +102,10 @@ pub struct TransRateConfig {
     /// `l2`: put each feature vector on the unit sphere before accumulation.
     #[serde(default)]
     pub normalize: Normalize,
+    /// k: compare the coding rates in the top-k principal directions of the centred features
+    /// (of every layer alike), so that layers of different widths compare on the same footing.
+    #[serde(default)]
+    pub subspace: Option<usize>,
 }
 
 impl Default for TransRateConfig {
@@ -109,6 +116,7 @@ impl Default for TransRateConfig {
             per_rank: false,
             class_weight: ClassWeight::Uniform,
             normalize: Normalize::None,
+            subspace: None,
         }
     }
 }
@@ -236,6 +244,9 @@ impl Config {
                 "`transrate.eps` must be a positive number, got {}",
                 self.transrate.eps
             ));
+        }
+        if self.transrate.subspace == Some(0) {
+            return Err("`transrate.subspace` must be at least 1".into());
         }
         if self.metrics.is_empty() {
             return Err("`metrics` is empty: list at least one metric".into());

@@ -103,6 +103,11 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
                 options.eps
             ));
         }
+        if options.subspace == Some(0) {
+            return Err(format!(
+                "`transrate_variants.{name}.subspace` must be at least 1"
+            ));
+        }
         out.push(Box::new(TransRate::variant(name, options)));
     }
     Ok(out)

@@ -18,7 +18,10 @@
 //! - `per_rank: true`: both R(Z) and every R(Z_c) divided by the numerical rank of Z, counted
 //!   as numpy.linalg.matrix_rank(Z^T Z / n) does (eigenvalues above lambda_max * d * f64::EPSILON),
 //!   as the TransRate authors' code does;
-//! - `class_weight: count`: sum_c (n_c / n) R(Z_c) in place of the mean over classes.
+//! - `class_weight: count`: sum_c (n_c / n) R(Z_c) in place of the mean over classes;
+//! - `subspace: k`: Z and every Z_c projected on the top-k eigenvectors of Z^T Z before the rates
+//!   (P^T Z^T Z P and P^T Z_c^T Z_c P), so that every layer is measured in k dimensions: the
+//!   published rate grows with the width of the layer, which decides any comparison of layers.
 
 use tch::{Kind, Tensor};
 
@@ -68,8 +71,20 @@ impl TransRate {
             TransRateScale::Trace if mean_sq_norm > 0.0 => mean_sq_norm,
             _ => 1.0,
         };
+        // The top-k principal directions, (D, k); None keeps all D.
+        let basis = match o.subspace {
+            Some(k) if k < stats.dim() => Some(top_eigenvectors(&scatter, k)?),
+            _ => None,
+        };
+        let project = |s: Tensor| -> Result<Tensor, tch::TchError> {
+            match &basis {
+                Some(p) => p.f_transpose(0, 1)?.f_matmul(&s)?.f_matmul(p),
+                None => Ok(s),
+            }
+        };
+        let scatter = project(scatter)?;
         let rank = if o.per_rank {
-            numerical_rank(&scatter, n, stats.dim())? as f64
+            numerical_rank(&scatter, n, scatter.size()[0] as usize)? as f64
         } else {
             1.0
         };
@@ -85,7 +100,8 @@ impl TransRate {
                 ClassWeight::Uniform => 1.0 / present.len() as f64,
                 ClassWeight::Count => n_c / n,
             };
-            r_within += weight * rate(stats.class_scatter_about_global_mean(class)?, n_c)?;
+            r_within +=
+                weight * rate(project(stats.class_scatter_about_global_mean(class)?)?, n_c)?;
         }
         Ok(r_all - r_within)
     }
@@ -138,6 +154,14 @@ pub fn coding_rate(mut scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::Tc
     let _ = scatter.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
     let eig = scatter.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
     Ok(0.5 * scalar(eig.f_log1p()?.f_sum(Kind::Double)?)?)
+}
+
+/// The eigenvectors of the k largest eigenvalues of a symmetric (D, D) matrix, as (D, k) columns.
+fn top_eigenvectors(scatter: &Tensor, k: usize) -> Result<Tensor, tch::TchError> {
+    let (_, vectors) = scatter.f_linalg_eigh("L")?;
+    let d = vectors.size()[1];
+    // eigh orders the eigenvalues ascending: the last k columns.
+    vectors.f_narrow(1, d - k as i64, k as i64)?.f_contiguous()
 }
 
 /// The numerical rank of the n x d matrix Z from Z^T Z, as numpy.linalg.matrix_rank(Z^T Z / n):

@@ -53,6 +53,9 @@ pub struct LayerResult {
     pub layer: String,
     pub dim: usize,
     pub n: u64,
+    /// Parameter elements fine-tuning re-trains above this layer, if the model's listing
+    /// places it.
+    pub params_after: Option<u64>,
     /// (metric, score) in the plan's metric order.
     pub scores: Vec<(String, f64)>,
     /// (metric, why it has no score here), e.g. NCE for a model without source logits.

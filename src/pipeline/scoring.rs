@@ -36,6 +36,7 @@ pub fn score(
                 layer: layer.clone(),
                 dim: first.dim(),
                 n: first.total(),
+                params_after: model.params_after.get(i).copied().flatten(),
                 scores: Vec::new(),
                 notes: Vec::new(),
             };

@@ -1,148 +1,906 @@
-//! scores.svg: the primary metric along each model's layers, one line per model, so the depth
-//! at which each model peaks can be seen at a glance. Plain SVG, no plotting dependency.
+//! scores.svg: the score the cuts were chosen by (the strategy's) along each model's layers, with each model's recommended cut
+//! and the overall pick marked, so that a user can see at a glance where each model peaks, how
+//! clearly its best layer stands out from the rest, and why the recommendation is what it is.
+//! Models name their layers differently, so each model gets its own small panel with its own
+//! layer names on the x axis; all panels share one y scale, because comparing models is half of
+//! the decision and separate scales would make a useless model look as good as a useful one.
+//! The SVG is written by hand: plotters' SVG backend would also work without font files, but
+//! categorical axes, the markers and one legend for the whole grid would still be drawn by hand,
+//! for four more crates. Text is left to the viewer's fonts, so nothing here needs fonts
+//! installed.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{score_of, Report};
+use super::{score_of, Cut, Recommendation, Report};
 
-const W: f64 = 720.0;
-const H: f64 = 420.0;
-const LEFT: f64 = 70.0;
-const RIGHT: f64 = 170.0;
-const TOP: f64 = 40.0;
-const BOTTOM: f64 = 50.0;
+/// Line and dot colours of successive panels: matplotlib's default cycle, familiar to readers.
 const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
+const MARGIN: f64 = 16.0;
+/// Below three panels a row the panels widen instead, so that one model's figure still has room
+/// for its title and legend.
+const MIN_WIDTH: f64 = 480.0;
+const PANEL_W: f64 = 300.0;
+const COLS: usize = 3;
+const GAP_X: f64 = 28.0;
+const GAP_Y: f64 = 18.0;
+/// Inside a panel: room for the y tick labels, the title, and the plot itself.
+const PLOT_LEFT: f64 = 62.0;
+const PLOT_RIGHT: f64 = 12.0;
+const PANEL_TITLE: f64 = 26.0;
+const PLOT_H: f64 = 150.0;
+/// Keeps the top point's star and the lowest point's marker inside the plot frame.
+const PLOT_PAD: f64 = 20.0;
+const TICK_FONT: f64 = 10.0;
+const LABEL_FONT: f64 = 10.0;
+/// Long layer names are cut to this many characters (the full name stays in a tooltip), so a
+/// rotated label cannot reach into the neighbouring panel.
+const MAX_LABEL: usize = 18;
+/// Rotated labels closer than this (perpendicular to their baselines) would overlap.
+const LABEL_SPACING: f64 = 12.0;
+
+/// One model's panel, in plain data so that the drawing can be tested without a run.
+#[derive(Debug, Clone, PartialEq)]
+struct Panel<'a> {
+    model: &'a str,
+    /// Layers in the order the config lists them, with the primary metric's score (any value:
+    /// non-finite ones are left out of the drawing).
+    layers: Vec<(&'a str, f64)>,
+    /// The recommended cut; None when the metric scores whole models.
+    cut: Option<&'a str>,
+    /// Layers whose scores cannot be told apart from the cut's.
+    alternatives: Vec<&'a str>,
+    /// This is the recommended model, and the recommended layer when there is one.
+    pick: Option<Option<&'a str>>,
+}
 
 pub fn svg(report: &Report) -> String {
-    let metric = report.primary_metric();
-    let mut models: Vec<(&str, Vec<(&str, f64)>)> = Vec::new();
-    for row in &report.results {
-        let point = (row.layer.as_str(), score_of(row, metric));
-        match models.iter_mut().find(|(m, _)| *m == row.model) {
-            Some((_, points)) => points.push(point),
-            None => models.push((&row.model, vec![point])),
+    // The score the cuts were chosen by, so that the marked cuts are that curve's maxima.
+    let metric = report.recommendation.cut_metric.as_str();
+    let rows = report
+        .results
+        .iter()
+        .map(|r| (r.model.as_str(), r.layer.as_str(), score_of(r, metric)));
+    draw(
+        metric,
+        &panels(rows, &report.layer_cuts, &report.recommendation),
+    )
+}
+
+/// One panel per model, in the order the rows (model, layer, score) first name them.
+fn panels<'a>(
+    rows: impl IntoIterator<Item = (&'a str, &'a str, f64)>,
+    cuts: &'a BTreeMap<String, Cut>,
+    rec: &'a Recommendation,
+) -> Vec<Panel<'a>> {
+    let mut panels: Vec<Panel> = Vec::new();
+    for (model, layer, score) in rows {
+        if let Some(p) = panels.iter_mut().find(|p| p.model == model) {
+            p.layers.push((layer, score));
+            continue;
+        }
+        let cut = cuts.get(model);
+        panels.push(Panel {
+            model,
+            layers: vec![(layer, score)],
+            cut: cut.map(|c| c.layer.as_str()),
+            alternatives: cut
+                .map(|c| c.alternatives.iter().map(String::as_str).collect())
+                .unwrap_or_default(),
+            pick: (rec.model.as_deref() == Some(model)).then_some(rec.layer.as_deref()),
+        });
+    }
+    panels
+}
+
+/// The y axis shared by all panels: bounds on tick steps, so the frame ends on labelled values.
+struct Scale {
+    lo: f64,
+    hi: f64,
+    step: f64,
+}
+
+impl Scale {
+    fn new(panels: &[Panel]) -> Scale {
+        let (mut lo, mut hi) = panels
+            .iter()
+            .flat_map(|p| p.layers.iter().map(|l| l.1))
+            .filter(|s| s.is_finite())
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), s| {
+                (a.min(s), b.max(s))
+            });
+        if !lo.is_finite() {
+            (lo, hi) = (0.0, 1.0);
+        }
+        if hi - lo <= 1e-12 * hi.abs().max(lo.abs()).max(1e-300) {
+            // One layer, or all equal: a range around the value, so the point sits mid-panel.
+            let half = if lo == 0.0 { 0.5 } else { 0.1 * lo.abs() };
+            (lo, hi) = (lo - half, hi + half);
+        }
+        let raw = (hi - lo) / 4.0;
+        let mag = 10f64.powf(raw.log10().floor());
+        let step = [1.0, 2.0, 2.5, 5.0, 10.0]
+            .iter()
+            .map(|m| m * mag)
+            .find(|s| *s >= raw)
+            .unwrap_or(10.0 * mag);
+        Scale {
+            lo: (lo / step).floor() * step,
+            hi: (hi / step).ceil() * step,
+            step,
         }
     }
-    let scores: Vec<f64> = models
-        .iter()
-        .flat_map(|(_, p)| p.iter().map(|x| x.1))
-        .filter(|s| s.is_finite())
-        .collect();
-    let (mut lo, mut hi) = scores
-        .iter()
-        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), &s| {
-            (a.min(s), b.max(s))
-        });
-    if !lo.is_finite() {
-        (lo, hi) = (0.0, 1.0);
+
+    fn ticks(&self) -> Vec<f64> {
+        let n = ((self.hi - self.lo) / self.step).round() as usize;
+        (0..=n).map(|k| self.lo + self.step * k as f64).collect()
     }
-    if hi - lo < 1e-12 {
-        (lo, hi) = (lo - 0.5, hi + 0.5);
+
+    /// Few enough digits to tell neighbouring ticks apart, no more.
+    fn label(&self, v: f64) -> String {
+        let v = if v.abs() < 1e-9 * self.step { 0.0 } else { v };
+        if v.abs() >= 1e6 || self.step < 1e-4 {
+            return format!("{v:.2e}");
+        }
+        let mut decimals = (-self.step.log10().floor()).max(0.0) as usize;
+        if format!("{:.*}", decimals, self.step).parse::<f64>() != Ok(self.step) {
+            decimals += 1; // 0.25, 2.5e-3: the step itself needs one more digit
+        }
+        format!("{v:.decimals$}")
     }
-    let pad = 0.05 * (hi - lo);
-    let (lo, hi) = (lo - pad, hi + pad);
-    let depth = models
+}
+
+/// Sans-serif text is about 0.6 em per character; the viewer's font decides the rest.
+fn text_width(s: &str, size: f64) -> f64 {
+    s.chars().count() as f64 * size * 0.6
+}
+
+fn shorten(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+/// How the layer names of a panel are set under its axis.
+struct XLabels {
+    rotated: bool,
+    /// Label every `every`-th layer (counted from `phase`) when there are too many to fit.
+    every: usize,
+    phase: usize,
+}
+
+fn x_labels(panel: &Panel, plot_w: f64) -> XLabels {
+    let n = panel.layers.len().max(1);
+    let slot = plot_w / n as f64;
+    let widest = panel
+        .layers
         .iter()
-        .map(|(_, p)| p.len())
-        .max()
-        .unwrap_or(1)
-        .max(2);
-    let x = |i: usize| LEFT + (W - LEFT - RIGHT) * i as f64 / (depth - 1) as f64;
-    let y = |s: f64| TOP + (H - TOP - BOTTOM) * (hi - s) / (hi - lo);
+        .map(|l| text_width(&shorten(l.0, MAX_LABEL), LABEL_FONT))
+        .fold(0.0, f64::max);
+    let rotated = widest > slot - 4.0;
+    let spacing = if rotated {
+        slot * std::f64::consts::FRAC_1_SQRT_2
+    } else {
+        f64::INFINITY
+    };
+    let every = if spacing >= LABEL_SPACING {
+        1
+    } else {
+        (LABEL_SPACING / spacing).ceil() as usize
+    };
+    // When names must be thinned out, the cut's name is the one a reader needs most.
+    let cut_at = panel
+        .cut
+        .and_then(|c| panel.layers.iter().position(|l| l.0 == c));
+    XLabels {
+        rotated,
+        every,
+        phase: cut_at.map_or(0, |i| i % every),
+    }
+}
+
+/// Height the labels under a panel's axis need.
+fn label_height(panel: &Panel, plot_w: f64) -> f64 {
+    let how = x_labels(panel, plot_w);
+    if !how.rotated {
+        return 8.0 + LABEL_FONT;
+    }
+    let widest = panel
+        .layers
+        .iter()
+        .map(|l| text_width(&shorten(l.0, MAX_LABEL), LABEL_FONT))
+        .fold(0.0, f64::max);
+    8.0 + (widest + LABEL_FONT) * std::f64::consts::FRAC_1_SQRT_2
+}
+
+/// A five-pointed star centred on (x, y), for the overall pick.
+fn star(x: f64, y: f64, r: f64) -> String {
+    (0..10)
+        .map(|k| {
+            let radius = if k % 2 == 0 { r } else { 0.45 * r };
+            let a = std::f64::consts::PI * (k as f64 / 5.0 - 0.5);
+            format!("{:.1},{:.1}", x + radius * a.cos(), y + radius * a.sin())
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Draws a legend's marker centred on (x, y).
+type Icon = fn(&mut String, f64, f64);
+
+/// The legend's entries: the marker and its explanation.
+fn legend_entries() -> [(Icon, &'static str); 4] {
+    [
+        (
+            |o, x, y| {
+                let _ = write!(
+                    o,
+                    r##"<line x1="{:.1}" y1="{y:.1}" x2="{:.1}" y2="{y:.1}" stroke="#555" stroke-width="2"/><circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="#555"/>"##,
+                    x - 10.0,
+                    x + 10.0
+                );
+            },
+            "score at each layer",
+        ),
+        (
+            |o, x, y| {
+                let _ = write!(
+                    o,
+                    r##"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="#555" stroke="black" stroke-width="1.5"/>"##
+                );
+            },
+            "recommended cut",
+        ),
+        (
+            |o, x, y| {
+                let _ = write!(
+                    o,
+                    r##"<circle cx="{x:.1}" cy="{y:.1}" r="6" fill="white" stroke="#555" stroke-width="2"/><circle cx="{x:.1}" cy="{y:.1}" r="2.5" fill="#555"/>"##
+                );
+            },
+            "within noise of the cut",
+        ),
+        (
+            |o, x, y| {
+                let _ = write!(
+                    o,
+                    r##"<polygon points="{}" fill="#f2b705" stroke="black" stroke-width="1"/>"##,
+                    star(x, y, 8.0)
+                );
+            },
+            "overall pick",
+        ),
+    ]
+}
+
+/// The whole figure: a title, the legend, then one panel per model, left to right, top to bottom.
+fn draw(metric: &str, panels: &[Panel]) -> String {
+    let cols = panels.len().clamp(1, COLS);
+    let rows = panels.len().div_ceil(cols).max(1);
+    let width = (2.0 * MARGIN + cols as f64 * PANEL_W + (cols - 1) as f64 * GAP_X).max(MIN_WIDTH);
+    let panel_w = (width - 2.0 * MARGIN - (cols - 1) as f64 * GAP_X) / cols as f64;
+    let plot_w = panel_w - PLOT_LEFT - PLOT_RIGHT;
+    // One label height for every row keeps the grid regular.
+    let labels_h = panels
+        .iter()
+        .map(|p| label_height(p, plot_w))
+        .fold(8.0 + LABEL_FONT, f64::max);
+    let panel_h = PANEL_TITLE + PLOT_H + labels_h;
 
     let mut out = String::new();
+    let mut y = MARGIN + 14.0;
+    let mut header = String::new();
     let _ = writeln!(
-        out,
-        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="12">"#
-    );
-    let _ = writeln!(out, r#"<rect width="100%" height="100%" fill="white"/>"#);
-    let _ = writeln!(
-        out,
-        r#"<text x="{LEFT}" y="22" font-size="14">{} by layer (higher transfers better)</text>"#,
+        header,
+        r#"<text x="{MARGIN}" y="{y:.1}" font-size="15" font-weight="bold">{} by layer (higher transfers better)</text>"#,
         escape(metric)
     );
+    y += 17.0;
     let _ = writeln!(
-        out,
-        r#"<line x1="{LEFT}" y1="{}" x2="{}" y2="{}" stroke="black"/>"#,
-        H - BOTTOM,
-        W - RIGHT,
-        H - BOTTOM
+        header,
+        r##"<text x="{MARGIN}" y="{y:.1}" font-size="11" fill="#555">One panel per model, all on the same y scale</text>"##
     );
-    let _ = writeln!(
-        out,
-        r#"<line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{}" stroke="black"/>"#,
-        H - BOTTOM
-    );
-    for k in 0..=4 {
-        let s = lo + (hi - lo) * k as f64 / 4.0;
-        let _ = writeln!(
-            out,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{s:.3}</text>"#,
-            LEFT - 6.0,
-            y(s) + 4.0
-        );
-    }
-    for i in 0..depth {
-        let _ = writeln!(
-            out,
-            r#"<text x="{:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            x(i),
-            H - BOTTOM + 18.0,
-            i + 1
-        );
-    }
-    let _ = writeln!(
-        out,
-        r#"<text x="{:.1}" y="{}" text-anchor="middle">layer (in the order listed)</text>"#,
-        (LEFT + W - RIGHT) / 2.0,
-        H - 12.0
-    );
-    for (m, (name, points)) in models.iter().enumerate() {
-        let colour = COLOURS[m % COLOURS.len()];
-        let path: Vec<String> = points
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{:.1},{:.1}", x(i), y(p.1)))
-            .collect();
-        let _ = writeln!(
-            out,
-            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
-            path.join(" ")
-        );
-        for (i, (layer, s)) in points.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                r#"<circle cx="{:.1}" cy="{:.1}" r="3.5" fill="{colour}"><title>{} {}: {s:.4}</title></circle>"#,
-                x(i),
-                y(*s),
-                escape(name),
-                escape(layer)
-            );
+    // One line when the legend fits, else a grid of equal columns, which reads better than a
+    // ragged flow.
+    y += 20.0;
+    let entries = legend_entries();
+    let widths: Vec<f64> = entries
+        .iter()
+        .map(|e| 26.0 + text_width(e.1, 11.0) + 12.0)
+        .collect();
+    let avail = width - 2.0 * MARGIN;
+    let one_line = widths.iter().sum::<f64>() <= avail;
+    let column = widths.iter().copied().fold(0.0, f64::max);
+    let per_line = ((avail / column).floor() as usize).max(1);
+    let mut x = MARGIN;
+    let _ = writeln!(header, r#"<g class="legend" font-size="11">"#);
+    for (k, ((icon, text), w)) in entries.iter().zip(&widths).enumerate() {
+        if !one_line && k > 0 && k % per_line == 0 {
+            x = MARGIN;
+            y += 20.0;
         }
-        let ly = TOP + 18.0 * m as f64;
+        icon(&mut header, x + 10.0, y);
         let _ = writeln!(
-            out,
-            r#"<rect x="{}" y="{:.1}" width="12" height="12" fill="{colour}"/>"#,
-            W - RIGHT + 14.0,
-            ly
+            header,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            x + 26.0,
+            y + 4.0,
+            escape(text)
         );
+        x += if one_line { *w } else { column };
+    }
+    header.push_str("</g>\n");
+    let top = y + 18.0;
+    let height = top + rows as f64 * panel_h + (rows - 1) as f64 * GAP_Y + MARGIN;
+
+    let _ = writeln!(
+        out,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
+    );
+    out.push_str("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
+    out.push_str(&header);
+    if panels.is_empty() {
         let _ = writeln!(
             out,
-            r#"<text x="{}" y="{:.1}">{}</text>"#,
-            W - RIGHT + 32.0,
-            ly + 10.0,
-            escape(name)
+            r##"<text x="{MARGIN}" y="{:.1}" fill="#555">No model has a {} score</text>"##,
+            top + 20.0,
+            escape(metric)
+        );
+    }
+    let scale = Scale::new(panels);
+    for (i, panel) in panels.iter().enumerate() {
+        let px = MARGIN + (i % cols) as f64 * (panel_w + GAP_X);
+        let py = top + (i / cols) as f64 * (panel_h + GAP_Y);
+        draw_panel(
+            &mut out,
+            metric,
+            panel,
+            COLOURS[i % COLOURS.len()],
+            &scale,
+            (px, py, panel_w, panel_h),
         );
     }
     out.push_str("</svg>\n");
     out
 }
 
+fn draw_panel(
+    out: &mut String,
+    metric: &str,
+    panel: &Panel,
+    colour: &str,
+    scale: &Scale,
+    (px, py, panel_w, panel_h): (f64, f64, f64, f64),
+) {
+    let x0 = px + PLOT_LEFT;
+    let plot_w = panel_w - PLOT_LEFT - PLOT_RIGHT;
+    let y0 = py + PANEL_TITLE;
+    let y1 = y0 + PLOT_H;
+    let n = panel.layers.len().max(1);
+    let slot = plot_w / n as f64;
+    let x = |i: usize| x0 + slot * (i as f64 + 0.5);
+    let y =
+        |s: f64| y0 + PLOT_PAD + (PLOT_H - 2.0 * PLOT_PAD) * (scale.hi - s) / (scale.hi - scale.lo);
+    let _ = writeln!(out, r#"<g class="panel">"#);
+
+    let title_size = 13.0;
+    let mut title = panel.model.to_owned();
+    let max_chars = ((panel_w - 8.0) / (title_size * 0.62)) as usize;
+    if panel.pick.is_some() {
+        // The overall pick's panel stands out before anything in it is read.
+        let _ = writeln!(
+            out,
+            r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fff6d5" stroke="#e0b000"/>"##,
+            px - 4.0,
+            py - 2.0,
+            panel_w + 8.0,
+            panel_h + 4.0
+        );
+        title = format!(
+            "★ {} (overall pick)",
+            shorten(panel.model, max_chars.saturating_sub(17))
+        );
+    }
+    let _ = writeln!(
+        out,
+        r#"<text x="{:.1}" y="{:.1}" font-size="{title_size}" font-weight="{}">{}<title>{}</title></text>"#,
+        px,
+        py + 16.0,
+        if panel.pick.is_some() {
+            "bold"
+        } else {
+            "normal"
+        },
+        escape(&shorten(&title, max_chars)),
+        escape(panel.model)
+    );
+
+    let _ = writeln!(
+        out,
+        r#"<rect x="{x0:.1}" y="{y0:.1}" width="{plot_w:.1}" height="{PLOT_H:.1}" fill="white" stroke="black"/>"#
+    );
+    for t in scale.ticks() {
+        let ty = y(t);
+        let _ = writeln!(
+            out,
+            r##"<line x1="{x0:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#e4e4e4"/><line x1="{:.1}" y1="{ty:.1}" x2="{x0:.1}" y2="{ty:.1}" stroke="black"/>"##,
+            x0 + plot_w,
+            x0 - 4.0,
+        );
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}" font-size="{TICK_FONT}" text-anchor="end">{}</text>"#,
+            x0 - 6.0,
+            ty + 3.5,
+            scale.label(t)
+        );
+    }
+
+    let how = x_labels(panel, plot_w);
+    let cut_at = panel
+        .cut
+        .and_then(|c| panel.layers.iter().position(|l| l.0 == c));
+    for (i, (layer, _)) in panel.layers.iter().enumerate() {
+        let lx = x(i);
+        let _ = writeln!(
+            out,
+            r#"<line x1="{lx:.1}" y1="{y1:.1}" x2="{lx:.1}" y2="{:.1}" stroke="black"/>"#,
+            y1 + 4.0
+        );
+        if i % how.every != how.phase {
+            continue;
+        }
+        let weight = if cut_at == Some(i) { "bold" } else { "normal" };
+        let label = escape(&shorten(layer, MAX_LABEL));
+        if how.rotated {
+            let _ = writeln!(
+                out,
+                r#"<text class="layer" x="{lx:.1}" y="{:.1}" dy="0.35em" font-size="{LABEL_FONT}" font-weight="{weight}" text-anchor="end" transform="rotate(-45 {lx:.1} {:.1})">{label}<title>{}</title></text>"#,
+                y1 + 8.0,
+                y1 + 8.0,
+                escape(layer)
+            );
+        } else {
+            let _ = writeln!(
+                out,
+                r#"<text class="layer" x="{lx:.1}" y="{:.1}" font-size="{LABEL_FONT}" font-weight="{weight}" text-anchor="middle">{label}<title>{}</title></text>"#,
+                y1 + 8.0 + LABEL_FONT * 0.8,
+                escape(layer)
+            );
+        }
+    }
+
+    let finite: Vec<(usize, f64)> = panel
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, l.1))
+        .filter(|(_, s)| s.is_finite())
+        .collect();
+    if finite.is_empty() {
+        let _ = writeln!(
+            out,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">no finite {} score</text>"##,
+            x0 + plot_w / 2.0,
+            y0 + PLOT_H / 2.0,
+            escape(metric)
+        );
+    }
+    // A layer without a score breaks the line rather than bridging it: the gap is honest.
+    let mut runs: Vec<Vec<(usize, f64)>> = Vec::new();
+    for &(i, s) in &finite {
+        match runs.last_mut() {
+            Some(run) if run.last().is_some_and(|&(j, _)| j + 1 == i) => run.push((i, s)),
+            _ => runs.push(vec![(i, s)]),
+        }
+    }
+    for run in runs.iter().filter(|r| r.len() > 1) {
+        let points: Vec<String> = run
+            .iter()
+            .map(|&(i, s)| format!("{:.1},{:.1}", x(i), y(s)))
+            .collect();
+        let _ = writeln!(
+            out,
+            r#"<polyline fill="none" stroke="{colour}" stroke-width="2" points="{}"/>"#,
+            points.join(" ")
+        );
+    }
+    let score_at = |layer: &str| {
+        panel
+            .layers
+            .iter()
+            .position(|l| l.0 == layer)
+            .and_then(|i| {
+                panel.layers[i]
+                    .1
+                    .is_finite()
+                    .then(|| (i, panel.layers[i].1))
+            })
+    };
+    for alt in &panel.alternatives {
+        if Some(*alt) == panel.cut {
+            continue;
+        }
+        if let Some((i, s)) = score_at(alt) {
+            let _ = writeln!(
+                out,
+                r#"<circle class="alternative" cx="{:.1}" cy="{:.1}" r="6" fill="white" stroke="{colour}" stroke-width="2"/>"#,
+                x(i),
+                y(s)
+            );
+        }
+    }
+    for &(i, s) in &finite {
+        let _ = writeln!(
+            out,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"><title>{} {}: {}</title></circle>"#,
+            x(i),
+            y(s),
+            escape(panel.model),
+            escape(panel.layers[i].0),
+            s
+        );
+    }
+    if let Some((i, s)) = panel.cut.and_then(score_at) {
+        let _ = writeln!(
+            out,
+            r#"<circle class="cut" cx="{:.1}" cy="{:.1}" r="6" fill="{colour}" stroke="black" stroke-width="1.5"><title>recommended cut of {}: {} ({} {})</title></circle>"#,
+            x(i),
+            y(s),
+            escape(panel.model),
+            escape(panel.layers[i].0),
+            escape(metric),
+            s
+        );
+    }
+    if let Some((i, s)) = panel.pick.flatten().and_then(score_at) {
+        // Above the point, not on it, so the cut's own marker stays visible underneath.
+        let _ = writeln!(
+            out,
+            r##"<polygon class="pick" points="{}" fill="#f2b705" stroke="black" stroke-width="1"><title>overall pick: {} at {}</title></polygon>"##,
+            star(x(i), y(s) - 15.0, 8.0),
+            escape(panel.model),
+            escape(panel.layers[i].0)
+        );
+    }
+    out.push_str("</g>\n");
+}
+
+/// Model and layer names come from users' files; XML also forbids most control characters.
 fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            c if c.is_control() && !matches!(c, '\t' | '\n' | '\r') => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panel<'a>(model: &'a str, layers: &[(&'a str, f64)], cut: Option<&'a str>) -> Panel<'a> {
+        Panel {
+            model,
+            layers: layers.to_vec(),
+            cut,
+            alternatives: Vec::new(),
+            pick: None,
+        }
+    }
+
+    /// The demo's two models (trained and random, same layer names) and one with other layer
+    /// names, a name that needs escaping and two layers without a score.
+    fn example() -> Vec<Panel<'static>> {
+        let mut trained = panel(
+            "efficientnet_lite0",
+            &[
+                ("_blocks.2", 6.5),
+                ("_blocks.5", 40.0),
+                ("_blocks.10", 310.0),
+                ("_blocks.15", 1100.0),
+                ("_swish", 1960.0),
+            ],
+            Some("_swish"),
+        );
+        trained.alternatives = vec!["_blocks.15"];
+        trained.pick = Some(Some("_swish"));
+        let random = panel(
+            "efficientnet_lite0_random",
+            &[
+                ("_blocks.2", 0.004),
+                ("_blocks.5", 0.006),
+                ("_blocks.10", 0.009),
+                ("_blocks.15", 0.008),
+                ("_swish", 0.007),
+            ],
+            Some("_blocks.10"),
+        );
+        let resnet = panel(
+            "resnet18 <v1> & \"friends\"",
+            &[
+                ("layer1", 3.0),
+                ("layer2", f64::NAN),
+                ("layer3", 400.0),
+                ("layer4", 900.0),
+                ("avgpool", f64::NEG_INFINITY),
+            ],
+            Some("layer4"),
+        );
+        vec![trained, random, resnet]
+    }
+
+    #[test]
+    fn panels_follow_the_report() {
+        // score_of gives -inf for a row without the metric.
+        let rows = [
+            ("b", "x1", 1.0),
+            ("a", "y1", 5.0),
+            ("b", "x2", f64::NEG_INFINITY),
+            ("b", "x3", 2.0),
+            ("a", "y2", 4.9),
+        ];
+        let cuts: BTreeMap<String, Cut> = [(
+            "a".to_owned(),
+            Cut {
+                layer: "y1".into(),
+                score: 5.0,
+                alternatives: vec!["y2".into()],
+            },
+        )]
+        .into();
+        let rec = Recommendation {
+            model: Some("a".into()),
+            layer: Some("y1".into()),
+            metric: "transrate".into(),
+            score: Some(5.0),
+            strategy: "primary".into(),
+            cut_metric: "transrate".into(),
+            alternatives: vec!["y2".into()],
+            reliability: None,
+            text: String::new(),
+        };
+        let got = panels(rows, &cuts, &rec);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].model, "b");
+        assert_eq!(got[0].layers.len(), 3);
+        assert_eq!(got[0].layers[1].0, "x2");
+        assert!(!got[0].layers[1].1.is_finite());
+        assert_eq!((got[0].cut, got[0].pick), (None, None));
+        assert_eq!(
+            got[1],
+            Panel {
+                model: "a",
+                layers: vec![("y1", 5.0), ("y2", 4.9)],
+                cut: Some("y1"),
+                alternatives: vec!["y2"],
+                pick: Some(Some("y1")),
+            }
+        );
+        let svg = draw("transrate", &got);
+        assert_eq!(svg.matches(r#"class="cut""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="alternative""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="pick""#).count(), 1);
+    }
+
+    /// Text contents of the elements whose opening tag contains `marker`.
+    fn texts_of<'s>(svg: &'s str, marker: &str) -> Vec<&'s str> {
+        svg.lines()
+            .filter(|l| l.contains(marker))
+            .filter_map(|l| {
+                let start = l.find('>')? + 1;
+                let end = l[start..].find('<')? + start;
+                Some(&l[start..end])
+            })
+            .collect()
+    }
+
+    #[test]
+    fn layer_names_are_the_x_labels_of_each_panel() {
+        let svg = draw("transrate", &example());
+        let labels = texts_of(&svg, r#"class="layer""#);
+        assert_eq!(
+            labels,
+            [
+                "_blocks.2",
+                "_blocks.5",
+                "_blocks.10",
+                "_blocks.15",
+                "_swish",
+                "_blocks.2",
+                "_blocks.5",
+                "_blocks.10",
+                "_blocks.15",
+                "_swish",
+                "layer1",
+                "layer2",
+                "layer3",
+                "layer4",
+                "avgpool"
+            ]
+        );
+        assert_eq!(svg.matches(r#"<g class="panel">"#).count(), 3);
+        assert!(svg.starts_with("<svg"));
+        assert!(svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn one_cut_marker_per_model_with_a_cut_and_one_star() {
+        let mut panels = example();
+        panels[1].cut = None; // a metric that scores whole models chooses no cut
+        let svg = draw("transrate", &panels);
+        let cuts: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.contains(r#"class="cut""#))
+            .collect();
+        assert_eq!(cuts.len(), 2, "{svg}");
+        assert!(cuts[0].contains("recommended cut of efficientnet_lite0: _swish"));
+        assert!(cuts[1].contains("layer4"));
+        assert_eq!(svg.matches(r#"class="alternative""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="pick""#).count(), 1);
+        assert!(svg.contains("★ efficientnet_lite0 (overall pick)"));
+        // The cut's name is set in bold under its panel.
+        let bold: Vec<&str> = svg
+            .lines()
+            .filter(|l| l.contains(r#"class="layer""#) && l.contains(r#"font-weight="bold""#))
+            .collect();
+        assert_eq!(bold.len(), 2, "{bold:?}");
+        assert!(bold[0].contains(">_swish<") && bold[1].contains(">layer4<"));
+    }
+
+    #[test]
+    fn legend_explains_every_marker() {
+        let svg = draw("transrate", &example());
+        for text in [
+            "score at each layer",
+            "recommended cut",
+            "within noise of the cut",
+            "overall pick",
+        ] {
+            assert!(svg.contains(&format!(">{text}</text>")), "{text}");
+        }
+        assert!(svg.contains("transrate by layer"));
+    }
+
+    #[test]
+    fn names_are_escaped() {
+        let mut panels = vec![panel(
+            "m<1>&'x'",
+            &[("a\"<b>", 1.0), ("c&d", 2.0)],
+            Some("c&d"),
+        )];
+        panels[0].pick = Some(Some("c&d"));
+        let svg = draw("t<r>", &panels);
+        assert!(svg.contains("m&lt;1&gt;&amp;&apos;x&apos;"));
+        assert!(svg.contains("a&quot;&lt;b&gt;"));
+        assert!(svg.contains("c&amp;d"));
+        assert!(svg.contains("t&lt;r&gt; by layer"));
+        for bad in ["m<1>", "<b>", "c&d", "t<r>"] {
+            assert!(!svg.contains(bad), "{bad} unescaped");
+        }
+        assert_eq!(svg.matches(r#"class="cut""#).count(), 1);
+        assert_eq!(escape("a\u{1}b"), "a\u{fffd}b");
+    }
+
+    #[test]
+    fn non_finite_scores_are_skipped() {
+        let panels = vec![panel(
+            "m",
+            &[
+                ("l1", 1.0),
+                ("l2", f64::NAN),
+                ("l3", 2.0),
+                ("l4", 3.0),
+                ("l5", f64::INFINITY),
+            ],
+            Some("l2"),
+        )];
+        let svg = draw("transrate", &panels);
+        assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
+        // l1 stands alone, l3-l4 make the only line; the NaN cut gets no marker.
+        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert_eq!(svg.matches(r##"r="2.5" fill="#1f77b4""##).count(), 3);
+        assert_eq!(svg.matches(r#"class="cut""#).count(), 0);
+        // Every label is still there, and the y ticks span the finite scores only.
+        assert_eq!(texts_of(&svg, r#"class="layer""#).len(), 5);
+        let ticks = texts_of(&svg, r#"text-anchor="end">"#);
+        assert!(
+            ticks.contains(&"1.0") && ticks.contains(&"3.0"),
+            "{ticks:?}"
+        );
+
+        let none = draw("transrate", &[panel("m", &[("l1", f64::NAN)], Some("l1"))]);
+        assert!(none.contains("no finite transrate score"));
+        assert!(!none.contains("NaN"));
+    }
+
+    #[test]
+    fn one_model_with_one_layer_renders() {
+        let mut p = panel("only", &[("head", 1960.0)], Some("head"));
+        p.pick = Some(Some("head"));
+        let svg = draw("transrate", &[p]);
+        assert_eq!(texts_of(&svg, r#"class="layer""#), ["head"]);
+        assert_eq!(svg.matches(r#"class="cut""#).count(), 1);
+        assert_eq!(svg.matches(r#"class="pick""#).count(), 1);
+        assert!(!svg.contains("NaN"));
+        let ticks = texts_of(&svg, r#"text-anchor="end">"#);
+        assert!(ticks.len() >= 3, "{ticks:?}");
+
+        let empty = draw("leep", &[]);
+        assert!(empty.contains("No model has a leep score"));
+    }
+
+    #[test]
+    fn scale_labels_read_well() {
+        let s = Scale::new(&[panel("m", &[("a", 6.5), ("b", 1960.0)], None)]);
+        assert_eq!((s.lo, s.hi, s.step), (0.0, 2000.0, 500.0));
+        let labels: Vec<String> = s.ticks().iter().map(|&t| s.label(t)).collect();
+        assert_eq!(labels, ["0", "500", "1000", "1500", "2000"]);
+        let s = Scale::new(&[panel("m", &[("a", -2.3), ("b", -1.08)], None)]);
+        let labels: Vec<String> = s.ticks().iter().map(|&t| s.label(t)).collect();
+        assert_eq!(labels, ["-2.5", "-2.0", "-1.5", "-1.0"]);
+    }
+
+    #[test]
+    fn long_or_many_labels_are_rotated_and_thinned() {
+        let names: Vec<String> = (0..40)
+            .map(|i| format!("features.{i}.conv.block"))
+            .collect();
+        let layers: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 1.0)).collect();
+        let p = panel("m", &layers, Some(names[7].as_str()));
+        let svg = draw("transrate", &[p]);
+        let labels = texts_of(&svg, r#"class="layer""#);
+        assert!(labels.len() < 40 && labels.len() >= 5, "{labels:?}");
+        assert!(labels.contains(&"features.7.conv.b…"), "{labels:?}");
+        assert!(svg.contains("rotate(-45"));
+    }
+
+    /// Writes examples to /tmp/fig*.svg for a look: `cargo test ... -- --ignored`.
+    #[test]
+    #[ignore]
+    fn write_examples() {
+        let mut panels = example();
+        panels.push(panel(
+            "single_layer_model",
+            &[("head", 700.0)],
+            Some("head"),
+        ));
+        std::fs::write("/tmp/fig.svg", draw("transrate", &panels)).expect("write /tmp/fig.svg");
+        let mut one = panel("only_model", &[("head", 1960.0)], None);
+        one.pick = Some(None);
+        std::fs::write("/tmp/fig_one.svg", draw("leep", &[one])).expect("write /tmp/fig_one.svg");
+        let names: Vec<String> = (0..24)
+            .map(|i| format!("features.{i}.conv.block"))
+            .collect();
+        let layers: Vec<(&str, f64)> = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.as_str(), -2.3 + 0.05 * i as f64))
+            .collect();
+        let mut many = panel(
+            "mobilenet_v3_large_with_a_rather_long_name",
+            &layers,
+            Some(&names[23]),
+        );
+        many.alternatives = vec![&names[21], &names[22]];
+        many.pick = Some(Some(&names[23]));
+        let svg = draw(
+            "nce",
+            &[many, panel("m2", &[("a", -2.0), ("b", -1.5)], Some("b"))],
+        );
+        std::fs::write("/tmp/fig_many.svg", svg).expect("write /tmp/fig_many.svg");
+    }
 }

@@ -3,10 +3,9 @@
 //! and scores.svg (the primary score along each model's depth).
 
 mod figure;
-mod ranking;
 mod write;
 
-pub use ranking::{rank, Cut, Recommendation};
+pub use crate::recommend::{Cut, Recommendation};
 pub use write::write_all;
 
 use std::collections::BTreeMap;
@@ -18,6 +17,7 @@ use crate::config::TransRateConfig;
 use crate::dataset::Skip;
 use crate::pipeline::{Outcome, Timing};
 use crate::plan::Plan;
+use crate::recommend::{recommend, Evidence, LayerScores};
 use crate::zoo::ModelSpec;
 
 #[derive(Debug, Clone, Serialize)]
@@ -34,7 +34,7 @@ pub struct Report {
     pub transrate: TransRateConfig,
     pub results: Vec<ResultRow>,
     pub recommendation: Recommendation,
-    /// For each model, the layer to cut at by the primary metric.
+    /// For each model, the layer to cut at by the cut strategy, with its alternatives.
     pub layer_cuts: BTreeMap<String, Cut>,
     pub memory: Memory,
     pub timing: Timing,
@@ -59,6 +59,9 @@ pub struct ResultRow {
     pub layer: String,
     pub dim: usize,
     pub n: u64,
+    /// Parameter elements that fine-tuning re-trains when the model is cut here: every module
+    /// that runs after this layer, the source head included (null where it cannot be counted).
+    pub params_after: Option<u64>,
     pub scores: BTreeMap<String, f64>,
     /// Why a requested metric has no score here (e.g. LEEP for a model without source logits).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
@@ -84,12 +87,28 @@ impl Report {
                 layer: r.layer,
                 dim: r.dim,
                 n: r.n,
+                params_after: r.params_after,
                 scores: r.scores.into_iter().collect(),
                 notes: r.notes.into_iter().collect(),
             })
             .collect();
         let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());
-        let (recommendation, layer_cuts) = rank(&results, plan.primary_metric(), per_model);
+        let rows: Vec<LayerScores> = results
+            .iter()
+            .map(|r| LayerScores {
+                model: &r.model,
+                layer: &r.layer,
+                scores: &r.scores,
+            })
+            .collect();
+        let evidence = Evidence::embedded().and_then(|e| e.strategy(plan.strategy.name));
+        let (recommendation, layer_cuts) = recommend(
+            &rows,
+            plan.primary_metric(),
+            per_model,
+            plan.strategy,
+            evidence,
+        );
         let (classes, per_class): (Vec<_>, Vec<_>) = outcome
             .classes
             .into_iter()

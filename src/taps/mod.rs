@@ -29,6 +29,11 @@ pub struct LayerInfo {
     pub calls: usize,
     /// Why it cannot be tapped, if it cannot.
     pub untappable: Option<String>,
+    /// Where its last call finishes in the forward's program order (a parent after its
+    /// children); None when forward never calls it outside a loop or branch.
+    pub position: Option<usize>,
+    /// Elements of its own parameters, not counting its submodules'.
+    pub params: u64,
 }
 
 /// A copy of the model at `path`, serialized, with a method `forward_taps` returning the model
@@ -98,14 +103,18 @@ pub fn layers(path: &Path) -> Result<Vec<LayerInfo>> {
     Ok(text
         .lines()
         .filter_map(|line| {
-            let mut parts = line.splitn(3, '\t');
+            let mut parts = line.splitn(5, '\t');
             let name = parts.next()?.to_owned();
             let calls = parts.next()?.parse().ok()?;
+            let position: i64 = parts.next()?.parse().ok()?;
+            let params = parts.next()?.parse().ok()?;
             let why = parts.next().unwrap_or("");
             Some(LayerInfo {
                 name,
                 calls,
                 untappable: (!why.is_empty()).then(|| why.to_owned()),
+                position: usize::try_from(position).ok(),
+                params,
             })
         })
         .collect())

@@ -427,15 +427,33 @@ std::string rewrite(const char* model_path, const std::vector<std::string>& spec
 }
 
 // One line per submodule: name, unconditional calls, and why it cannot be tapped ("" if it can).
+// The listing behind zs_taps_layers. A module's position is where its last call finishes in the
+// forward graph's program order (a parent finishes after its children), which is what "runs
+// after the cut" means; its parameters are its own, not its children's, so that summing them
+// over the modules that finish after a cut counts each parameter once.
 std::string layers(const char* model_path) {
   Module root = load(model_path);
   const auto names = module_names(root);
   const std::set<std::string> wanted(names.begin(), names.end());
   Walk w = walk_forward(root, wanted);
+  std::map<const Node*, long> position;
+  long next = 0;
+  for (const Node* node : w.graph->block()->nodes()) position[node] = next++;
+  std::map<std::string, long long> own_params;
+  for (const auto& m : root.named_modules()) {
+    long long count = 0;
+    for (const auto& p : m.value.named_parameters(/*recurse=*/false)) count += p.value.numel();
+    own_params[m.name] = count;
+  }
   std::string out;
   for (const auto& name : names) {
     auto found = w.markers.find(name);
     size_t calls = found == w.markers.end() ? 0 : found->second.size();
+    long at = -1;
+    if (calls > 0) {
+      auto p = position.find(found->second.back());
+      if (p != position.end()) at = p->second;
+    }
     std::string why;
     if (auto e = untappable(w, name, name)) {
       switch (e->code) {
@@ -444,7 +462,8 @@ std::string layers(const char* model_path) {
         default: why = "its output is " + e->detail + ", not a tensor";
       }
     }
-    out += name + '\t' + std::to_string(calls) + '\t' + why + '\n';
+    out += name + '\t' + std::to_string(calls) + '\t' + std::to_string(at) + '\t' +
+           std::to_string(own_params[name]) + '\t' + why + '\n';
   }
   return out;
 }

@@ -39,7 +39,10 @@ enum {
 int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_names,
                     int fold_batchnorm, zs_buf* module_out, zs_error* err);
 
-// Every submodule, one line each: "name\tcalls\treason it cannot be tapped (empty if it can)".
+// Every submodule, one line each: "name\tcalls\tposition\tparams\treason it cannot be tapped
+// (empty if it can)". position: where its last call finishes in the forward graph's program order
+// (-1 if forward never calls it outside a loop or branch); params: its own parameters' elements,
+// not its children's.
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err);
 
 // Whether TorchScript's graph executor optimises graphs after profiling runs. Off for inference:

@@ -5,11 +5,13 @@
 //! A model's metadata (input geometry, mean, std, stages, head) is data in a manifest, not code,
 //! so any TorchScript classifier works without Python.
 
+mod capacity;
 mod inspect;
 mod manifest;
 mod model;
 mod spec;
 
+pub use capacity::{params_after, params_total};
 pub use inspect::{inspect, LayerRow};
 pub use manifest::Manifest;
 pub use model::{Features, SourceLogits, ZooModel};

@@ -26,6 +26,9 @@ pub struct ZooModel {
     pub source: SourceLogits,
     /// Whether its Conv2d-BatchNorm2d pairs run folded (see `load_for_inference`).
     pub batchnorm_folded: bool,
+    /// Parameter elements fine-tuning re-trains above each layer (see `capacity`); None where
+    /// the listing cannot place the layer.
+    pub params_after: Vec<Option<u64>>,
     module: CModule,
     /// Taps in `module`: the layers, then the head when it gives the source logits.
     taps: usize,
@@ -226,6 +229,12 @@ impl ZooModel {
             precision,
             spec.input.size,
         )?;
+        let listing = crate::taps::layers(&spec.path)?;
+        let params_after = spec
+            .layers
+            .iter()
+            .map(|l| super::params_after(&listing, l))
+            .collect();
         let mut model = ZooModel {
             name: spec.name.clone(),
             path: spec.path.clone(),
@@ -236,6 +245,7 @@ impl ZooModel {
             probe: Vec::new(),
             source: SourceLogits::Unwanted,
             batchnorm_folded,
+            params_after,
             module,
             taps: spec.layers.len(),
             kind: precision.kind(),

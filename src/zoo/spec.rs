@@ -260,6 +260,8 @@ mod tests {
             name: name.into(),
             calls,
             untappable: (calls == 0).then(|| "not called by forward".into()),
+            position: (calls > 0).then_some(0),
+            params: 0,
         }
     }
 
