@@ -70,11 +70,17 @@ fn the_primary_strategy_keeps_the_published_behaviour() {
         (rec.model.as_deref(), rec.layer.as_deref()),
         (Some("a"), Some("l4"))
     );
-    assert!(rec.alternatives.is_empty());
-    assert_eq!(
-        rec.text,
-        "Fine-tune a (transrate 4.0000): keep everything up to l4 and re-train what follows."
-    );
+    // Alternatives: the layers within the strategy's margin of l4's 4.0.
+    let margin = strategy("primary").margin;
+    let within: Vec<&str> = [("l1", 1.0), ("l2", 2.0), ("l3", 3.0)]
+        .into_iter()
+        .filter(|(_, s)| 4.0 - s <= margin)
+        .map(|(l, _)| l)
+        .collect();
+    assert_eq!(rec.alternatives, within);
+    assert!(rec.text.starts_with(
+        "Fine-tune a (transrate 4.0000): keep everything up to l4 and re-train what follows"
+    ));
     assert_eq!(cuts["b"].layer, "m2");
 }
 
