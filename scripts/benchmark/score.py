@@ -1,25 +1,22 @@
 #!/usr/bin/env python3
-"""Score the benchmark zoo with zoo-select on every target's training split and measure how well
-each metric's ranking agrees with the cached fine-tuned ground truth
-(scripts/benchmark/ground_truth.csv). Prints the tables; with --write, also puts them and a
-figure into docs/benchmark.md and docs/benchmark.svg.
+"""Score the benchmark zoo with zoo-select on every target (task and regime) and measure, held
+out, how well each metric ranks the models and each cut strategy ranks the cuts against the
+cached fine-tuned ground truth (scripts/benchmark/ground_truth.csv). Prints the tables; with
+--write, also puts them into docs/benchmark.md and writes src/recommend/evidence.json.
 
     .venv/bin/python scripts/benchmark/score.py [--write]
-    .venv/bin/python scripts/benchmark/score.py --fast     # one target, three models, checks
+    .venv/bin/python scripts/benchmark/score.py --fast     # two scarce targets, three models, checks
 
-Model selection: each model's score at its last candidate layer (the features the new head
-reads) against its whole-network fine-tuned test accuracy. Layer selection: one network's
-scores at its candidate cuts against the accuracy of fine-tuning it cut there. Per task (and
-per network for layers): Pearson r, Kendall tau, weighted Kendall tau (scipy.stats.weightedtau,
-hyperbolic weights on both rankings), top-1 hit and regret (best accuracy minus the accuracy of
-the top-scored choice, in points); then the mean over tasks (and networks).
+Model selection: each model's score at its last candidate layer against its whole-network
+fine-tuned test accuracy. Cut selection: a strategy's layer scores against the accuracy of
+fine-tuning the network cut there. Weighted Kendall tau (scipy.stats.weightedtau) and regret
+(best accuracy minus the chosen one's, in points), leave one task out, beside the seed ceiling.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import itertools
 import json
 import math
 import re
