@@ -103,6 +103,26 @@ pub enum Error {
 
     #[error("image decoding stopped: {0}")]
     Worker(String),
+
+    #[error("statistics file {}: {message}", .path.display())]
+    StatsFile { path: PathBuf, message: String },
+
+    /// A set of shard files that does not make one whole.
+    #[error("shards: {0}")]
+    Shards(String),
+
+    #[error("output folder {}: {reason}; choose another with --output (or `output:` in the config)", .path.display())]
+    Output { path: PathBuf, reason: String },
+
+    #[error(
+        "interrupted after {done} of {total} images; the statistics so far are in {}: run the same command again to resume",
+        .checkpoint.display()
+    )]
+    Interrupted {
+        done: usize,
+        total: usize,
+        checkpoint: PathBuf,
+    },
 }
 
 fn nearby_hint(nearby: &[String]) -> String {

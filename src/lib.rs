@@ -17,6 +17,7 @@ pub mod plan;
 pub mod recommend;
 pub mod report;
 pub mod stats;
+pub mod stats_file;
 pub mod taps;
 pub mod zoo;
 

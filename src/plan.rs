@@ -10,12 +10,18 @@ use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metric};
 use crate::recommend::{Strategy, DEFAULT_STRATEGY};
+use crate::stats_file::Shard;
 use crate::zoo::{self, ModelSpec};
 
 /// Command-line values that replace the config's.
 #[derive(Debug, Clone, Default)]
 pub struct Overrides {
+    /// One device, or several separated by commas.
     pub device: Option<String>,
+    /// Neither read nor write the statistics cache.
+    pub no_cache: bool,
+    /// Gather the statistics of this part of the images only (`zoo-select pass --shard`).
+    pub shard: Option<Shard>,
     pub batch_size: Option<usize>,
     pub output: Option<PathBuf>,
     pub max_per_class: Option<usize>,
@@ -26,7 +32,16 @@ pub struct Plan {
     pub config: Config,
     /// The models with their files, inputs and layers resolved (manifests read and checked).
     pub models: Vec<ModelSpec>,
+    /// The first of `devices`: where the statistics are merged and scored.
     pub device: Device,
+    /// One part of the images runs on each (a device may appear twice).
+    pub devices: Vec<Device>,
+    /// The statistics cache, unless `--no-cache`.
+    pub cache: Option<PathBuf>,
+    /// Checkpoints of an unfinished pass: `<output>/stats/checkpoints`.
+    pub checkpoints: PathBuf,
+    pub checkpoint_every: std::time::Duration,
+    pub shard: Option<Shard>,
     /// In the config's order; the first is the primary metric. The cut strategy's score comes
     /// last when the config does not ask for it.
     pub metrics: Vec<Box<dyn Metric>>,
@@ -45,7 +60,7 @@ impl Plan {
             message,
         };
         if let Some(device) = overrides.device {
-            config.device = device;
+            config.device = device.split(',').map(|d| d.trim().to_owned()).collect();
         }
         if let Some(batch_size) = overrides.batch_size {
             config.batch_size = batch_size;
@@ -66,11 +81,20 @@ impl Plan {
             }
         }
         let models = zoo::resolve(&config, config_path)?;
-        let device = crate::device::resolve(&config.device)?;
+        let devices = config
+            .device
+            .iter()
+            .map(|d| crate::device::resolve(d))
+            .collect::<Result<Vec<_>>>()?;
+        let device = devices[0];
         let output = config
             .output
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs/run"));
+        let cache = (!overrides.no_cache)
+            .then(|| config.cache.clone().unwrap_or_else(|| output.join("stats")));
+        let checkpoints = output.join("stats").join("checkpoints");
+        let checkpoint_every = std::time::Duration::from_secs_f64(config.checkpoint_every);
         let workers = config
             .workers
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
@@ -79,6 +103,11 @@ impl Plan {
             config,
             models,
             device,
+            devices,
+            cache,
+            checkpoints,
+            checkpoint_every,
+            shard: overrides.shard,
             metrics,
             strategy,
             output,
@@ -86,7 +115,44 @@ impl Plan {
         })
     }
 
+    /// Checks, before any pass, that the output folder (and the cache folder) can be written:
+    /// a run must not gather statistics for an hour and then find it cannot save them.
+    pub fn check_writable(&self) -> Result<()> {
+        let mut dirs = vec![self.output.clone(), self.checkpoints.clone()];
+        dirs.extend(self.cache.clone());
+        for dir in dirs {
+            check_writable(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// How the devices are named in reports: `cpu`, `cuda:0,cuda:1`.
+    pub fn device_label(&self) -> String {
+        let labels: Vec<String> = self
+            .devices
+            .iter()
+            .map(|d| crate::device::label(*d))
+            .collect();
+        labels.join(",")
+    }
+
     pub fn primary_metric(&self) -> &str {
         self.metrics.first().map_or("transrate", |m| m.name())
     }
+}
+
+fn check_writable(dir: &Path) -> Result<()> {
+    let err = |reason: String| Error::Output {
+        path: dir.to_owned(),
+        reason,
+    };
+    if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
+        return Err(err(format!("{} is a file, not a folder", file.display())));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot be created ({e})")))?;
+    tempfile::Builder::new()
+        .prefix(".zoo-select-write-check")
+        .tempfile_in(dir)
+        .map(drop)
+        .map_err(|e| err(format!("cannot be written ({e})")))
 }

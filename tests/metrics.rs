@@ -1,6 +1,7 @@
 //! Every metric from streaming statistics against its plain NumPy reference
 //! (scripts/reference/metrics.py) on the committed feature sets, and the streaming properties:
-//! any batch split, and any merge order of stores fed disjoint parts, give the same scores.
+//! any batch split, and any merge order of stores fed disjoint parts, give the same scores, also
+//! when the parts were summed about different shifts or went through a statistics file.
 
 mod common;
 
@@ -10,7 +11,76 @@ use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use zoo_select::metrics::{Gbc, HScore, Leep, LogMe, Metric, Nce, ShrinkageHScore, TransRate};
-use zoo_select::stats::{BatchLabels, ClassMoments, Needs, SourceStats};
+use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
+use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
+use zoo_select::zoo::SourceLogits;
+
+/// How the parts of a split are made before they are merged.
+#[derive(Debug, Clone, Copy, Default)]
+struct Parts {
+    count: usize,
+    reverse: bool,
+    /// Each part sums about its own first row (as stores made on different devices do).
+    own_shifts: bool,
+    /// Each part is written to a statistics file and read back.
+    via_file: bool,
+}
+
+fn whole() -> Parts {
+    Parts {
+        count: 1,
+        ..Parts::default()
+    }
+}
+
+/// `stats` written to a statistics file and read back.
+fn roundtrip(stats: ModelStats) -> ModelStats {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("part.zss");
+    let dims = stats
+        .layers
+        .iter()
+        .map(|l| l[0].1.dim())
+        .collect::<Vec<_>>();
+    let mut file = StatsFile {
+        info: FileInfo {
+            dataset: stats_file::DatasetId {
+                root: "/data".into(),
+                classes: vec![],
+                fingerprint: "f".into(),
+                files: 0,
+                covered: "f".into(),
+                covered_files: 0,
+            },
+            shard: None,
+            progress: None,
+            skipped: vec![],
+            device_kind: "cpu".into(),
+            pass_s: 0.0,
+        },
+        models: vec![ModelEntry {
+            key: ModelKey {
+                name: "m".into(),
+                sha256: "0".into(),
+                preprocessing: String::new(),
+                precision: "f32".into(),
+            },
+            layers: dims
+                .iter()
+                .map(|&dim| LayerMeta {
+                    name: "l".into(),
+                    dim,
+                    params_after: None,
+                })
+                .collect(),
+            source_logits: SourceLogits::Unwanted,
+            stats,
+        }],
+    };
+    stats_file::write(&path, &mut file).unwrap();
+    let mut read = stats_file::read(&path, Device::Cpu).unwrap();
+    read.models.remove(0).stats
+}
 
 struct Set {
     name: String,
@@ -98,9 +168,15 @@ fn classes(labels: &[i64]) -> usize {
     *labels.iter().max().unwrap() as usize + 1
 }
 
-/// The score of `m` on rows `rows` of the set, fed in batches ending at `cuts`, split into
-/// `parts` stores merged in order (reversed with `reverse`).
-fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: usize, reverse: bool) -> f64 {
+/// The score of `m` on the set, fed in batches ending at `cuts`, split into `parts.count`
+/// stores merged in order (see `Parts`).
+fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
+    let Parts {
+        count: parts,
+        reverse,
+        own_shifts,
+        via_file,
+    } = parts;
     let n = s.labels.len();
     let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
     let needs = m.needs();
@@ -142,6 +218,13 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: usize, reverse: bool) -
                 feed(w[0]..w[1], &mut |_, logits, batch, labels| {
                     st.update(logits, batch, labels).unwrap()
                 });
+                if via_file {
+                    let stats = ModelStats {
+                        layers: vec![],
+                        source: Some(st),
+                    };
+                    return roundtrip(stats).source.unwrap();
+                }
                 st
             })
             .collect();
@@ -155,14 +238,22 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: usize, reverse: bool) -
         return m.score_source(&mut merged).unwrap().unwrap();
     }
     let t = m.transform();
-    let shift = t.apply(&s.features.get(0)).unwrap();
     let mut stores: Vec<ClassMoments> = bounds
         .windows(2)
         .map(|w| {
+            let row = if own_shifts { w[0] as i64 } else { 0 };
+            let shift = t.apply(&s.features.get(row)).unwrap();
             let mut st = ClassMoments::new(classes(&s.labels), &shift, &needs).unwrap();
             feed(w[0]..w[1], &mut |x, _, batch, _| {
                 st.update(&t.apply(x).unwrap(), batch).unwrap()
             });
+            if via_file {
+                let stats = ModelStats {
+                    layers: vec![vec![(t, st)]],
+                    source: None,
+                };
+                return roundtrip(stats).layers.remove(0).remove(0).1;
+            }
             st
         })
         .collect();
@@ -188,7 +279,7 @@ fn every_metric_matches_its_numpy_reference() {
     let mut worst: Vec<(String, f64)> = Vec::new();
     for s in sets() {
         for (key, want) in &s.expected {
-            let got = score(metric(key).as_ref(), &s, &[], 1, false);
+            let got = score(metric(key).as_ref(), &s, &[], whole());
             let err = (got - want).abs() / want.abs().max(1e-3);
             match worst.iter_mut().find(|(k, _)| k == key) {
                 Some((_, w)) => *w = w.max(err),
@@ -212,9 +303,15 @@ fn every_metric_streams_in_batches_and_merges() {
     for s in sets() {
         for (key, _) in &s.expected {
             let m = metric(key);
-            let whole = score(m.as_ref(), &s, &[], 1, false);
+            let whole = score(m.as_ref(), &s, &[], whole());
             let n = s.labels.len();
-            let split = score(m.as_ref(), &s, &[1, n / 3, n / 2 + 1], 3, true);
+            let parts = Parts {
+                count: 3,
+                reverse: true,
+                own_shifts: true,
+                via_file: true,
+            };
+            let split = score(m.as_ref(), &s, &[1, n / 3, n / 2 + 1], parts);
             assert!(
                 close(split, whole, 1e-9),
                 "{} {key}: split {split} vs whole {whole}",
@@ -259,14 +356,17 @@ proptest! {
     fn batch_split_and_merge_order_do_not_change_any_score(
         set_index in 0usize..6,
         cuts in prop::collection::vec(1usize..120, 0..5),
-        parts in 1usize..4,
+        count in 1usize..4,
         reverse in any::<bool>(),
+        own_shifts in any::<bool>(),
+        via_file in any::<bool>(),
     ) {
         let s = sets().swap_remove(set_index);
+        let parts = Parts { count, reverse, own_shifts, via_file };
         for (key, _) in &s.expected {
             let m = metric(key);
-            let whole = score(m.as_ref(), &s, &[], 1, false);
-            let split = score(m.as_ref(), &s, &cuts, parts, reverse);
+            let whole = score(m.as_ref(), &s, &[], whole());
+            let split = score(m.as_ref(), &s, &cuts, parts);
             prop_assert!(close(split, whole, 1e-9), "{} {}: split {} vs whole {}", s.name, key, split, whole);
         }
     }

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{CommandFactory, Parser, Subcommand};
 use zoo_select::plan::Overrides;
+use zoo_select::stats_file::Shard;
 
 /// Rank a zoo of pretrained TorchScript models, and the layers to cut them at, for a folder of
 /// labelled images, from one pass with streaming TransRate.
@@ -20,11 +21,27 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
+    #[command(flatten)]
+    pub run: RunArgs,
+
+    /// More log output (-v debug, -vv trace); RUST_LOG takes precedence
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Only errors: no progress bar, no table
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+}
+
+/// What a run reads: the config and the command line's overrides of it.
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
     /// The run's YAML config (relative paths in it resolve against its folder)
     #[arg(short, long, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// auto, cpu, cuda or cuda:N (overrides `device`)
+    /// auto, cpu, cuda or cuda:N; several separated by commas run one part of the images on
+    /// each (overrides `device`)
     #[arg(long, value_name = "DEVICE")]
     pub device: Option<String>,
 
@@ -40,13 +57,9 @@ pub struct Args {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_per_class: Option<u64>,
 
-    /// More log output (-v debug, -vv trace); RUST_LOG takes precedence
-    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
-    pub verbose: u8,
-
-    /// Only errors: no progress bar, no table
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
-    pub quiet: bool,
+    /// Neither reuse nor keep statistics in the cache (`cache:`, default <output>/stats)
+    #[arg(long)]
+    pub no_cache: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -62,12 +75,31 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Gather the statistics of one shard of the images and write them to
+    /// <output>/shard-k-of-N.zss (for clusters: one task per shard, then `score`)
+    Pass {
+        #[command(flatten)]
+        run: RunArgs,
+        /// This task's part of the images: k/N, 1 <= k <= N
+        #[arg(long, value_name = "k/N")]
+        shard: Option<Shard>,
+    },
+    /// Add up the shard files of a split run and write the report, as a single run would
+    Score {
+        #[command(flatten)]
+        run: RunArgs,
+        /// The statistics files, one per shard (shard-k-of-N.zss)
+        #[arg(required = true, value_name = "STATS")]
+        files: Vec<PathBuf>,
+    },
 }
 
-impl Args {
-    pub fn overrides(&self) -> Overrides {
+impl RunArgs {
+    pub fn overrides(&self, shard: Option<Shard>) -> Overrides {
         Overrides {
             device: self.device.clone(),
+            no_cache: self.no_cache,
+            shard,
             batch_size: self.batch_size.map(|n| n as usize),
             output: self.output.clone(),
             max_per_class: self.max_per_class.map(|n| n as usize),

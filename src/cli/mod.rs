@@ -13,7 +13,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use args::{Args, Command};
+use args::{Args, Command, RunArgs};
 use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
@@ -22,13 +22,16 @@ pub fn main() -> ExitCode {
     quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
+    stop_on_signals();
     let result = match &args.command {
         Some(Command::Layers {
             model,
             input_size,
             json,
         }) => layers::run(model, *input_size, *json),
-        None => run(&args),
+        Some(Command::Pass { run, shard }) => pass(run, *shard, args.quiet),
+        Some(Command::Score { run, files }) => score(run, files, args.quiet),
+        None => self::run(&args.run, args.quiet),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,25 +40,79 @@ pub fn main() -> ExitCode {
         Err(e) => {
             progress::clear();
             eprintln!("error: {e:#}");
-            ExitCode::from(1)
+            let interrupted = e
+                .downcast_ref::<zoo_select::Error>()
+                .is_some_and(|e| matches!(e, zoo_select::Error::Interrupted { .. }));
+            ExitCode::from(if interrupted { 130 } else { 1 })
         }
     }
 }
 
-fn run(args: &Args) -> anyhow::Result<()> {
-    let Some(config) = &args.config else {
+/// SIGINT and SIGTERM ask the pass to checkpoint and stop after the batch in flight; a second
+/// one ends the process at once (exit 130), for a user who will not wait.
+fn stop_on_signals() {
+    let flag = pipeline::stop_flag();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
+        let _ = signal_hook::flag::register(signal, flag.clone());
+    }
+}
+
+fn plan(run: &RunArgs, shard: Option<zoo_select::stats_file::Shard>) -> anyhow::Result<Plan> {
+    let Some(config) = &run.config else {
         args::missing_config();
     };
-    let plan = Plan::new(config, args.overrides())?;
-    let bar = progress::Bar::new(args.quiet);
+    Ok(Plan::new(config, run.overrides(shard))?)
+}
+
+fn run(run: &RunArgs, quiet: bool) -> anyhow::Result<()> {
+    let plan = plan(run, None)?;
+    let bar = progress::Bar::new(quiet);
     let outcome = pipeline::run(&plan, &bar)?;
-    let report = report::Report::new(&plan, outcome);
+    report(&plan, outcome, quiet)
+}
+
+fn report(plan: &Plan, outcome: pipeline::Outcome, quiet: bool) -> anyhow::Result<()> {
+    let report = report::Report::new(plan, outcome);
     let files = report::write_all(&report, &plan.output)
         .with_context(|| format!("writing the results to {}", plan.output.display()))?;
-    if !args.quiet {
+    if !quiet {
         table::print(&report, &files)?;
     }
     Ok(())
+}
+
+fn pass(
+    run: &RunArgs,
+    shard: Option<zoo_select::stats_file::Shard>,
+    quiet: bool,
+) -> anyhow::Result<()> {
+    let plan = plan(run, shard)?;
+    let bar = progress::Bar::new(quiet);
+    let gathered = pipeline::gather(&plan, &bar)?;
+    let path = pipeline::write_shard(&plan, gathered)?;
+    if !quiet {
+        let count = shard.map_or(1, |s| s.count);
+        write_stdout(&format!(
+            "statistics written to {}
+when all {count} shard(s) are done: zoo-select score --config {} {}
+",
+            path.display(),
+            plan.config_path.display(),
+            plan.output
+                .join(format!("shard-*-of-{count}.zss"))
+                .display()
+        ))?;
+    }
+    Ok(())
+}
+
+fn score(run: &RunArgs, files: &[std::path::PathBuf], quiet: bool) -> anyhow::Result<()> {
+    let start = std::time::Instant::now();
+    let plan = plan(run, None)?;
+    let gathered = pipeline::merge(&plan, files)?;
+    let outcome = pipeline::finish(&plan, gathered, start)?;
+    report(&plan, outcome, quiet)
 }
 
 /// A decoder panicking on a malformed image is caught and the file reported as skipped; its

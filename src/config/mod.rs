@@ -28,9 +28,16 @@ pub struct Config {
     /// Every manifest in a folder, besides `models`.
     #[serde(default, deserialize_with = "model::zoo_shorthand")]
     pub zoo: Option<ZooConfig>,
-    /// `auto`, `cpu`, `cuda` or `cuda:N`.
-    #[serde(default = "default_device")]
-    pub device: String,
+    /// `auto`, `cpu`, `cuda` or `cuda:N`; a list (`[cuda:0, cuda:1]`) runs one part of the
+    /// images on each, in one invocation, and adds their statistics up.
+    #[serde(default = "default_device", deserialize_with = "one_or_many")]
+    pub device: Vec<String>,
+    /// Folder of reusable statistics (src/stats_file); default: `<output>/stats`.
+    pub cache: Option<PathBuf>,
+    /// Seconds of pass between checkpoints of the statistics (a killed run resumes from the
+    /// last one); 0 checkpoints after every batch.
+    #[serde(default = "default_checkpoint_every")]
+    pub checkpoint_every: f64,
     #[serde(default = "default_batch_size")]
     pub batch_size: usize,
     /// The first is the primary metric: it orders the table and makes the recommendation.
@@ -161,8 +168,11 @@ fn one_or_many<'de, D: serde::Deserializer<'de>>(
     })
 }
 
-fn default_device() -> String {
-    "auto".to_owned()
+fn default_device() -> Vec<String> {
+    vec!["auto".to_owned()]
+}
+fn default_checkpoint_every() -> f64 {
+    120.0
 }
 fn default_batch_size() -> usize {
     64
@@ -216,6 +226,7 @@ impl Config {
         if let Some(zoo) = &mut self.zoo {
             zoo.dir = join(&zoo.dir);
         }
+        self.cache = self.cache.as_deref().map(join);
         let output = match &self.output {
             Some(out) => out.clone(),
             None => {
@@ -250,6 +261,15 @@ impl Config {
         }
         if self.metrics.is_empty() {
             return Err("`metrics` is empty: list at least one metric".into());
+        }
+        if self.device.is_empty() {
+            return Err("`device` is an empty list: name at least one device".into());
+        }
+        if !(self.checkpoint_every.is_finite() && self.checkpoint_every >= 0.0) {
+            return Err(format!(
+                "`checkpoint_every` must be a number of seconds >= 0, got {}",
+                self.checkpoint_every
+            ));
         }
         if self.models.is_empty() && self.zoo.is_none() {
             return Err(
@@ -374,7 +394,7 @@ models:
     #[test]
     fn defaults_fill_the_rest() {
         let c = Config::parse(MINIMAL).unwrap();
-        assert_eq!(c.device, "auto");
+        assert_eq!(c.device, ["auto"]);
         assert_eq!(c.batch_size, 64);
         assert_eq!(c.metrics, ["transrate"]);
         assert_eq!(c.transrate.eps, 1e-4);

@@ -7,10 +7,12 @@
 mod folder;
 mod preprocess;
 mod resample;
+mod shard;
 
 pub(crate) use folder::class_list;
 pub use folder::{scan, ImageFolder, Item};
 pub use preprocess::{decode, fit, load, Geometry};
+pub use shard::shard_items;
 
 /// An image that was left out of the statistics, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -1,6 +1,7 @@
 //! The CPU side of the pass: worker threads decode each image once, fit it to every geometry of
 //! the zoo, and hand whole batches to the device thread through a bounded channel, so decoding
 //! overlaps the forward passes and memory holds only a few batches whatever the dataset size.
+//! With several devices, batches go to them in turn, so each image is still decoded once.
 //!
 //! A file that cannot be decoded, even one that makes the decoder panic, becomes a `Skip` in its
 //! batch. Any other panic in a worker becomes a `Message::Failed`, so the device thread stops
@@ -31,17 +32,26 @@ pub struct Batch {
 
 pub enum Message {
     Batch(Batch),
+    /// Every batch of this device's part has been sent.
+    End,
     Failed(String),
 }
 
-/// Sends every batch of `items`, then returns. Stops early when the receiver is gone.
+/// Sends batch i of `items` to `parts[i % parts.len()]`, except the batches `done` says a
+/// checkpoint already holds, then `End` to every part. Stops early when a receiver is gone.
 pub fn produce(
     items: &[Item],
     geometries: &[Geometry],
     batch_size: usize,
     workers: usize,
-    tx: Sender<Message>,
+    parts: Vec<Sender<Message>>,
+    done: &[usize],
 ) {
+    let fail_all = |reason: String| {
+        for tx in &parts {
+            let _ = tx.send(Message::Failed(reason.clone()));
+        }
+    };
     let pool = match rayon::ThreadPoolBuilder::new()
         .num_threads(workers)
         .thread_name(|i| format!("{DECODE_THREAD}{i}"))
@@ -49,24 +59,32 @@ pub fn produce(
     {
         Ok(pool) => pool,
         Err(e) => {
-            let _ = tx.send(Message::Failed(format!(
-                "cannot start decoding threads: {e}"
-            )));
+            fail_all(format!("cannot start decoding threads: {e}"));
             return;
         }
     };
+    let n = parts.len();
     for (index, chunk) in items.chunks(batch_size).enumerate() {
+        if index / n < done[index % n] {
+            continue;
+        }
         let made = catch_unwind(AssertUnwindSafe(|| {
             pool.install(|| make_batch(index, chunk, geometries))
         }));
-        let message = match made {
-            Ok(batch) => Message::Batch(batch),
-            Err(panic) => Message::Failed(panic_text(panic.as_ref())),
-        };
-        let failed = matches!(message, Message::Failed(_));
-        if tx.send(message).is_err() || failed {
-            return;
+        match made {
+            Ok(batch) => {
+                if parts[index % n].send(Message::Batch(batch)).is_err() {
+                    return;
+                }
+            }
+            Err(panic) => {
+                fail_all(panic_text(panic.as_ref()));
+                return;
+            }
         }
+    }
+    for tx in &parts {
+        let _ = tx.send(Message::End);
     }
 }
 

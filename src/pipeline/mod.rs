@@ -1,36 +1,36 @@
 //! The single pass: every image decoded once, every model run on it, every requested layer's
 //! pooled activations folded into its statistics, then every metric scored.
 //!
-//! Threads: the loader (`loader.rs`) decodes on the CPU workers and feeds a bounded channel; the
-//! calling thread owns the models and the device and consumes batches in order. Nothing per image
-//! is kept, so memory is the models, a few batches in flight and the statistics.
+//! `gather` finds what the cache already holds (src/stats_file), runs the pass (`pass.rs`) for
+//! the rest only, on one or several devices, with checkpoints, and writes the new statistics
+//! back. `merge` adds up the shard files of a split run instead. `finish` scores either. Nothing
+//! per image is kept, so memory is the models, a few batches in flight and the statistics.
 
+mod checkpoint;
 mod loader;
+mod pass;
 mod progress;
 mod scoring;
 mod stores;
 
 pub use loader::DECODE_THREAD;
+pub use pass::device_kind;
 pub use progress::{Progress, Silent};
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
-use crossbeam_channel::Receiver;
-use tch::{Device, Kind, Tensor};
-
-use crate::dataset::{self, Geometry, ImageFolder, Skip};
+use crate::dataset::{self, ImageFolder, Skip};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::stats::BatchLabels;
-use crate::zoo::{self, ZooModel};
-use loader::{Batch, Message};
-use stores::ModelStats;
-
-/// Batches decoded ahead of the device thread.
-const PREFETCH: usize = 4;
-/// Batches between checks for NaN/Inf in the statistics (each check waits for the device).
-const FINITE_CHECK_EVERY: usize = 16;
+use crate::stats::ModelStats;
+use crate::stats_file::{
+    self, Cache, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Shard, StatsFile,
+};
+use crate::zoo::{ModelSpec, SourceLogits};
+use stores::Layout;
 
 /// Everything a report needs from a finished run.
 pub struct Outcome {
@@ -46,6 +46,7 @@ pub struct Outcome {
     pub spilled_bytes: u64,
     pub device: String,
     pub timing: Timing,
+    pub statistics: StatsReport,
 }
 
 pub struct LayerResult {
@@ -71,8 +72,49 @@ pub struct Timing {
     pub images_per_s: f64,
 }
 
+/// Where the statistics came from.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct StatsReport {
+    pub cache: Option<PathBuf>,
+    /// `model/layer` pairs read from the cache.
+    pub reused: Vec<String>,
+    /// `model/layer` pairs this run's pass computed.
+    pub computed: Vec<String>,
+    /// Files a checkpoint had already folded in when this run started.
+    pub resumed_files: usize,
+    /// Shard files merged (`zoo-select score`).
+    pub shards: Vec<PathBuf>,
+}
+
+/// The statistics of every model of a plan, gathered by a pass or read from files.
+pub struct Gathered {
+    pub info: FileInfo,
+    /// In the plan's order, each with the plan's layers in order.
+    pub models: Vec<ModelEntry>,
+    pub empty_classes: Vec<String>,
+    pub load_s: f64,
+    pub pass_s: f64,
+    pub accumulator_bytes: usize,
+    pub statistics: StatsReport,
+}
+
+/// Set by the binary's SIGINT/SIGTERM handler: the pass checkpoints and stops after the batch
+/// in flight.
+pub fn stop_flag() -> Arc<AtomicBool> {
+    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
+    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
+        .clone()
+}
+
+/// The one-command path: gather, then score.
 pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
     let start = Instant::now();
+    let gathered = gather(plan, progress)?;
+    finish(plan, gathered, start)
+}
+
+/// Lists the images (this shard's only, with `--shard`) and identifies them.
+fn images(plan: &Plan) -> Result<(ImageFolder, Vec<dataset::Item>, DatasetId)> {
     let cfg = &plan.config;
     let folder = dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class)?;
     for class in &folder.empty_classes {
@@ -85,221 +127,473 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
             folder.root.display()
         );
     }
+    let items = match plan.shard {
+        Some(Shard { index, count }) => dataset::shard_items(&folder.items, index, count),
+        None => folder.items.clone(),
+    };
     tracing::info!(
-        "{} files in {} classes under {}",
-        folder.items.len(),
+        "{} files in {} classes under {}{}",
+        items.len(),
         folder.classes.len(),
-        folder.root.display()
+        folder.root.display(),
+        plan.shard
+            .map_or(String::new(), |s| format!(" (shard {s})"))
     );
+    let id = stats_file::dataset_id(&folder, &items);
+    Ok((folder, items, id))
+}
 
-    crate::taps::run_graphs_unoptimised();
-    let layout = stores::Plan::new(&plan.metrics);
-    let models = plan
+/// The statistics of every model and layer of the plan: from the cache where it holds them,
+/// from a pass (resumed from its checkpoint, if any) for the rest.
+pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
+    let start = Instant::now();
+    plan.check_writable()?;
+    let (folder, items, dataset) = images(plan)?;
+    let layout = Layout::new(&plan.metrics);
+    let kind = device_kind(plan.device);
+    let cache = plan.cache.as_deref().map(Cache::new);
+    let mut statistics = StatsReport {
+        cache: plan.cache.clone(),
+        ..StatsReport::default()
+    };
+
+    // What the cache holds, per model: usable layers by name, and the rest to compute.
+    let mut keys = Vec::with_capacity(plan.models.len());
+    let mut cached: Vec<Option<(ModelEntry, FileInfo)>> = Vec::with_capacity(plan.models.len());
+    let mut todo: Vec<(usize, ModelSpec)> = Vec::new();
+    for (i, spec) in plan.models.iter().enumerate() {
+        let key = stats_file::model_key(spec, plan.config.precision)?;
+        let entry = cache
+            .as_ref()
+            .and_then(|c| c.load(&key, &dataset, plan.shard, &kind, plan.device));
+        let missing: Vec<String> = match &entry {
+            Some((e, _)) if source_covered(&layout, e) => spec
+                .layers
+                .iter()
+                .filter(|l| !cached_layer(&layout, e, l))
+                .cloned()
+                .collect(),
+            _ => spec.layers.clone(),
+        };
+        for layer in spec.layers.iter().filter(|l| !missing.contains(l)) {
+            statistics.reused.push(format!("{}/{layer}", spec.name));
+        }
+        if !missing.is_empty() {
+            for layer in &missing {
+                statistics.computed.push(format!("{}/{layer}", spec.name));
+            }
+            let mut sub = spec.clone();
+            sub.layers = missing;
+            todo.push((i, sub));
+        }
+        keys.push(key);
+        cached.push(entry);
+    }
+    if !statistics.reused.is_empty() {
+        tracing::info!(
+            "cache {}: reused {} (model, layer) pair(s): {}",
+            plan.cache
+                .as_deref()
+                .map_or(String::new(), |p| p.display().to_string()),
+            statistics.reused.len(),
+            statistics.reused.join(", ")
+        );
+    }
+
+    let mut fresh: Vec<Option<ModelEntry>> = (0..plan.models.len()).map(|_| None).collect();
+    let (mut skipped, mut load_s, mut pass_s, mut accumulator_bytes) = (None, 0.0, 0.0, 0);
+    if !todo.is_empty() {
+        if !statistics.reused.is_empty() {
+            tracing::info!("computing {}", statistics.computed.join(", "));
+        }
+        let job = pass::Job {
+            plan,
+            items: &items,
+            keys: todo.iter().map(|(i, _)| keys[*i].clone()).collect(),
+            specs: todo.iter().map(|(_, s)| s.clone()).collect(),
+            layout: &layout,
+            dataset: &dataset,
+            classes: folder.classes.len(),
+        };
+        let out = pass::run(&job, progress)?;
+        statistics.resumed_files = out.resumed_files;
+        load_s = out.load_s;
+        pass_s = out.pass_s;
+        accumulator_bytes = out.accumulator_bytes;
+        skipped = Some(out.skipped);
+        for ((i, _), entry) in todo.iter().zip(out.models) {
+            fresh[*i] = Some(entry);
+        }
+    }
+    let skipped: Vec<Skip> = match skipped {
+        Some(s) => s,
+        None => cached
+            .iter()
+            .flatten()
+            .next()
+            .map(|(_, info)| info.skipped.iter().map(Skip::from).collect())
+            .unwrap_or_default(),
+    };
+    let info = FileInfo {
+        dataset: dataset.clone(),
+        shard: plan.shard,
+        progress: None,
+        skipped: skipped.iter().map(Into::into).collect(),
+        device_kind: kind.clone(),
+        pass_s,
+    };
+
+    let mut models = Vec::with_capacity(plan.models.len());
+    for (((spec, key), cached), fresh) in plan.models.iter().zip(keys).zip(cached).zip(fresh) {
+        let entry = assemble(spec, key, cached.map(|(e, _)| e), fresh, plan.device)?;
+        let entry = match (
+            &cache,
+            statistics
+                .computed
+                .iter()
+                .any(|c| c.starts_with(&format!("{}/", spec.name))),
+        ) {
+            (Some(cache), true) => cache.store(entry, info.clone())?,
+            _ => entry,
+        };
+        models.push(entry);
+    }
+    pass::clear_checkpoints(plan);
+    if let Some(first) = models.first() {
+        accumulator_bytes = accumulator_bytes.max(first.stats.bytes());
+    }
+    Ok(Gathered {
+        info,
+        models,
+        empty_classes: folder.empty_classes.clone(),
+        load_s: load_s.max(start.elapsed().as_secs_f64() - pass_s),
+        pass_s,
+        accumulator_bytes,
+        statistics,
+    })
+}
+
+/// Whether a cache entry holds the source statistics the metrics need (a model without source
+/// logits needs none).
+fn source_covered(layout: &Layout, entry: &ModelEntry) -> bool {
+    match entry.source_logits {
+        SourceLogits::Missing(_) => true,
+        SourceLogits::Unwanted => !layout.wants_source(),
+        _ => layout.covers_source(entry.stats.source.as_ref()),
+    }
+}
+
+fn cached_layer(layout: &Layout, entry: &ModelEntry, layer: &str) -> bool {
+    entry
+        .layers
+        .iter()
+        .position(|m| m.name == layer)
+        .is_some_and(|i| layout.covers_layer(&entry.stats.layers[i]))
+}
+
+/// One model's statistics in the plan's layer order, from the cache and the pass; layers the
+/// cache held beyond the plan's stay in the entry (after them), so rewriting it loses nothing.
+fn assemble(
+    spec: &ModelSpec,
+    key: ModelKey,
+    cached: Option<ModelEntry>,
+    fresh: Option<ModelEntry>,
+    device: tch::Device,
+) -> Result<ModelEntry> {
+    let torch = |e| Error::torch(&spec.name, "reading cached statistics", e);
+    let mut pool: Vec<(
+        LayerMeta,
+        Vec<(crate::stats::Transform, crate::stats::ClassMoments)>,
+    )> = Vec::new();
+    let mut source = None;
+    let mut source_logits = SourceLogits::Unwanted;
+    if let Some(mut c) = cached {
+        let mut stats = c.stats.to_device(device).map_err(torch)?;
+        pool.extend(c.layers.drain(..).zip(stats.layers.drain(..)));
+        source = stats.source.take();
+        source_logits = c.source_logits;
+    }
+    if let Some(f) = fresh {
+        // Fresh statistics replace cached ones of the same layer.
+        let fresh_names: Vec<String> = f.layers.iter().map(|l| l.name.clone()).collect();
+        pool.retain(|(m, _)| !fresh_names.contains(&m.name));
+        pool.extend(f.layers.into_iter().zip(f.stats.layers));
+        if f.stats.source.is_some() || matches!(f.source_logits, SourceLogits::Missing(_)) {
+            source = f.stats.source;
+            source_logits = f.source_logits;
+        } else if source.is_none() {
+            source_logits = f.source_logits;
+        }
+    }
+    let mut layers = Vec::new();
+    let mut metas = Vec::new();
+    for name in &spec.layers {
+        let i = pool
+            .iter()
+            .position(|(m, _)| &m.name == name)
+            .ok_or_else(|| Error::Worker(format!("no statistics for {}/{name}", spec.name)))?;
+        let (m, l) = pool.remove(i);
+        metas.push(m);
+        layers.push(l);
+    }
+    for (m, l) in pool {
+        metas.push(m);
+        layers.push(l);
+    }
+    Ok(ModelEntry {
+        key,
+        layers: metas,
+        source_logits,
+        stats: ModelStats { layers, source },
+    })
+}
+
+/// Adds up a complete set of shard files (`zoo-select score`): same images, same models, each
+/// shard of 1..N exactly once.
+pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
+    let start = Instant::now();
+    plan.check_writable()?;
+    if paths.is_empty() {
+        return Err(Error::Shards("no statistics files given".into()));
+    }
+    let mut files: Vec<(PathBuf, StatsFile)> = Vec::with_capacity(paths.len());
+    for path in paths {
+        files.push((path.clone(), stats_file::read(path, plan.device)?));
+    }
+    let expected: Vec<ModelKey> = plan
         .models
         .iter()
-        .map(|m| ZooModel::load(m, plan.device, layout.wants_source(), plan.config.precision))
-        .collect::<Result<Vec<_>>>()?;
-    let mut stats = models
+        .map(|s| stats_file::model_key(s, plan.config.precision))
+        .collect::<Result<_>>()?;
+    let (first_path, first_info) = (files[0].0.clone(), files[0].1.info.clone());
+    let first = &StatsFile {
+        info: first_info,
+        models: Vec::new(),
+    };
+    let count = match first.info.shard {
+        Some(s) => s.count,
+        None => 1,
+    };
+    let mut seen: Vec<Option<&Path>> = vec![None; count];
+    for (path, file) in &files {
+        let foreign = |what: String| {
+            Error::Shards(format!(
+                "{} is not a shard of the same run as {}: {what}",
+                path.display(),
+                first_path.display()
+            ))
+        };
+        if file.info.progress.is_some() {
+            return Err(Error::Shards(format!(
+                "{} is an unfinished pass's checkpoint; run its `zoo-select pass` again to finish it",
+                path.display()
+            )));
+        }
+        if file.info.dataset.fingerprint != first.info.dataset.fingerprint
+            || file.info.dataset.classes != first.info.dataset.classes
+        {
+            return Err(foreign("its images differ".into()));
+        }
+        let shard = file.info.shard.unwrap_or(Shard { index: 1, count: 1 });
+        if shard.count != count {
+            return Err(foreign(format!("it is shard {shard}, of another split")));
+        }
+        if let Some(other) = seen[shard.index - 1] {
+            return Err(Error::Shards(format!(
+                "shard {shard} is given twice: {} and {}",
+                other.display(),
+                path.display()
+            )));
+        }
+        seen[shard.index - 1] = Some(path);
+    }
+    let missing: Vec<String> = seen
         .iter()
-        .map(|m| layout.allocate(m, folder.classes.len()))
-        .collect::<Result<Vec<_>>>()?;
-    let accumulator_bytes: usize = stats.iter().map(ModelStats::bytes).sum();
-    tracing::info!(
-        "statistics for {} (model, layer) pairs: {:.1} MiB",
-        models.iter().map(|m| m.layers.len()).sum::<usize>(),
-        mib(accumulator_bytes)
-    );
-    let load_s = start.elapsed().as_secs_f64();
-
-    let pass_start = Instant::now();
-    progress.begin(folder.items.len());
-    let skipped = pass(plan, &folder, &models, &mut stats, progress)?;
-    progress.finish();
-    let pass_s = pass_start.elapsed().as_secs_f64();
-
-    let per_class = stats[0].first(0).counts().to_vec();
-    check_classes(&folder, &per_class)?;
-    let spilled_bytes = stats
-        .iter()
-        .filter_map(|s| s.source.as_ref())
-        .map(|s| s.spilled_bytes())
-        .sum();
-    let score_start = Instant::now();
-    let results = scoring::score(&plan.metrics, &models, &mut stats)?;
-    let score_s = score_start.elapsed().as_secs_f64();
-    let images: u64 = per_class.iter().sum();
-    Ok(Outcome {
-        root: folder.root.clone(),
-        classes: folder.classes.clone(),
-        per_class,
-        skipped,
-        empty_classes: folder.empty_classes.clone(),
-        results,
+        .enumerate()
+        .filter(|(_, p)| p.is_none())
+        .map(|(i, _)| format!("{}/{count}", i + 1))
+        .collect();
+    if !missing.is_empty() {
+        return Err(Error::Shards(format!(
+            "shard(s) {} missing; run `zoo-select pass --config {} --shard k/{count}` for each",
+            missing.join(", "),
+            plan.config_path.display()
+        )));
+    }
+    // Shard order, so the sums are added in the same order whatever the command line's.
+    files.sort_by_key(|(_, f)| f.info.shard.map_or(1, |s| s.index));
+    let mut models: Vec<Option<ModelEntry>> = (0..expected.len()).map(|_| None).collect();
+    let mut skipped = Vec::new();
+    let mut pass_s = 0.0;
+    for (path, file) in files.iter_mut() {
+        skipped.extend(file.info.skipped.iter().map(Skip::from));
+        pass_s += file.info.pass_s;
+        for (key, spec) in expected.iter().zip(&plan.models) {
+            let Some(i) = file.models.iter().position(|m| &m.key == key) else {
+                return Err(Error::Shards(format!(
+                    "{} has no statistics of model `{}` as the config gives it (file, input and precision); run its pass again",
+                    path.display(),
+                    spec.name
+                )));
+            };
+            let mut entry = file.models.remove(i);
+            entry.stats = select_layers(&mut entry, spec).map_err(|m| {
+                Error::Shards(format!("{}: model `{}`: {m}", path.display(), spec.name))
+            })?;
+            let slot = &mut models[expected.iter().position(|k| k == key).unwrap_or(0)];
+            match slot {
+                Some(total) => total
+                    .stats
+                    .merge(&mut entry.stats)
+                    .map_err(|e| Error::torch(&spec.name, "adding up the shards' statistics", e))?,
+                None => *slot = Some(entry),
+            }
+        }
+    }
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut dataset = first.info.dataset.clone();
+    dataset.covered = dataset.fingerprint.clone();
+    dataset.covered_files = dataset.files;
+    let info = FileInfo {
+        dataset,
+        shard: None,
+        progress: None,
+        skipped: skipped.iter().map(Into::into).collect(),
+        device_kind: first.info.device_kind.clone(),
+        pass_s,
+    };
+    let models: Vec<ModelEntry> = models.into_iter().flatten().collect();
+    let accumulator_bytes = models.iter().map(|m| m.stats.bytes()).sum();
+    Ok(Gathered {
+        info,
+        models,
+        empty_classes: Vec::new(),
+        load_s: start.elapsed().as_secs_f64(),
+        pass_s,
         accumulator_bytes,
-        spilled_bytes,
-        device: crate::device::label(plan.device),
-        timing: Timing {
-            load_s,
-            pass_s,
-            score_s,
-            total_s: start.elapsed().as_secs_f64(),
-            images_per_s: images as f64 / pass_s.max(1e-9),
+        statistics: StatsReport {
+            shards: paths.to_vec(),
+            ..StatsReport::default()
         },
     })
 }
 
-/// Runs the loader and the device loop; returns the skipped files.
-fn pass(
-    plan: &Plan,
-    folder: &ImageFolder,
-    models: &[ZooModel],
-    stats: &mut [ModelStats],
-    progress: &dyn Progress,
-) -> Result<Vec<Skip>> {
-    let geometries = zoo::geometries(models);
-    let (tx, rx) = crossbeam_channel::bounded(PREFETCH);
-    let batch_size = plan.config.batch_size;
-    std::thread::scope(|scope| {
-        let geoms = &geometries;
-        scope.spawn(move || loader::produce(&folder.items, geoms, batch_size, plan.workers, tx));
-        // `rx` moves into `consume` and is dropped when it returns, which stops the loader.
-        consume(rx, plan.device, models, &geometries, stats, progress)
+/// The entry's statistics restricted to the spec's layers, in its order.
+fn select_layers(entry: &mut ModelEntry, spec: &ModelSpec) -> Result<ModelStats, String> {
+    let mut layers = Vec::new();
+    let mut metas = Vec::new();
+    let mut pool: Vec<_> = entry
+        .layers
+        .drain(..)
+        .zip(std::mem::take(&mut entry.stats.layers))
+        .collect();
+    for name in &spec.layers {
+        let i = pool
+            .iter()
+            .position(|(m, _)| &m.name == name)
+            .ok_or_else(|| {
+                format!("no statistics of layer `{name}`; run the pass again with this config")
+            })?;
+        let (m, l) = pool.remove(i);
+        metas.push(m);
+        layers.push(l);
+    }
+    entry.layers = metas;
+    Ok(ModelStats {
+        layers,
+        source: entry.stats.source.take(),
     })
 }
 
-fn consume(
-    rx: Receiver<Message>,
-    device: Device,
-    models: &[ZooModel],
-    geometries: &[Geometry],
-    stats: &mut [ModelStats],
-    progress: &dyn Progress,
-) -> Result<Vec<Skip>> {
-    let geometry_of: Vec<usize> = models
+/// Writes a shard's statistics to `<output>/shard-k-of-N.zss` (`zoo-select pass`).
+pub fn write_shard(plan: &Plan, gathered: Gathered) -> Result<PathBuf> {
+    let name = match plan.shard {
+        Some(s) => format!("shard-{}-of-{}.zss", s.index, s.count),
+        None => "shard-1-of-1.zss".to_owned(),
+    };
+    let path = plan.output.join(name);
+    let mut file = StatsFile {
+        info: gathered.info,
+        models: gathered.models,
+    };
+    for (m, spec) in file.models.iter_mut().zip(&plan.models) {
+        let keep = spec.layers.len();
+        m.layers.truncate(keep);
+        m.stats.layers.truncate(keep);
+    }
+    stats_file::write(&path, &mut file)?;
+    Ok(path)
+}
+
+/// Scores gathered statistics into an outcome.
+pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Outcome> {
+    let classes = gathered.info.dataset.classes.clone();
+    let per_class = match gathered.models.first() {
+        Some(m) if !m.stats.layers.is_empty() => m.stats.first(0).counts().to_vec(),
+        _ => vec![0; classes.len()],
+    };
+    check_classes(&gathered.info.dataset.root, &classes, &per_class)?;
+    for m in &mut gathered.models {
+        // Layers a cache entry holds beyond the plan's are not scored.
+        let n = plan
+            .models
+            .iter()
+            .find(|s| s.name == m.key.name)
+            .map_or(m.layers.len(), |s| s.layers.len());
+        m.layers.truncate(n);
+        m.stats.layers.truncate(n);
+    }
+    let spilled_bytes = gathered
+        .models
         .iter()
-        .map(|m| {
-            geometries
-                .iter()
-                .position(|g| *g == m.geometry)
-                .unwrap_or(0)
-        })
-        .collect();
-    let mut skipped = Vec::new();
-    for message in rx {
-        let batch = match message {
-            Message::Batch(b) => b,
-            Message::Failed(reason) => return Err(Error::Worker(reason)),
-        };
-        for skip in &batch.skipped {
-            warn_skip(skipped.len(), skip);
-            skipped.push(skip.clone());
-        }
-        if !batch.labels.is_empty() {
-            let _span =
-                tracing::debug_span!("batch", index = batch.index, images = batch.labels.len())
-                    .entered();
-            let inputs = to_device(&batch, geometries, device)
-                .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
-            let labels = BatchLabels::new(&batch.labels, device)
-                .map_err(|e| Error::torch_op("moving labels to the device", e))?;
-            for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(&geometry_of)
-            {
-                let _span = tracing::debug_span!("model", name = %model.name).entered();
-                let features = model.run(&model.normalise(&inputs[g])?)?;
-                model_stats.update(model, &features, &labels, &batch.labels)?;
-            }
-            if (batch.index + 1) % FINITE_CHECK_EVERY == 0 {
-                check_finite(models, stats)?;
-            }
-        }
-        progress.advance(batch.files);
-    }
-    if skipped.len() > WARN_SKIPS {
-        tracing::warn!(
-            "{} more file(s) skipped; report.json lists them all",
-            skipped.len() - WARN_SKIPS
-        );
-    }
-    check_finite(models, stats)?;
-    Ok(skipped)
+        .filter_map(|m| m.stats.source.as_ref())
+        .map(|s| s.spilled_bytes())
+        .sum();
+    let score_start = Instant::now();
+    let results = scoring::score(&plan.metrics, &mut gathered.models)?;
+    let score_s = score_start.elapsed().as_secs_f64();
+    let images: u64 = per_class.iter().sum();
+    Ok(Outcome {
+        root: gathered.info.dataset.root.clone(),
+        classes,
+        per_class,
+        skipped: gathered.info.skipped.iter().map(Skip::from).collect(),
+        empty_classes: gathered.empty_classes,
+        results,
+        accumulator_bytes: gathered.accumulator_bytes,
+        spilled_bytes,
+        device: plan.device_label(),
+        timing: Timing {
+            load_s: gathered.load_s,
+            pass_s: gathered.pass_s,
+            score_s,
+            total_s: start.elapsed().as_secs_f64(),
+            images_per_s: if gathered.pass_s > 0.0 {
+                images as f64 / gathered.pass_s
+            } else {
+                0.0
+            },
+        },
+        statistics: gathered.statistics,
+    })
 }
 
-const WARN_SKIPS: usize = 20;
-
-fn warn_skip(already: usize, skip: &Skip) {
-    if already < WARN_SKIPS {
-        tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
-    }
-}
-
-/// One (B, 3, size, size) float tensor in [0, 1] per geometry, on the device.
-fn to_device(
-    batch: &Batch,
-    geometries: &[Geometry],
-    device: Device,
-) -> Result<Vec<Tensor>, tch::TchError> {
-    let rows = batch.labels.len() as i64;
-    geometries
-        .iter()
-        .zip(&batch.pixels)
-        .map(|(g, pixels)| {
-            let s = g.size as i64;
-            // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
-            // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
-            Tensor::f_from_slice(pixels)?
-                .f_view([rows, s, s, 3])?
-                .f_to_device(device)?
-                .f_permute([0, 3, 1, 2])?
-                .f_to_kind(Kind::Float)?
-                .f_div_scalar(255.0)
-        })
-        .collect()
-}
-
-fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {
-    for (model, model_stats) in models.iter().zip(stats) {
-        for (i, layer) in model.layers.iter().enumerate() {
-            let finite = model_stats
-                .first(i)
-                .all_finite()
-                .map_err(|e| Error::torch(&model.name, "checking the statistics", e))?;
-            if !finite {
-                return Err(Error::NonFinite {
-                    model: model.name.clone(),
-                    layer: layer.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
-}
-
-fn check_classes(folder: &ImageFolder, per_class: &[u64]) -> Result<()> {
-    let usable: Vec<String> = folder
-        .classes
+fn check_classes(root: &Path, classes: &[String], per_class: &[u64]) -> Result<()> {
+    let usable: Vec<String> = classes
         .iter()
         .zip(per_class)
         .filter(|(_, &n)| n > 0)
         .map(|(c, _)| c.clone())
         .collect();
-    for (class, _) in folder
-        .classes
-        .iter()
-        .zip(per_class)
-        .filter(|(_, &n)| n == 0)
-    {
+    for (class, _) in classes.iter().zip(per_class).filter(|(_, &n)| n == 0) {
         tracing::warn!("class `{class}` has no usable image; it is left out of the scores");
     }
     if usable.len() < 2 {
         return Err(Error::TooFewClasses {
-            root: folder.root.clone(),
+            root: root.to_owned(),
             found: usable.len(),
             names: dataset::class_list(&usable),
         });
     }
     Ok(())
-}
-
-fn mib(bytes: usize) -> f64 {
-    bytes as f64 / (1024.0 * 1024.0)
 }

@@ -4,18 +4,19 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::zoo::{SourceLogits, ZooModel};
+use crate::stats_file::ModelEntry;
+use crate::zoo::SourceLogits;
 
-use super::stores::ModelStats;
 use super::LayerResult;
 
-pub fn score(
-    metrics: &[Box<dyn Metric>],
-    models: &[ZooModel],
-    stats: &mut [ModelStats],
-) -> Result<Vec<LayerResult>> {
+pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<Vec<LayerResult>> {
     let mut results = Vec::new();
-    for (model, model_stats) in models.iter().zip(stats.iter_mut()) {
+    for entry in models.iter_mut() {
+        let model = Model {
+            name: entry.key.name.clone(),
+            source: entry.source_logits.clone(),
+        };
+        let model_stats = &mut entry.stats;
         let _span = tracing::debug_span!("score", model = %model.name).entered();
         let mut from_source: Vec<(&str, Result<f64, String>)> = Vec::new();
         for m in metrics {
@@ -28,7 +29,8 @@ pub fn score(
                 from_source.push((m.name(), score));
             }
         }
-        for (i, layer) in model.layers.iter().enumerate() {
+        for (i, meta) in entry.layers.iter().enumerate() {
+            let layer = &meta.name;
             let _span = tracing::debug_span!("layer", name = %layer).entered();
             let first = model_stats.first(i);
             let mut result = LayerResult {
@@ -36,7 +38,7 @@ pub fn score(
                 layer: layer.clone(),
                 dim: first.dim(),
                 n: first.total(),
-                params_after: model.params_after.get(i).copied().flatten(),
+                params_after: meta.params_after,
                 scores: Vec::new(),
                 notes: Vec::new(),
             };
@@ -61,7 +63,7 @@ pub fn score(
                         }
                     }
                 };
-                let score = score.map_err(|e| in_context(e, model, layer))?;
+                let score = score.map_err(|e| in_context(e, &model, layer))?;
                 if !score.is_finite() {
                     return Err(Error::Metric {
                         metric: m.name().to_owned(),
@@ -86,7 +88,13 @@ fn no_source_reason(source: &SourceLogits) -> String {
     }
 }
 
-fn in_context(e: Error, model: &ZooModel, layer: &str) -> Error {
+/// What a message needs to name the model.
+struct Model {
+    name: String,
+    source: SourceLogits,
+}
+
+fn in_context(e: Error, model: &Model, layer: &str) -> Error {
     match e {
         Error::Metric { metric, message } => Error::Metric {
             metric,

@@ -1,26 +1,21 @@
-//! The statistics of one run, laid out for the device loop: per model, per layer, one
-//! `ClassMoments` for each feature transform some metric asks for (almost always just the raw
-//! features), and one `SourceStats` per model for the metrics that read its predictions.
+//! Which statistics a run keeps: per layer, one `ClassMoments` for each feature transform some
+//! metric asks for (almost always just the raw features), with the sums those metrics need, and
+//! per model one `SourceStats` for the metrics that read its predictions. Also decides whether
+//! statistics read from a file hold all of that.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::stats::{BatchLabels, ClassMoments, Needs, SourceStats, Transform};
-use crate::zoo::{Features, ZooModel};
-
-pub struct ModelStats {
-    /// [layer]: (transform, store) pairs.
-    pub layers: Vec<Vec<(Transform, ClassMoments)>>,
-    pub source: Option<SourceStats>,
-}
+use crate::stats::{ClassMoments, ModelStats, Needs, SourceStats, Transform};
+use crate::zoo::ZooModel;
 
 /// What the metrics need, per feature transform, and from the source predictions.
-pub struct Plan {
+pub struct Layout {
     per_transform: Vec<(Transform, Needs)>,
     source: Needs,
 }
 
-impl Plan {
-    pub fn new(metrics: &[Box<dyn Metric>]) -> Plan {
+impl Layout {
+    pub fn new(metrics: &[Box<dyn Metric>]) -> Layout {
         let mut per_transform: Vec<(Transform, Needs)> = Vec::new();
         let mut source = Needs::default();
         for m in metrics {
@@ -39,7 +34,7 @@ impl Plan {
         if per_transform.is_empty() {
             per_transform.push((Transform::Raw, Needs::default()));
         }
-        Plan {
+        Layout {
             per_transform,
             source,
         }
@@ -47,6 +42,24 @@ impl Plan {
 
     pub fn wants_source(&self) -> bool {
         self.source.source()
+    }
+
+    /// Whether a layer's stores, read from a file, hold every sum the metrics need.
+    pub fn covers_layer(&self, stores: &[(Transform, ClassMoments)]) -> bool {
+        self.per_transform.iter().all(|(t, needs)| {
+            stores
+                .iter()
+                .any(|(u, store)| u == t && store.covers(needs))
+        })
+    }
+
+    pub fn covers_source(&self, source: Option<&SourceStats>) -> bool {
+        !self.wants_source() || source.is_some_and(|s| s.covers(&self.source))
+    }
+
+    /// A text that changes whenever the kept sums change (part of a checkpoint's identity).
+    pub fn describe(&self) -> String {
+        format!("{:?} {:?}", self.per_transform, self.source)
     }
 
     pub fn allocate(&self, model: &ZooModel, classes: usize) -> Result<ModelStats> {
@@ -72,51 +85,5 @@ impl Plan {
             _ => None,
         };
         Ok(ModelStats { layers, source })
-    }
-}
-
-impl ModelStats {
-    pub fn update(
-        &mut self,
-        model: &ZooModel,
-        features: &Features,
-        batch: &BatchLabels,
-        labels: &[i64],
-    ) -> Result<()> {
-        let err = |e| Error::torch(&model.name, "updating the statistics", e);
-        for ((layer, stores), feats) in model
-            .layers
-            .iter()
-            .zip(&mut self.layers)
-            .zip(&features.layers)
-        {
-            let _span = tracing::trace_span!("layer", name = %layer).entered();
-            for (t, store) in stores.iter_mut() {
-                store
-                    .update(&t.apply(feats).map_err(err)?, batch)
-                    .map_err(err)?;
-            }
-        }
-        if let (Some(source), Some(logits)) = (&mut self.source, &features.source) {
-            source.update(logits, batch, labels).map_err(err)?;
-        }
-        Ok(())
-    }
-
-    pub fn bytes(&self) -> usize {
-        let layers: usize = self.layers.iter().flatten().map(|(_, s)| s.bytes()).sum();
-        layers + self.source.as_ref().map_or(0, SourceStats::bytes)
-    }
-
-    /// The first store of each layer (they all count the same images).
-    pub fn first(&self, layer: usize) -> &ClassMoments {
-        &self.layers[layer][0].1
-    }
-
-    pub fn store(&self, layer: usize, t: Transform) -> Option<&ClassMoments> {
-        self.layers[layer]
-            .iter()
-            .find(|(u, _)| *u == t)
-            .map(|(_, s)| s)
     }
 }

@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use crate::config::TransRateConfig;
 use crate::dataset::Skip;
-use crate::pipeline::{Outcome, Timing};
+use crate::pipeline::{Outcome, StatsReport, Timing};
 use crate::plan::Plan;
 use crate::recommend::{recommend, Evidence, LayerScores};
 use crate::zoo::ModelSpec;
@@ -38,6 +38,8 @@ pub struct Report {
     pub layer_cuts: BTreeMap<String, Cut>,
     pub memory: Memory,
     pub timing: Timing,
+    /// Where the statistics came from: cache, checkpoint, shards.
+    pub statistics: StatsReport,
     pub finished_unix: u64,
 }
 
@@ -139,6 +141,7 @@ impl Report {
                 spilled_bytes: outcome.spilled_bytes,
             },
             timing: outcome.timing,
+            statistics: outcome.statistics,
             finished_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),

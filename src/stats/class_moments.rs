@@ -123,15 +123,16 @@ impl ClassMoments {
                 other.sums.size()
             )));
         }
-        if !self
-            .shift
-            .f_equal(&other.shift.f_to_device(self.shift.device())?)?
-        {
-            return Err(TchError::Shape(
-                "cannot merge statistics taken about different shifts".into(),
-            ));
-        }
         let device = self.sums.device();
+        // Stores made on different devices (a CPU shard and a GPU shard, two GPU models) may
+        // have shifts that differ in the last bits; the other store is re-expressed about ours.
+        let moved;
+        let other = if self.shift.f_equal(&other.shift.f_to_device(device)?)? {
+            other
+        } else {
+            moved = other.reshifted(&self.shift)?;
+            &moved
+        };
         let add = |mine: &mut Tensor, theirs: &Tensor| -> Result<(), TchError> {
             let _ = mine.f_add_(&theirs.f_to_device(device)?)?;
             Ok(())
@@ -154,6 +155,178 @@ impl ClassMoments {
             *a += b;
         }
         Ok(())
+    }
+
+    /// The same statistics summed about another shift K' (exact up to rounding): with
+    /// d = K - K', y' = y + d, so every sum gains terms in d and the lower sums.
+    pub fn reshifted(&self, new_shift: &Tensor) -> Result<ClassMoments, TchError> {
+        let device = self.sums.device();
+        let new_shift = new_shift.f_to_device(device)?.f_to_kind(Kind::Double)?;
+        let d = self.shift.f_sub(&new_shift)?;
+        let counts = self.counts_tensor()?;
+        // (C, D): n_c d, the change of each class sum.
+        let nd = counts.f_view([-1, 1])?.f_mul(&d.f_view([1, -1])?)?;
+        let s = self
+            .sums
+            .f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
+        let n = self.total() as f64;
+        let outer = |a: &Tensor, b: &Tensor| a.f_view([-1, 1])?.f_mul(&b.f_view([1, -1])?);
+        // The shifted sums of y y^T about the old shift, before anything changes.
+        let fourth = match &self.fourth {
+            Some((q4, q3)) => {
+                let big_s = self.shifted_second()?;
+                let v = |t: Tensor| t.f_double_value(&[]);
+                let d2 = v(d.f_dot(&d)?)?;
+                let ds = v(d.f_dot(&s)?)?;
+                let tr = v(big_s.f_trace()?)?;
+                let sd = big_s.f_mv(&d)?;
+                let dsd = v(d.f_dot(&sd)?)?;
+                let q4_new = v(q4.shallow_clone())?
+                    + 4.0 * v(d.f_dot(q3)?)?
+                    + 4.0 * dsd
+                    + 2.0 * d2 * tr
+                    + 4.0 * d2 * ds
+                    + n * d2 * d2;
+                let q3_new = q3
+                    .f_add(&sd.f_mul_scalar(2.0)?)?
+                    .f_add(&s.f_mul_scalar(d2)?)?
+                    .f_add(&d.f_mul_scalar(tr + 2.0 * ds + n * d2)?)?;
+                Some((
+                    Tensor::f_from_slice(&[q4_new])?
+                        .f_to_device(device)?
+                        .f_view([])?,
+                    q3_new,
+                ))
+            }
+            None => None,
+        };
+        let class_second = match &self.class_second {
+            Some(sec) => {
+                // S_c + s_c d^T + d s_c^T + n_c d d^T, batched over classes.
+                let sd = self.sums.f_unsqueeze(2)?.f_mul(&d.f_view([1, 1, -1])?)?;
+                let dd = outer(&d, &d)?
+                    .f_unsqueeze(0)?
+                    .f_mul(&counts.f_view([-1, 1, 1])?)?;
+                Some(sec.f_add(&sd)?.f_add(&sd.f_transpose(1, 2)?)?.f_add(&dd)?)
+            }
+            None => None,
+        };
+        let total_second = match &self.total_second {
+            Some(t) => {
+                let sd = outer(&s, &d)?;
+                Some(
+                    t.f_add(&sd)?
+                        .f_add(&sd.f_transpose(0, 1)?)?
+                        .f_add(&outer(&d, &d)?.f_mul_scalar(n)?)?,
+                )
+            }
+            None => None,
+        };
+        let class_squares = match &self.class_squares {
+            Some(q) => Some(
+                q.f_add(&self.sums.f_mul(&d.f_view([1, -1])?)?.f_mul_scalar(2.0)?)?
+                    .f_add(&nd.f_mul(&d.f_view([1, -1])?)?)?,
+            ),
+            None => None,
+        };
+        Ok(ClassMoments {
+            counts: self.counts.clone(),
+            shift: new_shift,
+            sums: self.sums.f_add(&nd)?,
+            class_second,
+            total_second,
+            class_squares,
+            fourth,
+        })
+    }
+
+    fn counts_tensor(&self) -> Result<Tensor, TchError> {
+        let n: Vec<f64> = self.counts.iter().map(|&n| n as f64).collect();
+        Tensor::f_from_slice(&n)?.f_to_device(self.sums.device())
+    }
+
+    /// Whether these statistics hold everything `needs` asks for.
+    pub fn covers(&self, needs: &Needs) -> bool {
+        let second = self.class_second.is_some();
+        (!needs.class_second || second)
+            && (!needs.total_second || second || self.total_second.is_some())
+            && (!needs.class_squares || second || self.class_squares.is_some())
+            && (!needs.fourth || self.fourth.is_some())
+    }
+
+    /// The arrays of the store by name, for a statistics file (`from_parts` reads them back).
+    pub fn parts(&self) -> Vec<(&'static str, &Tensor)> {
+        let mut out = vec![("shift", &self.shift), ("sums", &self.sums)];
+        let optional = [
+            ("class_second", self.class_second.as_ref()),
+            ("total_second", self.total_second.as_ref()),
+            ("class_squares", self.class_squares.as_ref()),
+            ("fourth_q4", self.fourth.as_ref().map(|f| &f.0)),
+            ("fourth_q3", self.fourth.as_ref().map(|f| &f.1)),
+        ];
+        out.extend(optional.into_iter().filter_map(|(n, t)| t.map(|t| (n, t))));
+        out
+    }
+
+    /// A store from the arrays `parts` gave and the per-class counts; the shapes are checked.
+    pub fn from_parts(counts: Vec<u64>, mut parts: Vec<(String, Tensor)>) -> Result<Self, String> {
+        let mut take = |name: &str| {
+            parts
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| parts.swap_remove(i).1)
+        };
+        let shift = take("shift").ok_or("no `shift` array")?;
+        let sums = take("sums").ok_or("no `sums` array")?;
+        let (c, d) = (
+            counts.len() as i64,
+            shift.size().first().copied().unwrap_or(-1),
+        );
+        let check = |name: &str, t: Option<Tensor>, shape: &[i64]| match t {
+            Some(t) if t.size() != shape => Err(format!(
+                "array `{name}` has shape {:?}, expected {shape:?}",
+                t.size()
+            )),
+            other => Ok(other),
+        };
+        let sums = check("sums", Some(sums), &[c, d])?;
+        let q4 = check("fourth_q4", take("fourth_q4"), &[])?;
+        let q3 = check("fourth_q3", take("fourth_q3"), &[d])?;
+        let store = ClassMoments {
+            shift: check("shift", Some(shift), &[d])?.ok_or("no shift")?,
+            sums: sums.ok_or("no sums")?,
+            class_second: check("class_second", take("class_second"), &[c, d, d])?,
+            total_second: check("total_second", take("total_second"), &[d, d])?,
+            class_squares: check("class_squares", take("class_squares"), &[c, d])?,
+            fourth: match (q4, q3) {
+                (Some(a), Some(b)) => Some((a, b)),
+                (None, None) => None,
+                _ => return Err("only one of the two fourth-moment arrays".into()),
+            },
+            counts,
+        };
+        if let Some((name, _)) = parts.first() {
+            return Err(format!("unknown array `{name}`"));
+        }
+        Ok(store)
+    }
+
+    /// A copy on `device`.
+    pub fn to_device(&self, device: tch::Device) -> Result<ClassMoments, TchError> {
+        let mv = |t: &Tensor| t.f_to_device(device);
+        let opt = |t: &Option<Tensor>| t.as_ref().map(mv).transpose();
+        Ok(ClassMoments {
+            counts: self.counts.clone(),
+            shift: mv(&self.shift)?,
+            sums: mv(&self.sums)?,
+            class_second: opt(&self.class_second)?,
+            total_second: opt(&self.total_second)?,
+            class_squares: opt(&self.class_squares)?,
+            fourth: match &self.fourth {
+                Some((a, b)) => Some((mv(a)?, mv(b)?)),
+                None => None,
+            },
+        })
     }
 
     pub fn counts(&self) -> &[u64] {
@@ -330,8 +503,8 @@ impl ClassMoments {
     }
 }
 
-/// `a += &b` is `a.merge(&b)`. It panics only if the two stores differ in shape or shift, which
-/// no input can cause: stores are made by the pipeline, one shape and shift per (model, layer).
+/// `a += &b` is `a.merge(&b)`. It panics only if the two stores differ in shape, which no input
+/// can cause: stores are made by the pipeline, one shape per (model, layer).
 impl AddAssign<&ClassMoments> for ClassMoments {
     fn add_assign(&mut self, other: &ClassMoments) {
         if let Err(e) = self.merge(other) {

@@ -9,10 +9,12 @@
 
 mod batch_labels;
 mod class_moments;
+mod model_stats;
 mod source;
 
 pub use batch_labels::BatchLabels;
 pub use class_moments::ClassMoments;
+pub use model_stats::ModelStats;
 pub use source::SourceStats;
 
 /// The statistics a set of metrics reads, beyond per-class counts and sums.
@@ -54,7 +56,10 @@ impl Needs {
 }
 
 /// What is done to each pooled feature vector before it is accumulated.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum Transform {
     Raw,
     /// x / |x|: TransRate's `normalize: l2`.

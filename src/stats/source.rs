@@ -157,6 +157,101 @@ impl SourceStats {
         Ok(())
     }
 
+    pub fn classes(&self) -> usize {
+        self.classes
+    }
+
+    /// The joint-count arrays by name, for a statistics file.
+    pub fn parts(&self) -> Vec<(&'static str, &Tensor)> {
+        [("hard", self.hard.as_ref()), ("soft", self.soft.as_ref())]
+            .into_iter()
+            .filter_map(|(n, t)| t.map(|t| (n, t)))
+            .collect()
+    }
+
+    /// The spilled softmax rows as bytes (`spilled_bytes` of them), for a statistics file.
+    pub fn rows_reader(&mut self) -> Option<std::io::Result<BufReader<File>>> {
+        self.rows.as_mut().map(Spill::reader)
+    }
+
+    /// Statistics read back from a file: `parts`' arrays, and the rows' bytes from `rows`.
+    pub fn from_parts(
+        classes: usize,
+        source_classes: usize,
+        n: u64,
+        mut parts: Vec<(String, Tensor)>,
+        rows: Option<&mut dyn Read>,
+    ) -> Result<Self, String> {
+        let mut take = |name: &str, shape: [i64; 2]| -> Result<Option<Tensor>, String> {
+            match parts.iter().position(|(p, _)| p == name) {
+                Some(i) => {
+                    let t = parts.swap_remove(i).1;
+                    if t.size() != shape {
+                        return Err(format!("array `{name}` has shape {:?}", t.size()));
+                    }
+                    Ok(Some(t))
+                }
+                None => Ok(None),
+            }
+        };
+        let (c, cs) = (classes as i64, source_classes as i64);
+        let hard = take("hard", [cs, c])?;
+        let soft = take("soft", [c, cs])?;
+        if let Some((name, _)) = parts.first() {
+            return Err(format!("unknown array `{name}`"));
+        }
+        let rows = match rows {
+            Some(reader) => {
+                let mut spill = Spill::new().map_err(|e| e.to_string())?;
+                let want = n * 4 * (1 + source_classes as u64);
+                let copied = std::io::copy(&mut reader.take(want), &mut spill.writer)
+                    .map_err(|e| e.to_string())?;
+                if copied != want {
+                    return Err(format!("{copied} bytes of softmax rows, expected {want}"));
+                }
+                Some(spill)
+            }
+            None => None,
+        };
+        if soft.is_some() != rows.is_some() {
+            return Err("softmax sums without their rows".into());
+        }
+        Ok(SourceStats {
+            classes,
+            source_classes,
+            n,
+            hard,
+            soft,
+            rows,
+        })
+    }
+
+    /// A copy of the joint counts on `device` (the rows stay in their file, shared by neither).
+    pub fn to_device(&mut self, device: Device) -> Result<SourceStats, TchError> {
+        let mv = |t: &Option<Tensor>| t.as_ref().map(|t| t.f_to_device(device)).transpose();
+        let rows = match &mut self.rows {
+            Some(rows) => {
+                let mut copy = Spill::new().map_err(io)?;
+                std::io::copy(&mut rows.reader().map_err(io)?, &mut copy.writer).map_err(io)?;
+                Some(copy)
+            }
+            None => None,
+        };
+        Ok(SourceStats {
+            classes: self.classes,
+            source_classes: self.source_classes,
+            n: self.n,
+            hard: mv(&self.hard)?,
+            soft: mv(&self.soft)?,
+            rows,
+        })
+    }
+
+    /// Whether these statistics hold everything `needs` asks for.
+    pub fn covers(&self, needs: &Needs) -> bool {
+        (!needs.source_hard || self.hard.is_some()) && (!needs.source_soft || self.soft.is_some())
+    }
+
     pub fn images(&self) -> u64 {
         self.n
     }

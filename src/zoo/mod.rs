@@ -13,7 +13,7 @@ mod spec;
 
 pub use capacity::{params_after, params_total};
 pub use inspect::{inspect, LayerRow};
-pub use manifest::Manifest;
+pub use manifest::{sha256_file, Manifest};
 pub use model::{Features, SourceLogits, ZooModel};
 pub use spec::{blocks, resolve, select, ModelSpec};
 

@@ -40,7 +40,8 @@ pub struct ZooModel {
 }
 
 /// Where a model's source-task logits (a (B, C_s) tensor, for NCE and LEEP) come from.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum SourceLogits {
     /// Not asked for.
     Unwanted,

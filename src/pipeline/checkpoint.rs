@@ -1,0 +1,103 @@
+//! Checkpoints of an unfinished pass. Batch i of the image list belongs to device part
+//! i mod D, and each part folds its batches in order, so a part's state is its statistics and
+//! how many of its batches it has done. Each part is written on its own (atomically, so a kill
+//! mid-write keeps the previous checkpoint) under a name made from everything that defines the
+//! pass: the images, shard, batch size, number of devices, models and kept sums. The same
+//! command finds them again; any other run does not.
+
+use std::path::{Path, PathBuf};
+
+use sha2::{Digest, Sha256};
+
+use crate::error::Result;
+use crate::stats::ModelStats;
+use crate::stats_file::{self, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Shard};
+use crate::zoo::SourceLogits;
+
+/// The identity of a pass, as a file-name-safe hash.
+pub fn run_key(
+    dataset: &DatasetId,
+    shard: Option<Shard>,
+    batch_size: usize,
+    devices: usize,
+    models: &[(ModelKey, Vec<String>)],
+    layout: &str,
+) -> String {
+    let mut h = Sha256::new();
+    h.update(format!(
+        "{}\n{}\n{shard:?}\n{batch_size}\n{devices}\n{layout}\n",
+        dataset.fingerprint, dataset.covered
+    ));
+    for (key, layers) in models {
+        h.update(format!("{key:?}\n{layers:?}\n"));
+    }
+    let hex: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    hex[..16].to_owned()
+}
+
+pub fn part_path(dir: &Path, key: &str, part: usize, parts: usize) -> PathBuf {
+    dir.join(format!("pass-{key}-part{}of{parts}.zss", part + 1))
+}
+
+/// What a part's checkpoint restores.
+pub struct Restored {
+    pub stats: Vec<ModelStats>,
+    pub info: FileInfo,
+}
+
+/// Reads part `part`'s checkpoint on the CPU, if there is a usable one.
+pub fn restore(path: &Path, models: &[ModelKey]) -> Option<Restored> {
+    if !path.exists() {
+        return None;
+    }
+    match stats_file::read(path, tch::Device::Cpu) {
+        Ok(file)
+            if file.info.progress.is_some()
+                && file.models.iter().map(|m| &m.key).eq(models.iter()) =>
+        {
+            Some(Restored {
+                stats: file.models.into_iter().map(|m| m.stats).collect(),
+                info: file.info,
+            })
+        }
+        Ok(_) => {
+            tracing::warn!(
+                "checkpoint {} is of another pass; starting over",
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::warn!("checkpoint unusable, starting this part over: {e}");
+            None
+        }
+    }
+}
+
+/// The models' metadata a checkpoint stores beside their statistics.
+pub struct PartMeta<'a> {
+    pub keys: &'a [ModelKey],
+    pub layers: Vec<Vec<LayerMeta>>,
+    pub source: Vec<SourceLogits>,
+}
+
+/// Writes a part's checkpoint; the statistics are lent to the writer and given back.
+pub fn save(path: &Path, info: FileInfo, meta: &PartMeta, stats: &mut [ModelStats]) -> Result<()> {
+    let models = stats
+        .iter_mut()
+        .zip(meta.keys)
+        .zip(meta.layers.iter().zip(&meta.source))
+        .map(|((s, key), (layers, source))| ModelEntry {
+            key: key.clone(),
+            layers: layers.clone(),
+            source_logits: source.clone(),
+            stats: std::mem::take(s),
+        })
+        .collect();
+    let mut file = stats_file::StatsFile { info, models };
+    let written = stats_file::write(path, &mut file);
+    for (s, entry) in stats.iter_mut().zip(file.models) {
+        *s = entry.stats;
+    }
+    written
+}

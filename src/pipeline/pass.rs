@@ -1,0 +1,527 @@
+//! The pass over the images for the models (and layers) whose statistics are not cached: the
+//! loader decodes each image once; one thread per device owns that device's copy of the models
+//! and folds its batches (batch i goes to part i mod D) into its own statistics; the parts are
+//! added up at the end. Each part checkpoints itself every `checkpoint_every` and when a stop
+//! is requested (SIGINT, SIGTERM), so a killed or stopped run resumes where it was.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use crossbeam_channel::Receiver;
+use tch::{Device, Kind, Tensor};
+
+use super::checkpoint::{self, PartMeta, Restored};
+use super::loader::{self, Batch, Message};
+use super::stores::Layout;
+use super::{stop_flag, Progress};
+use crate::dataset::{Geometry, Item, Skip};
+use crate::error::{Error, Result};
+use crate::plan::Plan;
+use crate::stats::{BatchLabels, ModelStats};
+use crate::stats_file::{DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Progress as Done};
+use crate::zoo::{ModelSpec, ZooModel};
+
+/// Batches decoded ahead of each device thread.
+const PREFETCH: usize = 4;
+/// Batches between checks for NaN/Inf in the statistics (each check waits for the device).
+const FINITE_CHECK_EVERY: usize = 16;
+const WARN_SKIPS: usize = 20;
+
+pub struct Job<'a> {
+    pub plan: &'a Plan,
+    pub items: &'a [Item],
+    /// The models to run, with only the layers to compute.
+    pub specs: Vec<ModelSpec>,
+    pub keys: Vec<ModelKey>,
+    pub layout: &'a Layout,
+    pub dataset: &'a DatasetId,
+    pub classes: usize,
+}
+
+pub struct Output {
+    /// In `specs` order, on the plan's first device.
+    pub models: Vec<ModelEntry>,
+    pub skipped: Vec<Skip>,
+    pub load_s: f64,
+    pub pass_s: f64,
+    /// Files a checkpoint had already folded in.
+    pub resumed_files: usize,
+    pub accumulator_bytes: usize,
+}
+
+/// How one device part ended.
+enum PartEnd {
+    Finished(Part),
+    /// Stopped on request after checkpointing `files_done` files in all.
+    Stopped {
+        files_done: usize,
+    },
+    Failed(Error),
+}
+
+struct Part {
+    stats: Vec<ModelStats>,
+    skipped: Vec<Skip>,
+    files_done: usize,
+    index: usize,
+    /// What its checkpoint would say now.
+    info: FileInfo,
+}
+
+pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
+    let plan = job.plan;
+    let start = Instant::now();
+    let parts = plan.devices.len();
+    let batch_size = plan.config.batch_size;
+    let identities: Vec<(ModelKey, Vec<String>)> = job
+        .keys
+        .iter()
+        .cloned()
+        .zip(job.specs.iter().map(|s| s.layers.clone()))
+        .collect();
+    let key = checkpoint::run_key(
+        job.dataset,
+        plan.shard,
+        batch_size,
+        parts,
+        &identities,
+        &job.layout.describe(),
+    );
+    let paths: Vec<PathBuf> = (0..parts)
+        .map(|d| checkpoint::part_path(&plan.checkpoints, &key, d, parts))
+        .collect();
+    let mut restored: Vec<Option<Restored>> = paths
+        .iter()
+        .map(|p| checkpoint::restore(p, &job.keys))
+        .collect();
+    let done: Vec<usize> = restored
+        .iter()
+        .map(|r| {
+            r.as_ref()
+                .and_then(|r| r.info.progress)
+                .map_or(0, |p| p.batches_done)
+        })
+        .collect();
+    let resumed_files: usize = restored
+        .iter()
+        .flatten()
+        .filter_map(|r| r.info.progress)
+        .map(|p| p.files_done)
+        .sum();
+    if resumed_files > 0 {
+        tracing::info!(
+            "resuming from the checkpoint in {}: {resumed_files} of {} files already done",
+            plan.checkpoints.display(),
+            job.items.len()
+        );
+    }
+
+    crate::taps::run_graphs_unoptimised();
+    let mut models: Vec<Vec<ZooModel>> = Vec::with_capacity(parts);
+    for device in &plan.devices {
+        models.push(
+            job.specs
+                .iter()
+                .map(|s| {
+                    ZooModel::load(s, *device, job.layout.wants_source(), plan.config.precision)
+                })
+                .collect::<Result<Vec<_>>>()?,
+        );
+    }
+    let mut stats: Vec<Vec<ModelStats>> = Vec::with_capacity(parts);
+    for (d, device_models) in models.iter().enumerate() {
+        stats.push(match restored[d].take() {
+            Some(r) => {
+                let mut moved = Vec::new();
+                for (mut s, m) in r.stats.into_iter().zip(device_models) {
+                    moved.push(
+                        s.to_device(plan.devices[d])
+                            .map_err(|e| Error::torch(&m.name, "restoring the checkpoint", e))?,
+                    );
+                }
+                restored[d] = Some(Restored {
+                    stats: Vec::new(),
+                    info: r.info,
+                });
+                moved
+            }
+            None => device_models
+                .iter()
+                .map(|m| job.layout.allocate(m, job.classes))
+                .collect::<Result<Vec<_>>>()?,
+        });
+    }
+    let accumulator_bytes = stats[0].iter().map(ModelStats::bytes).sum();
+    tracing::info!(
+        "statistics for {} (model, layer) pairs: {:.1} MiB per device",
+        job.specs.iter().map(|s| s.layers.len()).sum::<usize>(),
+        accumulator_bytes as f64 / (1024.0 * 1024.0)
+    );
+    let meta = PartMeta {
+        keys: &job.keys,
+        layers: models[0]
+            .iter()
+            .map(|m| {
+                m.layers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, l)| LayerMeta {
+                        name: l.clone(),
+                        dim: m.dims[i],
+                        params_after: m.params_after.get(i).copied().flatten(),
+                    })
+                    .collect()
+            })
+            .collect(),
+        source: models[0].iter().map(|m| m.source.clone()).collect(),
+    };
+    let load_s = start.elapsed().as_secs_f64();
+
+    let pass_start = Instant::now();
+    progress.begin(job.items.len());
+    progress.advance(resumed_files);
+    let geometries = geometries_of(&job.specs);
+    let abort = AtomicBool::new(false);
+    let (senders, receivers): (Vec<_>, Vec<_>) = (0..parts)
+        .map(|_| crossbeam_channel::bounded(PREFETCH))
+        .unzip();
+    let ends: Vec<PartEnd> = std::thread::scope(|scope| {
+        let geoms = &geometries;
+        let done = &done;
+        scope.spawn(move || {
+            loader::produce(job.items, geoms, batch_size, plan.workers, senders, done)
+        });
+        let handles: Vec<_> = receivers
+            .into_iter()
+            .zip(models)
+            .zip(stats)
+            .zip(restored)
+            .enumerate()
+            .map(|(d, (((rx, models), stats), restored))| {
+                let ctx = PartContext {
+                    job,
+                    index: d,
+                    path: &paths[d],
+                    meta: &meta,
+                    geometries: geoms,
+                    abort: &abort,
+                    progress,
+                };
+                scope.spawn(move || ctx.run(rx, models, stats, restored.map(|r| r.info)))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    PartEnd::Failed(Error::Worker("a device thread panicked".into()))
+                })
+            })
+            .collect()
+    });
+    progress.finish();
+
+    let mut finished = Vec::with_capacity(parts);
+    let mut stopped = 0;
+    let mut interrupted = false;
+    for end in ends {
+        match end {
+            PartEnd::Finished(p) => {
+                stopped += p.files_done;
+                finished.push(p);
+            }
+            PartEnd::Stopped { files_done } => {
+                interrupted = true;
+                stopped += files_done;
+            }
+            PartEnd::Failed(e) => return Err(e),
+        }
+    }
+    if interrupted {
+        // A part that reached its end before the stop keeps that end for the next run.
+        for part in &mut finished {
+            checkpoint::save(
+                &paths[part.index],
+                part.info.clone(),
+                &meta,
+                &mut part.stats,
+            )?;
+        }
+        return Err(Error::Interrupted {
+            done: stopped,
+            total: job.items.len(),
+            checkpoint: plan.checkpoints.clone(),
+        });
+    }
+    let mut parts_iter = finished.into_iter();
+    let Some(mut total) = parts_iter.next() else {
+        return Err(Error::Worker("no device part finished".into()));
+    };
+    for mut part in parts_iter {
+        for ((mine, theirs), spec) in total.stats.iter_mut().zip(&mut part.stats).zip(&job.specs) {
+            mine.merge(theirs)
+                .map_err(|e| Error::torch(&spec.name, "adding up the devices' statistics", e))?;
+        }
+        total.skipped.append(&mut part.skipped);
+    }
+    total.skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    let models = total
+        .stats
+        .into_iter()
+        .zip(&job.keys)
+        .zip(meta.layers.into_iter().zip(meta.source))
+        .map(|((stats, key), (layers, source_logits))| ModelEntry {
+            key: key.clone(),
+            layers,
+            source_logits,
+            stats,
+        })
+        .collect();
+    Ok(Output {
+        models,
+        skipped: total.skipped,
+        load_s,
+        pass_s: pass_start.elapsed().as_secs_f64(),
+        resumed_files,
+        accumulator_bytes,
+    })
+}
+
+/// Removes a finished pass's checkpoints (its statistics are in the cache or the report now).
+pub fn clear_checkpoints(plan: &Plan) {
+    if let Ok(entries) = std::fs::read_dir(&plan.checkpoints) {
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("pass-") && name.ends_with(".zss") {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+}
+
+fn geometries_of(specs: &[ModelSpec]) -> Vec<Geometry> {
+    let mut out: Vec<Geometry> = Vec::new();
+    for s in specs {
+        let g = Geometry::of(&s.input);
+        if !out.contains(&g) {
+            out.push(g);
+        }
+    }
+    out
+}
+
+struct PartContext<'a> {
+    job: &'a Job<'a>,
+    index: usize,
+    path: &'a PathBuf,
+    meta: &'a PartMeta<'a>,
+    geometries: &'a [Geometry],
+    abort: &'a AtomicBool,
+    progress: &'a dyn Progress,
+}
+
+impl PartContext<'_> {
+    fn run(
+        &self,
+        rx: Receiver<Message>,
+        models: Vec<ZooModel>,
+        mut stats: Vec<ModelStats>,
+        restored: Option<FileInfo>,
+    ) -> PartEnd {
+        let plan = self.job.plan;
+        let device = plan.devices[self.index];
+        let (mut progress, mut skipped, earlier_s) = match restored {
+            Some(info) => (
+                info.progress.unwrap_or(self.fresh()),
+                info.skipped.iter().map(Skip::from).collect::<Vec<_>>(),
+                info.pass_s,
+            ),
+            None => (self.fresh(), Vec::new(), 0.0),
+        };
+        let geometry_of: Vec<usize> = models
+            .iter()
+            .map(|m| {
+                self.geometries
+                    .iter()
+                    .position(|g| *g == m.geometry)
+                    .unwrap_or(0)
+            })
+            .collect();
+        let started = Instant::now();
+        let mut last_checkpoint = Instant::now();
+        let every = plan.checkpoint_every;
+        let stop = stop_flag();
+        let info = |progress: Done, skipped: &[Skip]| FileInfo {
+            dataset: self.job.dataset.clone(),
+            shard: plan.shard,
+            progress: Some(progress),
+            skipped: skipped.iter().map(Into::into).collect(),
+            device_kind: device_kind(device),
+            pass_s: earlier_s + started.elapsed().as_secs_f64(),
+        };
+        let fail = |e: Error| {
+            self.abort.store(true, Ordering::SeqCst);
+            PartEnd::Failed(e)
+        };
+        for message in rx {
+            if self.abort.load(Ordering::SeqCst) {
+                return PartEnd::Failed(Error::Worker("another device failed".into()));
+            }
+            let batch = match message {
+                Message::Batch(b) => b,
+                Message::End => {
+                    if let Err(e) = check_finite(&models, &stats) {
+                        return fail(e);
+                    }
+                    tracing::debug!(
+                        "device part {} of {} ({}): {} batches, {} files",
+                        self.index + 1,
+                        plan.devices.len(),
+                        crate::device::label(device),
+                        progress.batches_done,
+                        progress.files_done
+                    );
+                    return PartEnd::Finished(Part {
+                        info: info(progress, &skipped),
+                        stats,
+                        skipped,
+                        files_done: progress.files_done,
+                        index: self.index,
+                    });
+                }
+                Message::Failed(reason) => return fail(Error::Worker(reason)),
+            };
+            if let Err(e) = self.fold(&batch, device, &models, &geometry_of, &mut stats) {
+                return fail(e);
+            }
+            for skip in &batch.skipped {
+                if skipped.len() < WARN_SKIPS {
+                    tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
+                } else if skipped.len() == WARN_SKIPS {
+                    tracing::warn!("more files skipped; report.json lists them all");
+                }
+                skipped.push(skip.clone());
+            }
+            progress.batches_done += 1;
+            progress.files_done += batch.files;
+            self.progress.advance(batch.files);
+            if (progress.batches_done) % FINITE_CHECK_EVERY == 0 {
+                if let Err(e) = check_finite(&models, &stats) {
+                    return fail(e);
+                }
+            }
+            let stopping = stop.load(Ordering::SeqCst);
+            if stopping || last_checkpoint.elapsed() >= every {
+                let _span = tracing::debug_span!("checkpoint", part = self.index).entered();
+                if let Err(e) =
+                    checkpoint::save(self.path, info(progress, &skipped), self.meta, &mut stats)
+                {
+                    return fail(e);
+                }
+                last_checkpoint = Instant::now();
+            }
+            if stopping {
+                return PartEnd::Stopped {
+                    files_done: progress.files_done,
+                };
+            }
+        }
+        fail(Error::Worker(
+            "image decoding stopped before the end of the images".into(),
+        ))
+    }
+
+    fn fresh(&self) -> Done {
+        Done {
+            device: self.index,
+            devices: self.job.plan.devices.len(),
+            batch_size: self.job.plan.config.batch_size,
+            batches_done: 0,
+            files_done: 0,
+        }
+    }
+
+    fn fold(
+        &self,
+        batch: &Batch,
+        device: Device,
+        models: &[ZooModel],
+        geometry_of: &[usize],
+        stats: &mut [ModelStats],
+    ) -> Result<()> {
+        if batch.labels.is_empty() {
+            return Ok(());
+        }
+        let _span = tracing::debug_span!("batch", index = batch.index, images = batch.labels.len())
+            .entered();
+        let inputs = to_device(batch, self.geometries, device)
+            .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
+        let labels = BatchLabels::new(&batch.labels, device)
+            .map_err(|e| Error::torch_op("moving labels to the device", e))?;
+        for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(geometry_of) {
+            let _span = tracing::debug_span!("model", name = %model.name).entered();
+            let features = model.run(&model.normalise(&inputs[g])?)?;
+            model_stats
+                .update(
+                    &features.layers,
+                    features.source.as_ref(),
+                    &labels,
+                    &batch.labels,
+                )
+                .map_err(|e| Error::torch(&model.name, "updating the statistics", e))?;
+        }
+        Ok(())
+    }
+}
+
+/// `cpu` or `cuda`: what a cache entry's sums depend on besides the data and the model.
+pub fn device_kind(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => "cuda".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// One (B, 3, size, size) float tensor in [0, 1] per geometry, on the device.
+fn to_device(
+    batch: &Batch,
+    geometries: &[Geometry],
+    device: Device,
+) -> Result<Vec<Tensor>, tch::TchError> {
+    let rows = batch.labels.len() as i64;
+    geometries
+        .iter()
+        .zip(&batch.pixels)
+        .map(|(g, pixels)| {
+            let s = g.size as i64;
+            // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
+            // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
+            Tensor::f_from_slice(pixels)?
+                .f_view([rows, s, s, 3])?
+                .f_to_device(device)?
+                .f_permute([0, 3, 1, 2])?
+                .f_to_kind(Kind::Float)?
+                .f_div_scalar(255.0)
+        })
+        .collect()
+}
+
+fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {
+    for (model, model_stats) in models.iter().zip(stats) {
+        for (i, layer) in model.layers.iter().enumerate() {
+            let finite = model_stats
+                .first(i)
+                .all_finite()
+                .map_err(|e| Error::torch(&model.name, "checking the statistics", e))?;
+            if !finite {
+                return Err(Error::NonFinite {
+                    model: model.name.clone(),
+                    layer: layer.clone(),
+                });
+            }
+        }
+    }
+    Ok(())
+}
