@@ -39,7 +39,7 @@ pub fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             progress::clear();
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", one_line(&e));
             let interrupted = e
                 .downcast_ref::<zoo_select::Error>()
                 .is_some_and(|e| matches!(e, zoo_select::Error::Interrupted { .. }));
@@ -127,6 +127,22 @@ fn quiet_decoder_panics() {
             default(info);
         }
     }));
+}
+
+/// The error and its causes on one line, each cause once: library errors already name their
+/// cause, and printing the chain as well would say it twice.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let part = cause.to_string();
+        if !text.contains(&part) {
+            if !text.is_empty() {
+                text.push_str(": ");
+            }
+            text.push_str(&part);
+        }
+    }
+    text
 }
 
 /// Writes to stdout without panicking when the reader has gone away.

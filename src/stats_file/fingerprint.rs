@@ -66,8 +66,11 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 
 /// The identity of a model's statistics.
 pub fn model_key(spec: &ModelSpec, precision: Precision) -> Result<ModelKey> {
-    let sha256 = crate::zoo::sha256_file(&spec.path)
-        .map_err(|e| Error::io("cannot read model file", &spec.path, e))?;
+    let sha256 = crate::zoo::sha256_file(&spec.path).map_err(|e| Error::ModelLoad {
+        model: spec.name.clone(),
+        path: spec.path.clone(),
+        reason: e.to_string(),
+    })?;
     Ok(ModelKey {
         name: spec.name.clone(),
         sha256,
