@@ -4,7 +4,8 @@
 //! The binary (src/main.rs, src/cli/) parses arguments and prints; everything else is here:
 //! `config` and `plan` describe a run, `dataset` lists and preprocesses images, `zoo` loads the
 //! models, `taps` captures their layers, `pipeline` makes the pass, `stats` accumulates,
-//! `metrics` scores, `recommend` turns scores into advice, `report` ranks and writes the results.
+//! `stats_file` keeps statistics as files (cache, checkpoints, shards), `metrics` scores,
+//! `recommend` turns scores into advice, `report` ranks and writes the results.
 
 pub mod allocator;
 pub mod config;

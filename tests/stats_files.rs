@@ -402,8 +402,16 @@ fn damaged_and_foreign_files_name_the_mismatch() {
         "",
     );
     let line = error_line(&setup.run(&["score"], "s", &[good.to_str().unwrap()]));
+    assert!(line.contains("has no statistics of model `tiny_a` as the config gives it: another model file (sha256 "), "{line}");
+    setup.rewrite(
+        &images,
+        &(model("tiny_a", "tiny_a.pt", 0.7, "stem, block, tokens, fc")
+            + &model("tiny_b", "tiny_b.pt", 0.5, "stem, block, tokens, fc")),
+        "",
+    );
+    let line = error_line(&setup.run(&["score"], "s", &[good.to_str().unwrap()]));
     assert!(
-        line.contains("has no statistics of model `tiny_a` as the config gives it"),
+        line.contains("as the config gives it: another preprocessing ("),
         "{line}"
     );
 

@@ -15,14 +15,33 @@ pub fn render(report: &Report) -> String {
     let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
     let layer_w = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
     let ds = &report.dataset;
+    let st = &report.statistics;
+    let source = if !st.shards.is_empty() {
+        format!("{} shard file(s) merged", st.shards.len())
+    } else if st.computed.is_empty() {
+        "every statistic from the cache".to_owned()
+    } else {
+        let mut s = format!(
+            "device {}; pass {:.1} s ({:.0} images/s)",
+            report.device, report.timing.pass_s, report.timing.images_per_s
+        );
+        if !st.reused.is_empty() {
+            s += &format!(
+                "; {} of {} layers from the cache",
+                st.reused.len(),
+                st.reused.len() + st.computed.len()
+            );
+        }
+        if st.resumed_files > 0 {
+            s += &format!("; resumed after {} files", st.resumed_files);
+        }
+        s
+    };
     let mut out = format!(
-        "{} images, {} classes, {} skipped; device {}; pass {:.1} s ({:.0} images/s); statistics {:.1} MiB\n\n",
+        "{} images, {} classes, {} skipped; {source}; statistics {:.1} MiB\n\n",
         ds.images,
         ds.classes.len(),
         ds.skipped.len(),
-        report.device,
-        report.timing.pass_s,
-        report.timing.images_per_s,
         report.memory.accumulator_bytes as f64 / (1024.0 * 1024.0)
     );
     out += &format!(

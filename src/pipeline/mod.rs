@@ -202,6 +202,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
 
     let mut fresh: Vec<Option<ModelEntry>> = (0..plan.models.len()).map(|_| None).collect();
     let (mut skipped, mut load_s, mut pass_s, mut accumulator_bytes) = (None, 0.0, 0.0, 0);
+    let mut checkpoints = Vec::new();
     if !todo.is_empty() {
         if !statistics.reused.is_empty() {
             tracing::info!("computing {}", statistics.computed.join(", "));
@@ -221,6 +222,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         pass_s = out.pass_s;
         accumulator_bytes = out.accumulator_bytes;
         skipped = Some(out.skipped);
+        checkpoints = out.checkpoints;
         for ((i, _), entry) in todo.iter().zip(out.models) {
             fresh[*i] = Some(entry);
         }
@@ -258,7 +260,11 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         };
         models.push(entry);
     }
-    pass::clear_checkpoints(plan);
+    // Only now are the statistics safe (in the cache, or about to be scored): other runs'
+    // checkpoints (other shards sharing the folder) are not ours to remove.
+    for path in checkpoints {
+        let _ = std::fs::remove_file(path);
+    }
     if let Some(first) = models.first() {
         accumulator_bytes = accumulator_bytes.max(first.stats.bytes());
     }
@@ -430,8 +436,12 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         pass_s += file.info.pass_s;
         for (key, spec) in expected.iter().zip(&plan.models) {
             let Some(i) = file.models.iter().position(|m| &m.key == key) else {
+                let why = match file.models.iter().find(|m| m.key.name == key.name) {
+                    Some(m) => key_mismatch(&m.key, key),
+                    None => "it has none".to_owned(),
+                };
                 return Err(Error::Shards(format!(
-                    "{} has no statistics of model `{}` as the config gives it (file, input and precision); run its pass again",
+                    "{} has no statistics of model `{}` as the config gives it: {why}; run its pass again",
                     path.display(),
                     spec.name
                 )));
@@ -476,6 +486,28 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
             ..StatsReport::default()
         },
     })
+}
+
+/// What differs between the model a file holds and the one the config gives.
+fn key_mismatch(file: &ModelKey, config: &ModelKey) -> String {
+    let short = |h: &str| h.get(..12).unwrap_or(h).to_owned();
+    if file.sha256 != config.sha256 {
+        format!(
+            "another model file (sha256 {}..., the config's is {}...)",
+            short(&file.sha256),
+            short(&config.sha256)
+        )
+    } else if file.preprocessing != config.preprocessing {
+        format!(
+            "another preprocessing ({}; the config's: {})",
+            file.preprocessing, config.preprocessing
+        )
+    } else {
+        format!(
+            "another precision ({}; the config's: {})",
+            file.precision, config.precision
+        )
+    }
 }
 
 /// The entry's statistics restricted to the spec's layers, in its order.

@@ -48,11 +48,13 @@ pub struct Output {
     /// Files a checkpoint had already folded in.
     pub resumed_files: usize,
     pub accumulator_bytes: usize,
+    /// This pass's checkpoint files, to remove once its statistics are safe elsewhere.
+    pub checkpoints: Vec<PathBuf>,
 }
 
 /// How one device part ended.
 enum PartEnd {
-    Finished(Part),
+    Finished(Box<Part>),
     /// Stopped on request after checkpointing `files_done` files in all.
     Stopped {
         files_done: usize,
@@ -285,19 +287,8 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         pass_s: pass_start.elapsed().as_secs_f64(),
         resumed_files,
         accumulator_bytes,
+        checkpoints: paths,
     })
-}
-
-/// Removes a finished pass's checkpoints (its statistics are in the cache or the report now).
-pub fn clear_checkpoints(plan: &Plan) {
-    if let Ok(entries) = std::fs::read_dir(&plan.checkpoints) {
-        for e in entries.flatten() {
-            let name = e.file_name().to_string_lossy().into_owned();
-            if name.starts_with("pass-") && name.ends_with(".zss") {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-    }
 }
 
 fn geometries_of(specs: &[ModelSpec]) -> Vec<Geometry> {
@@ -382,13 +373,13 @@ impl PartContext<'_> {
                         progress.batches_done,
                         progress.files_done
                     );
-                    return PartEnd::Finished(Part {
+                    return PartEnd::Finished(Box::new(Part {
                         info: info(progress, &skipped),
                         stats,
                         skipped,
                         files_done: progress.files_done,
                         index: self.index,
-                    });
+                    }));
                 }
                 Message::Failed(reason) => return fail(Error::Worker(reason)),
             };

@@ -269,18 +269,6 @@ fn array_header(name: &str, t: &tch::Tensor) -> ArrayHeader {
     }
 }
 
-/// Only the header of a file: what it covers, without reading its sums.
-pub fn read_info(path: &Path) -> Result<(FileInfo, Vec<(ModelKey, Vec<LayerMeta>)>)> {
-    let (json, _) = format::open(path).map_err(|m| file_err(path, m))?;
-    let header = parse_header(path, &json)?;
-    let models = header
-        .models
-        .into_iter()
-        .map(|m| (m.key, m.layers.into_iter().map(|l| l.meta).collect()))
-        .collect();
-    Ok((header.info, models))
-}
-
 fn parse_header(path: &Path, json: &[u8]) -> Result<Header> {
     serde_json::from_slice(json)
         .map_err(|e| file_err(path, format!("its header cannot be read ({e}); the file is damaged: delete it and run the pass again")))
