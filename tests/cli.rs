@@ -244,13 +244,18 @@ fn end_to_end_report_matches_the_python_reference() {
     assert_eq!(report["device"], "cpu");
     assert_eq!(report["version"], env!("CARGO_PKG_VERSION"));
     let bytes = report["memory"]["accumulator_bytes"].as_u64().unwrap();
-    // 8 bytes x (C D + C D^2 + D) over the 8 (model, layer) pairs, C = 3.
+    // On the device, 8 bytes x (D + C D + D^2 + C D) over the 8 (model, layer) pairs, C = 3;
+    // each class's 22 rows (C D = 3 x 12 at most, fewer than 2D) in host memory, f32.
     let dims = [8u64, 8, 8, 10, 12, 12, 12, 10];
     assert_eq!(
         bytes,
         dims.iter()
-            .map(|d| 8 * (3 * d + 3 * d * d + d))
+            .map(|d| 8 * (d + 3 * d + d * d + 3 * d))
             .sum::<u64>()
+    );
+    assert_eq!(
+        report["memory"]["host_bytes"].as_u64().unwrap(),
+        dims.iter().map(|d| 22 * d * 4).sum::<u64>()
     );
 
     let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();

@@ -24,6 +24,8 @@ struct Parts {
     own_shifts: bool,
     /// Each part is written to a statistics file and read back.
     via_file: bool,
+    /// A class folds its rows into a scatter past this many (None: the default, 2D).
+    fold_above: Option<u64>,
 }
 
 fn whole() -> Parts {
@@ -176,6 +178,7 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
         reverse,
         own_shifts,
         via_file,
+        fold_above,
     } = parts;
     let n = s.labels.len();
     let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
@@ -244,6 +247,9 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
             let row = if own_shifts { w[0] as i64 } else { 0 };
             let shift = t.apply(&s.features.get(row)).unwrap();
             let mut st = ClassMoments::new(classes(&s.labels), &shift, &needs).unwrap();
+            if let Some(rows) = fold_above {
+                st.set_fold_above(rows);
+            }
             feed(w[0]..w[1], &mut |x, _, batch, _| {
                 st.update(&t.apply(x).unwrap(), batch).unwrap()
             });
@@ -310,6 +316,7 @@ fn every_metric_streams_in_batches_and_merges() {
                 reverse: true,
                 own_shifts: true,
                 via_file: true,
+                fold_above: Some(5),
             };
             let split = score(m.as_ref(), &s, &[1, n / 3, n / 2 + 1], parts);
             assert!(
@@ -337,7 +344,8 @@ fn stores_without_per_class_second_moments_are_smaller() {
     )
     .unwrap();
     assert_eq!(light.bytes(), 8 * (10 + 5 * 10 + 10 * 10 + 5 * 10 + 1 + 10));
-    // TransRate's per-class matrices serve the others too: nothing kept twice.
+    // TransRate adds each class's rows, in host memory, until a class has more than 2D of
+    // them; then that class alone keeps a (D, D) scatter on the device instead.
     let all = layer_needs(&[
         &TransRate::plain(1e-4),
         &LogMe,
@@ -345,8 +353,56 @@ fn stores_without_per_class_second_moments_are_smaller() {
         &ShrinkageHScore,
         &Gbc,
     ]);
-    let heavy = ClassMoments::new(5, &shift, &all).unwrap();
-    assert_eq!(heavy.bytes(), 8 * (10 + 5 * 10 + 5 * 10 * 10 + 1 + 10));
+    let mut heavy = ClassMoments::new(5, &shift, &all).unwrap();
+    assert_eq!(heavy.bytes(), light.bytes());
+    let feed = |store: &mut ClassMoments, label: i64, rows: i64| {
+        let x = Tensor::randn([rows, 10], (Kind::Float, Device::Cpu));
+        let labels = vec![label; rows as usize];
+        store
+            .update(&x, &BatchLabels::new(&labels, Device::Cpu).unwrap())
+            .unwrap();
+    };
+    feed(&mut heavy, 0, 20);
+    feed(&mut heavy, 1, 3);
+    assert_eq!(heavy.bytes(), light.bytes());
+    assert_eq!(heavy.host_bytes(), (20 + 3) * 10 * 4);
+    feed(&mut heavy, 0, 1);
+    assert_eq!(heavy.bytes(), light.bytes() + 8 * 10 * 10);
+    assert_eq!(heavy.host_bytes(), 3 * 10 * 4);
+}
+
+#[test]
+fn transrate_from_rows_equals_transrate_from_scatters() {
+    // Every class as rows (its Gram matrix), every class as a scatter (the form before rows),
+    // and classes switching form mid-stream, on every committed set and TransRate option.
+    let mut worst: f64 = 0.0;
+    for s in sets() {
+        for (key, _) in s
+            .expected
+            .iter()
+            .filter(|(k, _)| k.starts_with("transrate"))
+        {
+            let m = metric(key);
+            let at = |fold_above| {
+                let parts = Parts {
+                    fold_above: Some(fold_above),
+                    ..whole()
+                };
+                score(m.as_ref(), &s, &[3, 17, 40], parts)
+            };
+            let scatters = at(0);
+            for fold_above in [u64::MAX, 2, 7] {
+                let rows = at(fold_above);
+                worst = worst.max((rows - scatters).abs() / scatters.abs().max(1e-3));
+                assert!(
+                    close(rows, scatters, 1e-9),
+                    "{} {key} folding past {fold_above}: {rows} vs {scatters}",
+                    s.name
+                );
+            }
+        }
+    }
+    eprintln!("transrate rows vs scatters: worst relative difference {worst:e}");
 }
 
 proptest! {
@@ -360,9 +416,10 @@ proptest! {
         reverse in any::<bool>(),
         own_shifts in any::<bool>(),
         via_file in any::<bool>(),
+        fold_above in prop::option::of(0u64..40),
     ) {
         let s = sets().swap_remove(set_index);
-        let parts = Parts { count, reverse, own_shifts, via_file };
+        let parts = Parts { count, reverse, own_shifts, via_file, fold_above };
         for (key, _) in &s.expected {
             let m = metric(key);
             let whole = score(m.as_ref(), &s, &[], whole());

@@ -105,9 +105,11 @@ fn the_shift_keeps_the_digits_of_features_far_from_the_origin() {
         ),
         s.expected,
     );
-    eprintln!("large offset: rel err {near:e} about the first image, {zero:e} about zero");
+    eprintln!("large offset: rel err {near:e} about the first image, {zero:e} given zero");
+    // A store given a shift far from the data moves it to its first batch's mean before
+    // summing anything, so the digits are kept either way.
     assert!(near < 1e-12, "{near:e}");
-    assert!(zero > 100.0 * near, "{zero:e} vs {near:e}");
+    assert!(zero < 1e-12, "{zero:e}");
 }
 
 #[test]
@@ -144,7 +146,7 @@ fn classes_without_images_are_left_out_of_the_mean() {
 }
 
 #[test]
-fn stores_merge_only_with_stores_of_the_same_shape_and_shift() {
+fn stores_merge_only_with_stores_of_the_same_shape() {
     let shift = Tensor::zeros([4], (Kind::Double, Device::Cpu));
     let mut a = ClassMoments::new(3, &shift, &needs()).unwrap();
     let b = ClassMoments::new(
@@ -157,8 +159,11 @@ fn stores_merge_only_with_stores_of_the_same_shape_and_shift() {
     let c = ClassMoments::new(3, &shift, &Needs::default()).unwrap();
     assert!(a.merge(&c).is_err());
     let d = ClassMoments::new(3, &shift.ones_like(), &needs()).unwrap();
-    assert!(a.merge(&d).is_err());
-    // 8 (C D + C D^2 + D) bytes with per-class second moments, 8 (C D + D) without.
-    assert_eq!(a.bytes(), 8 * (3 * 4 + 3 * 4 * 4 + 4));
-    assert_eq!(c.bytes(), 8 * (3 * 4 + 4));
+    assert!(a.merge(&d).is_ok());
+    // On the device, 8 (D + C D + D^2 + C D) bytes with per-class second moments (the total and
+    // the diagonals; each class's rows are in host memory until it outgrows a scatter), and
+    // 8 (D + C D) without.
+    assert_eq!(a.bytes(), 8 * (4 + 3 * 4 + 4 * 4 + 3 * 4));
+    assert_eq!(a.host_bytes(), 0);
+    assert_eq!(c.bytes(), 8 * (4 + 3 * 4));
 }

@@ -7,7 +7,8 @@
 //!   TransRate = R(Z) - 1/C sum_c R(Z_c)            (R(Z_c) with n_c in place of n)
 //!
 //! exactly as the paper's listing and Transfer-Learning-Library's tllib/ranking/transrate.py; the
-//! scatters Z^T Z and Z_c^T Z_c come from the streaming statistics (stats::ClassMoments). C
+//! scatter Z^T Z comes from the streaming statistics (stats::ClassMoments), and each R(Z_c) from
+//! the class's rows (its n_c x n_c Gram matrix) or its scatter, whichever is smaller. C
 //! counts the classes that have images. A class with one image has a rank-one scatter, and
 //! I + Z_c^T Z_c / eps stays positive definite, so no NaN can arise from it.
 //!
@@ -28,7 +29,7 @@ use tch::{Kind, Tensor};
 use super::{scalar, torch_err, Metric};
 use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use crate::error::{Error, Result};
-use crate::stats::{ClassMoments, Needs, Transform};
+use crate::stats::{logdet_identity_plus, ClassMoments, Needs, Transform};
 
 pub struct TransRate {
     /// `transrate`, or a variant's name.
@@ -88,10 +89,7 @@ impl TransRate {
         } else {
             1.0
         };
-        let rate = |s: Tensor, rows: f64| -> Result<f64, tch::TchError> {
-            Ok(coding_rate(s.f_div_scalar(scale)?, rows, o.eps)? / rank.max(1.0))
-        };
-        let r_all = rate(scatter, n)?;
+        let r_all = coding_rate(scatter.f_div_scalar(scale)?, n, o.eps)? / rank.max(1.0);
         let present: Vec<usize> = stats.present().collect();
         let mut r_within = 0.0;
         for &class in &present {
@@ -100,8 +98,10 @@ impl TransRate {
                 ClassWeight::Uniform => 1.0 / present.len() as f64,
                 ClassWeight::Count => n_c / n,
             };
-            r_within +=
-                weight * rate(project(stats.class_scatter_about_global_mean(class)?)?, n_c)?;
+            // R(Z_c / sqrt(scale)) = 1/2 logdet(I + Z_c^T Z_c / (n_c eps scale)), from the
+            // class's rows or its scatter, whichever the statistics keep.
+            let logdet = stats.class_logdet(class, n_c * o.eps * scale, basis.as_ref())?;
+            r_within += weight * 0.5 * logdet / rank.max(1.0);
         }
         Ok(r_all - r_within)
     }
@@ -143,17 +143,8 @@ impl Metric for TransRate {
 /// Cholesky gives the log-determinant at a third of the cost of an eigendecomposition, reading
 /// only the lower triangle. If rounding has left the matrix not numerically positive definite
 /// (possible only for extreme eps), the eigenvalues of the scatter, clipped at zero, give it.
-pub fn coding_rate(mut scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::TchError> {
-    let _ = scatter.f_div_scalar_(n * eps)?;
-    let _ = scatter.f_diagonal(0, 0, 1)?.f_add_scalar_(1.0)?;
-    let (chol, info) = scatter.f_linalg_cholesky_ex(false, false)?;
-    if info.f_int64_value(&[])? == 0 {
-        let logdet = scalar(chol.f_diagonal(0, 0, 1)?.f_log()?.f_sum(Kind::Double)?)? * 2.0;
-        return Ok(0.5 * logdet);
-    }
-    let _ = scatter.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
-    let eig = scatter.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
-    Ok(0.5 * scalar(eig.f_log1p()?.f_sum(Kind::Double)?)?)
+pub fn coding_rate(scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::TchError> {
+    Ok(0.5 * logdet_identity_plus(scatter, n * eps)?)
 }
 
 /// The eigenvectors of the k largest eigenvalues of a symmetric (D, D) matrix, as (D, k) columns.

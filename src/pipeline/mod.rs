@@ -42,6 +42,8 @@ pub struct Outcome {
     pub empty_classes: Vec<String>,
     pub results: Vec<LayerResult>,
     pub accumulator_bytes: usize,
+    /// Host memory held by feature rows at the end of the pass.
+    pub host_bytes: usize,
     /// Disk used for LEEP's softmax rows.
     pub spilled_bytes: u64,
     pub device: String,
@@ -581,6 +583,7 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         .filter_map(|m| m.stats.source.as_ref())
         .map(|s| s.spilled_bytes())
         .sum();
+    let host_bytes = gathered.models.iter().map(|m| m.stats.host_bytes()).sum();
     let score_start = Instant::now();
     let results = scoring::score(&plan.metrics, &mut gathered.models)?;
     let score_s = score_start.elapsed().as_secs_f64();
@@ -593,6 +596,7 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         empty_classes: gathered.empty_classes,
         results,
         accumulator_bytes: gathered.accumulator_bytes,
+        host_bytes,
         spilled_bytes,
         device: plan.device_label(),
         timing: Timing {

@@ -405,11 +405,18 @@ impl PartContext<'_> {
             let stopping = stop.load(Ordering::SeqCst);
             if stopping || last_checkpoint.elapsed() >= every {
                 let _span = tracing::debug_span!("checkpoint", part = self.index).entered();
+                let t = Instant::now();
                 if let Err(e) =
                     checkpoint::save(self.path, info(progress, &skipped), self.meta, &mut stats)
                 {
                     return fail(e);
                 }
+                tracing::debug!(
+                    "checkpoint of part {} after {} files written in {:.3} s",
+                    self.index + 1,
+                    progress.files_done,
+                    t.elapsed().as_secs_f64()
+                );
                 last_checkpoint = Instant::now();
             }
             if stopping {

@@ -72,8 +72,10 @@ pub struct ResultRow {
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Memory {
-    /// Bytes held by all statistics during the pass.
+    /// Bytes of statistics on the device (per device part) when the pass starts.
     pub accumulator_bytes: usize,
+    /// Bytes of feature rows in host memory at the end (classes kept as rows).
+    pub host_bytes: usize,
     /// Bytes of disk used for LEEP's softmax rows (N x C_s x 4 per model, plus labels).
     pub spilled_bytes: u64,
 }
@@ -138,6 +140,7 @@ impl Report {
             layer_cuts,
             memory: Memory {
                 accumulator_bytes: outcome.accumulator_bytes,
+                host_bytes: outcome.host_bytes,
                 spilled_bytes: outcome.spilled_bytes,
             },
             timing: outcome.timing,

@@ -14,6 +14,7 @@ use std::ops::AddAssign;
 
 use tch::{Kind, TchError, Tensor};
 
+use super::class_second::ClassSecond;
 use super::{BatchLabels, Needs};
 
 pub struct ClassMoments {
@@ -22,11 +23,11 @@ pub struct ClassMoments {
     shift: Tensor,
     /// (C, D): sum of y over each class.
     sums: Tensor,
-    /// (C, D, D): sum of y y^T over each class.
-    class_second: Option<Tensor>,
-    /// (D, D): sum of y y^T, kept only when `class_second` is not (it is their sum).
+    /// Each class's second moment, as rows or as a scatter (`ClassSecond`).
+    class_second: Option<ClassSecond>,
+    /// (D, D): sum of y y^T.
     total_second: Option<Tensor>,
-    /// (C, D): sum of y * y over each class, kept only when `class_second` is not.
+    /// (C, D): sum of y * y over each class.
     class_squares: Option<Tensor>,
     /// (): sum of |y|^4, and (D,): sum of |y|^2 y.
     fourth: Option<(Tensor, Tensor)>,
@@ -46,17 +47,20 @@ impl ClassMoments {
         Ok(ClassMoments {
             counts: vec![0; classes],
             sums: zeros(&[c, d], &shift)?,
+            // Per-class second moments bring the total and the diagonals with them, so the
+            // metrics that need only those never read a class's rows.
             class_second: if class_second {
-                Some(zeros(&[c, d, d], &shift)?)
+                let dim = d as usize;
+                Some(ClassSecond::new(classes, dim, shift.device()))
             } else {
                 None
             },
-            total_second: if needs.total_second && !class_second {
+            total_second: if needs.total_second || class_second {
                 Some(zeros(&[d, d], &shift)?)
             } else {
                 None
             },
-            class_squares: if needs.class_squares && !class_second {
+            class_squares: if needs.class_squares || class_second {
                 Some(zeros(&[c, d], &shift)?)
             } else {
                 None
@@ -92,13 +96,11 @@ impl ClassMoments {
         for ((class, rows), n) in batch.groups.iter().zip(&batch.counts) {
             self.counts[*class] += n;
             if let Some(second) = &mut self.class_second {
-                let yc = match rows {
-                    Some(idx) => y.f_index_select(0, idx)?,
-                    None => y.shallow_clone(),
+                let pick = |t: &Tensor| match rows {
+                    Some(idx) => t.f_index_select(0, idx),
+                    None => Ok(t.shallow_clone()),
                 };
-                let _ = second
-                    .f_select(0, *class as i64)?
-                    .f_addmm_(&yc.f_transpose(0, 1)?, &yc)?;
+                second.update(*class, &pick(features)?, &pick(&y)?, &self.shift)?;
             }
         }
         let yt = y.f_transpose(0, 1)?;
@@ -145,8 +147,10 @@ impl ClassMoments {
             Ok(())
         };
         add(&mut self.sums, &other.sums)?;
+        if let (Some(mine), Some(theirs)) = (&mut self.class_second, &other.class_second) {
+            mine.merge(theirs, &self.shift)?;
+        }
         for (mine, theirs) in [
-            (self.class_second.as_mut(), other.class_second.as_ref()),
             (self.total_second.as_mut(), other.total_second.as_ref()),
             (self.class_squares.as_mut(), other.class_squares.as_ref()),
         ] {
@@ -208,14 +212,7 @@ impl ClassMoments {
             None => None,
         };
         let class_second = match &self.class_second {
-            Some(sec) => {
-                // S_c + s_c d^T + d s_c^T + n_c d d^T, batched over classes.
-                let sd = self.sums.f_unsqueeze(2)?.f_mul(&d.f_view([1, 1, -1])?)?;
-                let dd = outer(&d, &d)?
-                    .f_unsqueeze(0)?
-                    .f_mul(&counts.f_view([-1, 1, 1])?)?;
-                Some(sec.f_add(&sd)?.f_add(&sd.f_transpose(1, 2)?)?.f_add(&dd)?)
-            }
+            Some(sec) => Some(sec.reshifted(&self.counts, &self.sums, &d)?),
             None => None,
         };
         let total_second = match &self.total_second {
@@ -254,29 +251,55 @@ impl ClassMoments {
 
     /// Whether these statistics hold everything `needs` asks for.
     pub fn covers(&self, needs: &Needs) -> bool {
-        let second = self.class_second.is_some();
-        (!needs.class_second || second)
-            && (!needs.total_second || second || self.total_second.is_some())
-            && (!needs.class_squares || second || self.class_squares.is_some())
+        (!needs.class_second || self.class_second.is_some())
+            && (!needs.total_second || self.total_second.is_some())
+            && (!needs.class_squares || self.class_squares.is_some())
             && (!needs.fourth || self.fourth.is_some())
     }
 
     /// The arrays of the store by name, for a statistics file (`from_parts` reads them back).
-    pub fn parts(&self) -> Vec<(&'static str, &Tensor)> {
-        let mut out = vec![("shift", &self.shift), ("sums", &self.sums)];
+    pub fn parts(&self) -> Result<Vec<(String, Tensor)>, TchError> {
+        let mut out = vec![
+            ("shift".to_owned(), self.shift.shallow_clone()),
+            ("sums".to_owned(), self.sums.shallow_clone()),
+        ];
+        if let Some(second) = &self.class_second {
+            // Present even before any row arrives, so the file says these sums were kept.
+            out.push((
+                "class_second".to_owned(),
+                Tensor::f_from_slice(&[second.row_classes() as f64])?,
+            ));
+            for (name, t) in second.parts()? {
+                out.push((format!("class_second.{name}"), t));
+            }
+        }
         let optional = [
-            ("class_second", self.class_second.as_ref()),
             ("total_second", self.total_second.as_ref()),
             ("class_squares", self.class_squares.as_ref()),
             ("fourth_q4", self.fourth.as_ref().map(|f| &f.0)),
             ("fourth_q3", self.fourth.as_ref().map(|f| &f.1)),
         ];
-        out.extend(optional.into_iter().filter_map(|(n, t)| t.map(|t| (n, t))));
-        out
+        out.extend(
+            optional
+                .into_iter()
+                .filter_map(|(n, t)| t.map(|t| (n.to_owned(), t.shallow_clone()))),
+        );
+        Ok(out)
     }
 
     /// A store from the arrays `parts` gave and the per-class counts; the shapes are checked.
     pub fn from_parts(counts: Vec<u64>, mut parts: Vec<(String, Tensor)>) -> Result<Self, String> {
+        // Each class's rows or scatter, named `class_second.<form>_<class>`.
+        let mut own = Vec::new();
+        let mut i = 0;
+        while i < parts.len() {
+            if let Some(name) = parts[i].0.strip_prefix("class_second.") {
+                let name = name.to_owned();
+                own.push((name, parts.swap_remove(i).1));
+            } else {
+                i += 1;
+            }
+        }
         let mut take = |name: &str| {
             parts
                 .iter()
@@ -297,12 +320,25 @@ impl ClassMoments {
             other => Ok(other),
         };
         let sums = check("sums", Some(sums), &[c, d])?;
+        let class_second = match take("class_second") {
+            Some(_) => {
+                let device = shift.device();
+                Some(ClassSecond::from_parts(
+                    counts.len(),
+                    d.max(0) as usize,
+                    device,
+                    own,
+                )?)
+            }
+            None if own.is_empty() => None,
+            None => return Err("per-class rows without their marker".into()),
+        };
         let q4 = check("fourth_q4", take("fourth_q4"), &[])?;
         let q3 = check("fourth_q3", take("fourth_q3"), &[d])?;
         let store = ClassMoments {
             shift: check("shift", Some(shift), &[d])?.ok_or("no shift")?,
             sums: sums.ok_or("no sums")?,
-            class_second: check("class_second", take("class_second"), &[c, d, d])?,
+            class_second,
             total_second: check("total_second", take("total_second"), &[d, d])?,
             class_squares: check("class_squares", take("class_squares"), &[c, d])?,
             fourth: match (q4, q3) {
@@ -326,7 +362,11 @@ impl ClassMoments {
             counts: self.counts.clone(),
             shift: mv(&self.shift)?,
             sums: mv(&self.sums)?,
-            class_second: opt(&self.class_second)?,
+            class_second: self
+                .class_second
+                .as_ref()
+                .map(|c| c.to_device(device))
+                .transpose()?,
             total_second: opt(&self.total_second)?,
             class_squares: opt(&self.class_squares)?,
             fourth: match &self.fourth {
@@ -402,10 +442,9 @@ impl ClassMoments {
 
     /// Sum of y y^T over all images, (D, D), a fresh tensor.
     fn shifted_second(&self) -> Result<Tensor, TchError> {
-        match (&self.class_second, &self.total_second) {
-            (Some(per_class), _) => per_class.f_sum_dim_intlist(&[0i64][..], false, Kind::Double),
-            (None, Some(total)) => total.f_copy_like(),
-            (None, None) => Err(Self::missing("second moments")),
+        match &self.total_second {
+            Some(total) => total.f_copy_like(),
+            None => Err(Self::missing("second moments")),
         }
     }
 
@@ -438,28 +477,50 @@ impl ClassMoments {
         self.sums.f_add(&n.f_mul(&self.shift.f_view([1, -1])?)?)
     }
 
-    /// Z_c^T Z_c for the rows of class `class` centred by the GLOBAL mean, (D, D), a fresh
-    /// tensor: S_c - s_c m^T - m s_c^T + n_c m m^T = S_c + (n_c m - s_c) m^T - m s_c^T.
-    pub fn class_scatter_about_global_mean(&self, class: usize) -> Result<Tensor, TchError> {
+    /// logdet(I + P^T Z_c^T Z_c P / a) for Z_c the rows of class `class` centred by the GLOBAL
+    /// mean and P the (D, k) `basis` (all D directions without one), from the class's rows or
+    /// its scatter, whichever it keeps (`ClassSecond`).
+    pub fn class_logdet(
+        &self,
+        class: usize,
+        a: f64,
+        basis: Option<&Tensor>,
+    ) -> Result<f64, TchError> {
         let second = self
             .class_second
             .as_ref()
             .ok_or_else(|| Self::missing("per-class second moments"))?;
-        let m = self.shifted_mean()?;
-        let s_c = self.sums.f_select(0, class as i64)?;
-        let mut out = second.f_select(0, class as i64)?.f_copy_like()?;
-        let _ = out.f_addr_(&m.f_mul_scalar(self.counts[class] as f64)?.f_sub(&s_c)?, &m)?;
-        let _ = out.f_addr_(&m.f_neg()?, &s_c)?;
-        Ok(out)
+        second.logdet(
+            class,
+            &self.mean()?,
+            &self.shift,
+            &self.sums.f_select(0, class as i64)?,
+            self.counts[class],
+            a,
+            basis,
+        )
+    }
+
+    /// With `rows` = 0 every class keeps a D x D scatter from its first image; with u64::MAX
+    /// every class keeps its rows; by default a class folds its rows into a scatter past 2D of
+    /// them. For parity tests and measurements.
+    pub fn set_fold_above(&mut self, rows: u64) {
+        if let Some(second) = &mut self.class_second {
+            second.set_fold_above(rows);
+        }
+    }
+
+    /// Bytes of feature rows kept in host memory (`ClassSecond`).
+    pub fn host_bytes(&self) -> usize {
+        self.class_second.as_ref().map_or(0, |c| c.bytes().0)
     }
 
     /// The population variance of each feature within each class, (C, D), clipped at zero;
     /// zero rows for classes without images.
     pub fn class_variances(&self) -> Result<Tensor, TchError> {
-        let squares = match (&self.class_second, &self.class_squares) {
-            (Some(second), _) => second.f_diagonal(0, 1, 2)?,
-            (None, Some(sq)) => sq.shallow_clone(),
-            (None, None) => return Err(Self::missing("per-class sums of squares")),
+        let squares = match &self.class_squares {
+            Some(sq) => sq.shallow_clone(),
+            None => return Err(Self::missing("per-class sums of squares")),
         };
         let n: Vec<f64> = self.counts.iter().map(|&n| n.max(1) as f64).collect();
         let n = Tensor::f_from_slice(&n)?
@@ -490,18 +551,19 @@ impl ClassMoments {
             - 3.0 * n * m2 * m2)
     }
 
-    /// Bytes held by the tensors (the bounds documented in the README).
+    /// Bytes held on the statistics' device: the sums, and the scatters of the classes that
+    /// keep one (the bounds documented in the README). Rows are in `host_bytes`.
     pub fn bytes(&self) -> usize {
         let numel = |t: &Tensor| t.size().iter().product::<i64>() as usize;
         let parts = [
             Some(&self.shift),
             Some(&self.sums),
-            self.class_second.as_ref(),
             self.total_second.as_ref(),
             self.class_squares.as_ref(),
         ];
         let fourth = self.fourth.as_ref().map_or(0, |(a, b)| numel(a) + numel(b));
-        8 * (parts.into_iter().flatten().map(numel).sum::<usize>() + fourth)
+        let scatters = self.class_second.as_ref().map_or(0, |c| c.bytes().1);
+        8 * (parts.into_iter().flatten().map(numel).sum::<usize>() + fourth) + scatters
     }
 
     /// False as soon as a NaN or an infinity has reached the sums.

@@ -2,18 +2,21 @@
 //! end, so memory does not grow with the number of images.
 //!
 //! Per (model, layer): `ClassMoments`, the per-class counts and sums of the pooled features plus
-//! whichever second- and fourth-order sums the requested metrics need (`Needs`); nothing is kept
-//! twice (a total second moment is the sum of the per-class ones when those exist). Per model:
+//! whichever second- and fourth-order sums the requested metrics need (`Needs`); each class's
+//! second moment (TransRate) is kept as its rows or as its scatter, whichever is smaller
+//! (`class_second.rs`: the one place that knows both). Per model:
 //! `SourceStats`, what the source classifier's predictions say about the target labels (NCE,
 //! LEEP). Stores fed disjoint parts of the data merge with `+=` into the store of the whole.
 
 mod batch_labels;
 mod class_moments;
+mod class_second;
 mod model_stats;
 mod source;
 
 pub use batch_labels::BatchLabels;
 pub use class_moments::ClassMoments;
+pub use class_second::logdet_identity_plus;
 pub use model_stats::ModelStats;
 pub use source::SourceStats;
 

@@ -89,6 +89,15 @@ impl ModelStats {
         layers + self.source.as_ref().map_or(0, SourceStats::bytes)
     }
 
+    /// Bytes of feature rows kept in host memory.
+    pub fn host_bytes(&self) -> usize {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(_, s)| s.host_bytes())
+            .sum()
+    }
+
     /// The first store of each layer (they all count the same images).
     pub fn first(&self, layer: usize) -> &ClassMoments {
         &self.layers[layer][0].1

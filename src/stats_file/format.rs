@@ -1,6 +1,7 @@
 //! The bytes of a statistics file: the magic `ZSSTATS\n`, the format version (u32), the header
-//! length (u64) and the header (JSON), the payload (the header's arrays, f64 little-endian,
-//! row-major, in header order, then any raw rows), and a CRC-32 of everything before it.
+//! length (u64) and the header (JSON), the payload (the header's arrays, f64 or f32
+//! little-endian, row-major, in header order, then any raw rows), and a CRC-32 of everything
+//! before it.
 //!
 //! Files are written to a temporary file in the same folder, synced and renamed over the
 //! target, so a kill at any moment leaves either the old file or the new one, never half of one.
@@ -92,24 +93,31 @@ pub fn write_atomic(
     Ok(())
 }
 
-/// Writes a tensor's values as f64, in chunks, whatever its device.
+/// Writes a tensor's values, in chunks, whatever its device: f32 tensors as f32 (feature rows),
+/// everything else as f64.
 pub fn write_tensor(w: &mut impl Write, t: &Tensor) -> Result<(), WriteError> {
+    let f32 = t.kind() == Kind::Float;
     let flat = t
-        .f_to_kind(Kind::Double)?
+        .f_to_kind(if f32 { Kind::Float } else { Kind::Double })?
         .f_to_device(Device::Cpu)?
         .f_contiguous()?
         .f_view([-1])?;
     let n = flat.size()[0];
-    let mut values = Vec::new();
     let mut bytes = Vec::new();
     let mut start = 0;
     while start < n {
         let len = CHUNK.min(n - start);
-        values.resize(len as usize, 0f64);
-        flat.f_narrow(0, start, len)?
-            .f_copy_data(&mut values, len as usize)?;
+        let chunk = flat.f_narrow(0, start, len)?;
         bytes.clear();
-        bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        if f32 {
+            let mut values = vec![0f32; len as usize];
+            chunk.f_copy_data(&mut values, len as usize)?;
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        } else {
+            let mut values = vec![0f64; len as usize];
+            chunk.f_copy_data(&mut values, len as usize)?;
+            bytes.extend(values.iter().flat_map(|v| v.to_le_bytes()));
+        }
         w.write_all(&bytes)?;
         start += len;
     }
@@ -135,26 +143,38 @@ impl Read for Payload {
 }
 
 impl Payload {
-    /// The next array, of `shape`, as an f64 tensor on `device`.
-    pub fn read_tensor(&mut self, shape: &[i64], device: Device) -> Result<Tensor, String> {
+    /// The next array, of `shape`, as an f64 (or, with `f32`, f32) tensor on `device`.
+    pub fn read_tensor(
+        &mut self,
+        shape: &[i64],
+        f32: bool,
+        device: Device,
+    ) -> Result<Tensor, String> {
         if shape.iter().any(|&d| d < 0) {
             return Err(format!("an array has shape {shape:?}"));
         }
+        let width = if f32 { 4 } else { 8 };
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
-        if numel.saturating_mul(8) > self.left {
+        if numel.saturating_mul(width) > self.left {
             return Err("the file ends before its arrays do".into());
         }
-        let mut values = vec![0f64; numel as usize];
-        let mut bytes = vec![0u8; (CHUNK as usize * 8).min(numel as usize * 8)];
-        for chunk in values.chunks_mut(CHUNK as usize) {
-            let b = &mut bytes[..chunk.len() * 8];
-            self.read_exact(b)
-                .map_err(|e| format!("cannot read: {e}"))?;
-            for (v, le) in chunk.iter_mut().zip(b.chunks_exact(8)) {
-                *v = f64::from_le_bytes(le.try_into().unwrap_or([0; 8]));
-            }
-        }
-        Tensor::f_from_slice(&values)
+        let mut bytes = vec![0u8; numel as usize * width as usize];
+        self.read_exact(&mut bytes)
+            .map_err(|e| format!("cannot read: {e}"))?;
+        let tensor = if f32 {
+            let values: Vec<f32> = bytes
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect();
+            Tensor::f_from_slice(&values)
+        } else {
+            let values: Vec<f64> = bytes
+                .chunks_exact(8)
+                .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+                .collect();
+            Tensor::f_from_slice(&values)
+        };
+        tensor
             .and_then(|t| t.f_view(shape))
             .and_then(|t| t.f_to_device(device))
             .map_err(|e| crate::error::torch_message(&e))

@@ -180,11 +180,14 @@ struct SourceHeader {
     rows_bytes: u64,
 }
 
-/// An f64 array of the payload, stored row-major in little-endian order.
+/// An array of the payload, stored row-major in little-endian order: f64, or f32 for feature
+/// rows kept as the network made them.
 #[derive(Debug, Serialize, Deserialize)]
 struct ArrayHeader {
     name: String,
     shape: Vec<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    dtype: Option<String>,
 }
 
 fn file_err(path: &Path, message: impl Into<String>) -> Error {
@@ -198,23 +201,30 @@ fn file_err(path: &Path, message: impl Into<String>) -> Error {
 pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
     let torch = |e: tch::TchError| file_err(path, crate::error::torch_message(&e));
     let mut models = Vec::with_capacity(file.models.len());
+    // The arrays of every store, in payload order.
+    let mut payload: Vec<Vec<Vec<Vec<(String, tch::Tensor)>>>> = Vec::new();
     for entry in &mut file.models {
-        let layers = entry
-            .layers
-            .iter()
-            .zip(&entry.stats.layers)
-            .map(|(meta, stores)| LayerHeader {
+        let mut model_arrays = Vec::new();
+        let mut layers = Vec::new();
+        for (meta, stores) in entry.layers.iter().zip(&entry.stats.layers) {
+            let mut layer_arrays = Vec::new();
+            let mut headers = Vec::new();
+            for (t, s) in stores {
+                let parts = s.parts().map_err(torch)?;
+                headers.push(StoreHeader {
+                    transform: *t,
+                    counts: s.counts().to_vec(),
+                    arrays: parts.iter().map(|(n, t)| array_header(n, t)).collect(),
+                });
+                layer_arrays.push(parts);
+            }
+            layers.push(LayerHeader {
                 meta: meta.clone(),
-                stores: stores
-                    .iter()
-                    .map(|(t, s)| StoreHeader {
-                        transform: *t,
-                        counts: s.counts().to_vec(),
-                        arrays: s.parts().iter().map(|(n, t)| array_header(n, t)).collect(),
-                    })
-                    .collect(),
-            })
-            .collect();
+                stores: headers,
+            });
+            model_arrays.push(layer_arrays);
+        }
+        payload.push(model_arrays);
         let source = entry.stats.source.as_ref().map(|s| SourceHeader {
             classes: s.classes(),
             source_classes: s.source_classes(),
@@ -237,13 +247,9 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
     };
     let json = serde_json::to_vec(&header).map_err(|e| file_err(path, e.to_string()))?;
     format::write_atomic(path, &json, |w| {
-        for entry in &mut file.models {
-            for stores in &entry.stats.layers {
-                for (_, s) in stores {
-                    for (_, t) in s.parts() {
-                        format::write_tensor(w, t)?;
-                    }
-                }
+        for (entry, arrays) in file.models.iter_mut().zip(&payload) {
+            for parts in arrays.iter().flatten().flatten() {
+                format::write_tensor(w, &parts.1)?;
             }
             if let Some(source) = &mut entry.stats.source {
                 for (_, t) in source.parts() {
@@ -266,6 +272,7 @@ fn array_header(name: &str, t: &tch::Tensor) -> ArrayHeader {
     ArrayHeader {
         name: name.to_owned(),
         shape: t.size(),
+        dtype: (t.kind() == tch::Kind::Float).then(|| "f32".to_owned()),
     }
 }
 
@@ -333,6 +340,13 @@ fn read_arrays(
 ) -> Result<Vec<(String, tch::Tensor)>, String> {
     arrays
         .iter()
-        .map(|a| Ok((a.name.clone(), payload.read_tensor(&a.shape, device)?)))
+        .map(|a| {
+            let f32 = match a.dtype.as_deref() {
+                None | Some("f64") => false,
+                Some("f32") => true,
+                Some(other) => return Err(format!("array `{}` of unknown type {other}", a.name)),
+            };
+            Ok((a.name.clone(), payload.read_tensor(&a.shape, f32, device)?))
+        })
         .collect()
 }

@@ -1,0 +1,360 @@
+//! Each class's second moment, kept in whichever exact form is smaller: its feature rows, or
+//! its D x D scatter.
+//!
+//! TransRate needs, for every class c, logdet(I + Z_c^T Z_c / a) with Z_c the class's rows
+//! centred by the global mean. A (D, D) f64 scatter per class costs 8 C D^2 bytes (32 GiB for
+//! a 2048-d layer at C = 1000), yet a class of n_c images has a scatter of rank at most n_c,
+//! and logdet(I + Z_c^T Z_c / a) = logdet(I + Z_c Z_c^T / a): the n_c x n_c Gram matrix of its
+//! rows gives the same number. So a class keeps its raw rows (f32, as the network made them, in
+//! host memory) while n_c D 4 bytes is at most the scatter's D^2 8 (n_c <= 2D), and folds them
+//! into a scatter (f64, on the device, about the store's shift) once they would outgrow it.
+//! Device memory then holds scatters only for classes with more than 2D images, and host memory
+//! at most 2D rows of any class. Merging concatenates rows or adds scatters, exactly.
+//!
+//! The one question metrics ask (`logdet`) is answered from either form, so no metric knows which
+//! a class uses.
+
+use tch::{Device, Kind, TchError, Tensor};
+
+/// One class's second moment.
+enum Form {
+    /// Raw feature rows (host), in arrival order, in chunks as they came: f32 for features made
+    /// in f32 or less (every network's), f64 for f64 features, so a row is exactly the vector the
+    /// other sums were made from.
+    Rows { chunks: Vec<Tensor>, n: u64 },
+    /// sum of y y^T for y = x - shift, (D, D) f64 on the store's device.
+    Scatter(Tensor),
+}
+
+pub struct ClassSecond {
+    classes: Vec<Form>,
+    dim: usize,
+    /// A class folds its rows into a scatter once it holds more than this many; None: once
+    /// they take more bytes than the scatter.
+    fold_above: Option<u64>,
+    device: Device,
+}
+
+/// The kind rows of features of kind `kind` are kept in: f32 unless they are f64.
+fn row_kind(kind: Kind) -> Kind {
+    if kind == Kind::Double {
+        Kind::Double
+    } else {
+        Kind::Float
+    }
+}
+
+impl ClassSecond {
+    pub fn new(classes: usize, dim: usize, device: Device) -> ClassSecond {
+        ClassSecond {
+            classes: (0..classes)
+                .map(|_| Form::Rows {
+                    chunks: Vec::new(),
+                    n: 0,
+                })
+                .collect(),
+            dim,
+            fold_above: None,
+            device,
+        }
+    }
+
+    /// Rows beyond which a class keeps a scatter: n D b > D^2 8 for rows of b bytes, i.e. 2D
+    /// f32 rows (D f64 ones), unless set.
+    fn limit(&self, kind: Kind) -> u64 {
+        self.fold_above
+            .unwrap_or(8 * self.dim as u64 / kind.elt_size_in_bytes() as u64)
+    }
+
+    /// Folds in class `class`'s rows of a batch: `raw` (n, D) as the network made them and `y`
+    /// the same rows about `shift` in f64, both on the store's device.
+    pub fn update(
+        &mut self,
+        class: usize,
+        raw: &Tensor,
+        y: &Tensor,
+        shift: &Tensor,
+    ) -> Result<(), TchError> {
+        match &mut self.classes[class] {
+            Form::Scatter(s) => {
+                let _ = s.f_addmm_(&y.f_transpose(0, 1)?, y)?;
+            }
+            Form::Rows { chunks, n } => {
+                let kind = row_kind(raw.kind());
+                chunks.push(
+                    raw.f_to_kind(kind)?
+                        .f_to_device(Device::Cpu)?
+                        .f_contiguous()?,
+                );
+                *n += raw.size()[0] as u64;
+                let over = *n > self.limit(kind);
+                if over {
+                    return self.fold(class, shift);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Turns a row-kept class into its scatter about `shift`.
+    fn fold(&mut self, class: usize, shift: &Tensor) -> Result<(), TchError> {
+        let scatter = match &self.classes[class] {
+            Form::Rows { chunks, .. } => {
+                let mut s = Tensor::f_zeros(
+                    [self.dim as i64, self.dim as i64],
+                    (Kind::Double, self.device),
+                )?;
+                for chunk in chunks {
+                    let y = chunk
+                        .f_to_device(self.device)?
+                        .f_to_kind(Kind::Double)?
+                        .f_sub(shift)?;
+                    let _ = s.f_addmm_(&y.f_transpose(0, 1)?, &y)?;
+                }
+                s
+            }
+            Form::Scatter(_) => return Ok(()),
+        };
+        self.classes[class] = Form::Scatter(scatter);
+        Ok(())
+    }
+
+    /// Adds another store's classes (same classes, dimension and shift).
+    pub fn merge(&mut self, other: &ClassSecond, shift: &Tensor) -> Result<(), TchError> {
+        if self.classes.len() != other.classes.len() || self.dim != other.dim {
+            return Err(TchError::Shape(
+                "cannot merge per-class moments of different shapes".into(),
+            ));
+        }
+        for class in 0..self.classes.len() {
+            match &other.classes[class] {
+                Form::Rows { chunks, n } => {
+                    for chunk in chunks {
+                        self.append_rows(class, chunk, shift)?;
+                    }
+                    let _ = n;
+                }
+                Form::Scatter(theirs) => {
+                    self.fold(class, shift)?;
+                    if let Form::Scatter(mine) = &mut self.classes[class] {
+                        let _ = mine.f_add_(&theirs.f_to_device(self.device)?)?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn append_rows(&mut self, class: usize, rows: &Tensor, shift: &Tensor) -> Result<(), TchError> {
+        let y = rows
+            .f_to_device(self.device)?
+            .f_to_kind(Kind::Double)?
+            .f_sub(shift)?;
+        self.update(class, rows, &y, shift)
+    }
+
+    /// The same moments about another shift, given each class's count and sum of y about the
+    /// old shift, (C,) and (C, D), and d = old shift - new shift. Rows are raw: unchanged.
+    pub fn reshifted(&self, counts: &[u64], sums: &Tensor, d: &Tensor) -> Result<Self, TchError> {
+        let classes = self
+            .classes
+            .iter()
+            .enumerate()
+            .map(|(c, form)| {
+                Ok(match form {
+                    Form::Rows { chunks, n } => Form::Rows {
+                        chunks: chunks.iter().map(Tensor::shallow_clone).collect(),
+                        n: *n,
+                    },
+                    Form::Scatter(s) => {
+                        let s_c = sums.f_select(0, c as i64)?;
+                        let sd = s_c.f_view([-1, 1])?.f_mul(&d.f_view([1, -1])?)?;
+                        let dd = d.f_view([-1, 1])?.f_mul(&d.f_view([1, -1])?)?;
+                        Form::Scatter(
+                            s.f_add(&sd)?
+                                .f_add(&sd.f_transpose(0, 1)?)?
+                                .f_add(&dd.f_mul_scalar(counts[c] as f64)?)?,
+                        )
+                    }
+                })
+            })
+            .collect::<Result<Vec<_>, TchError>>()?;
+        Ok(ClassSecond {
+            classes,
+            dim: self.dim,
+            fold_above: self.fold_above,
+            device: self.device,
+        })
+    }
+
+    /// logdet(I + P^T Z_c^T Z_c P / a), Z_c the rows of `class` centred by `mean` (the global
+    /// mean of the raw features, (D,) f64), P the (D, k) `basis` (the identity without one).
+    /// `shift`, `sum` (sum of y = x - shift over the class) and `n` describe the class for its
+    /// scatter form.
+    pub fn logdet(
+        &self,
+        class: usize,
+        mean: &Tensor,
+        shift: &Tensor,
+        sum: &Tensor,
+        n: u64,
+        a: f64,
+        basis: Option<&Tensor>,
+    ) -> Result<f64, TchError> {
+        let matrix = match &self.classes[class] {
+            Form::Scatter(second) => {
+                // Z_c^T Z_c = S_c - s_c m^T - m s_c^T + n_c m m^T with m = mean - shift.
+                let m = mean.f_sub(shift)?;
+                let mut out = second.f_add_scalar(0.0)?;
+                let _ = out.f_addr_(&m.f_mul_scalar(n as f64)?.f_sub(sum)?, &m)?;
+                let _ = out.f_addr_(&m.f_neg()?, sum)?;
+                match basis {
+                    Some(p) => p.f_transpose(0, 1)?.f_matmul(&out)?.f_matmul(p)?,
+                    None => out,
+                }
+            }
+            Form::Rows { chunks, .. } => {
+                let rows = Tensor::f_cat(chunks, 0)?
+                    .f_to_device(self.device)?
+                    .f_to_kind(Kind::Double)?;
+                let mut z = rows.f_sub(mean)?;
+                if let Some(p) = basis {
+                    z = z.f_matmul(p)?;
+                }
+                // The smaller of the two Gram matrices has the same nonzero spectrum.
+                if z.size()[0] < z.size()[1] {
+                    z.f_matmul(&z.f_transpose(0, 1)?)?
+                } else {
+                    z.f_transpose(0, 1)?.f_matmul(&z)?
+                }
+            }
+        };
+        logdet_identity_plus(matrix, a)
+    }
+
+    /// Bytes of host memory (rows) and of device memory (scatters).
+    pub fn bytes(&self) -> (usize, usize) {
+        let mut host = 0;
+        let mut device = 0;
+        for form in &self.classes {
+            match form {
+                Form::Rows { chunks, .. } => {
+                    host += chunks
+                        .iter()
+                        .map(|c| c.numel() * c.kind().elt_size_in_bytes())
+                        .sum::<usize>()
+                }
+                Form::Scatter(_) => device += self.dim * self.dim * 8,
+            }
+        }
+        (host, device)
+    }
+
+    /// Classes kept as rows, of all classes.
+    pub fn row_classes(&self) -> usize {
+        self.classes
+            .iter()
+            .filter(|f| matches!(f, Form::Rows { .. }))
+            .count()
+    }
+
+    /// The arrays for a statistics file: `rows_<c>` (n_c, D) f32 or `scatter_<c>` (D, D) f64.
+    pub fn parts(&self) -> Result<Vec<(String, Tensor)>, TchError> {
+        let mut out = Vec::new();
+        for (c, form) in self.classes.iter().enumerate() {
+            match form {
+                Form::Rows { chunks, n } if *n > 0 => {
+                    out.push((format!("rows_{c}"), Tensor::f_cat(chunks, 0)?));
+                }
+                Form::Rows { .. } => {}
+                Form::Scatter(s) => out.push((format!("scatter_{c}"), s.shallow_clone())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads `parts` back: classes without an array have no rows yet.
+    pub fn from_parts(
+        classes: usize,
+        dim: usize,
+        device: Device,
+        parts: Vec<(String, Tensor)>,
+    ) -> Result<Self, String> {
+        let mut out = ClassSecond::new(classes, dim, device);
+        for (name, t) in parts {
+            let (kind, class) = name
+                .split_once('_')
+                .and_then(|(k, c)| Some((k.to_owned(), c.parse::<usize>().ok()?)))
+                .filter(|(_, c)| *c < classes)
+                .ok_or_else(|| format!("unknown array `{name}`"))?;
+            let size = t.size();
+            match kind.as_str() {
+                "rows" if size.len() == 2 && size[1] == dim as i64 => {
+                    let rows = t
+                        .f_to_kind(row_kind(t.kind()))
+                        .and_then(|t| t.f_to_device(Device::Cpu))
+                        .map_err(|e| e.to_string())?;
+                    out.classes[class] = Form::Rows {
+                        n: size[0] as u64,
+                        chunks: vec![rows],
+                    };
+                }
+                "scatter" if size == [dim as i64, dim as i64] => {
+                    out.classes[class] =
+                        Form::Scatter(t.f_to_device(device).map_err(|e| e.to_string())?);
+                }
+                _ => return Err(format!("array `{name}` has shape {size:?}")),
+            }
+        }
+        Ok(out)
+    }
+
+    /// A copy whose scatters live on `device` (rows stay on the host).
+    pub fn to_device(&self, device: Device) -> Result<ClassSecond, TchError> {
+        let classes = self
+            .classes
+            .iter()
+            .map(|f| {
+                Ok(match f {
+                    Form::Rows { chunks, n } => Form::Rows {
+                        chunks: chunks.iter().map(Tensor::shallow_clone).collect(),
+                        n: *n,
+                    },
+                    Form::Scatter(s) => Form::Scatter(s.f_to_device(device)?),
+                })
+            })
+            .collect::<Result<Vec<_>, TchError>>()?;
+        Ok(ClassSecond {
+            classes,
+            dim: self.dim,
+            fold_above: self.fold_above,
+            device,
+        })
+    }
+
+    /// With `fold_above` = 0 every class keeps a scatter from its first image (the form before
+    /// rows existed); with u64::MAX every class keeps its rows. For tests and measurements.
+    pub fn set_fold_above(&mut self, fold_above: u64) {
+        self.fold_above = Some(fold_above);
+    }
+}
+
+/// logdet(I + M / a) for a symmetric positive semi-definite f64 matrix M, consumed. Cholesky
+/// reads the lower triangle at a third of an eigendecomposition's cost; should rounding leave
+/// the matrix not numerically positive definite (extreme a), its eigenvalues clipped at zero.
+pub fn logdet_identity_plus(mut m: Tensor, a: f64) -> Result<f64, TchError> {
+    let _ = m.f_div_scalar_(a)?;
+    let _ = m.f_diagonal(0, 0, 1)?.f_add_scalar_(1.0)?;
+    let (chol, info) = m.f_linalg_cholesky_ex(false, false)?;
+    if info.f_int64_value(&[])? == 0 {
+        return Ok(2.0
+            * chol
+                .f_diagonal(0, 0, 1)?
+                .f_log()?
+                .f_sum(Kind::Double)?
+                .f_double_value(&[])?);
+    }
+    let _ = m.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
+    let eig = m.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
+    eig.f_log1p()?.f_sum(Kind::Double)?.f_double_value(&[])
+}
