@@ -2,6 +2,10 @@
 """Write the demo's target task: Fashion-MNIST images as an ImageFolder tree of PNG files.
 
     .venv/bin/python scripts/make_demo_data.py [--per-class 100] [--split test] [--out data/fashion-mnist-demo]
+        [--groups G]
+
+With --groups G, each class is split into G pseudo-classes (`<class>-<g>`, image j of the class
+in group j mod G): 10 G classes, for measuring many-class targets (scripts/many_classes).
 
 Reads Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, MIT licence,
 (c) Zalando SE); takes the first N images of each class in file order, so the tree is the same on
@@ -32,6 +36,7 @@ def main():
     ap.add_argument("--per-class", type=int, default=100)
     ap.add_argument("--split", choices=["train", "test"], default="test")
     ap.add_argument("--out", type=Path, default=ROOT / "data" / "fashion-mnist-demo")
+    ap.add_argument("--groups", type=int, default=1)
     args = ap.parse_args()
 
     prefix = "train" if args.split == "train" else "t10k"
@@ -45,14 +50,14 @@ def main():
     shutil.rmtree(tmp, ignore_errors=True)
     written = 0
     for c, name in enumerate(CLASSES):
-        folder = tmp / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in np.flatnonzero(labels == c)[: args.per_class]:
+        for j, i in enumerate(np.flatnonzero(labels == c)[: args.per_class]):
+            folder = tmp / (name if args.groups == 1 else f"{name}-{j % args.groups:03d}")
+            folder.mkdir(parents=True, exist_ok=True)
             Image.fromarray(images[i]).save(folder / f"{args.split}_{i:05d}.png")
             written += 1
     shutil.rmtree(args.out, ignore_errors=True)
     tmp.rename(args.out)
-    print(f"wrote {written} images in {len(CLASSES)} classes under {args.out}")
+    print(f"wrote {written} images in {len(CLASSES) * args.groups} classes under {args.out}")
 
 
 if __name__ == "__main__":

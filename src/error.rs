@@ -104,6 +104,16 @@ pub enum Error {
     #[error("image decoding stopped: {0}")]
     Worker(String),
 
+    #[error(
+        "the statistics would need {need} but the memory budget is {budget}{why}; use fewer \
+         layers or models, a smaller `dataset.max_per_class`, or a larger `memory_budget` (GiB)"
+    )]
+    Memory {
+        need: String,
+        budget: String,
+        why: String,
+    },
+
     #[error("statistics file {}: {message}", .path.display())]
     StatsFile { path: PathBuf, message: String },
 

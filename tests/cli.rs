@@ -689,3 +689,24 @@ fn reduced_precision_runs_and_changes_scores_a_little() {
         );
     }
 }
+
+#[test]
+fn memory_is_checked_before_the_pass() {
+    // tiny_a's layers are 8, 8, 8 and 10 wide; 24 files in 3 classes, so every class keeps its
+    // rows: 4 x 24 x 34 = 3,264 bytes of f32 rows, and 8 (D + 2 C D + D^2) bytes of sums per
+    // layer, 4,240 in all.
+    let run = run_config(
+        &(config_with_models(MODEL_A) + "memory_budget: 0.000001\n"),
+        &[],
+    );
+    assert_eq!(
+        run.error_line(),
+        "error: the statistics would need 7.3 KiB of memory (3.2 KiB of feature rows, 4.1 KiB \
+         of sums) but the memory budget is 1.0 KiB; use fewer layers or models, a smaller \
+         `dataset.max_per_class`, or a larger `memory_budget` (GiB)"
+    );
+    let run = run_config(&(config_with_models(MODEL_A) + "memory_budget: 0\n"), &[]);
+    assert!(run
+        .error_line()
+        .ends_with("`memory_budget` must be a positive number of GiB, got 0"));
+}

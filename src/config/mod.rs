@@ -54,6 +54,9 @@ pub struct Config {
     pub output: Option<PathBuf>,
     /// Image decoding threads; default: the number of cores.
     pub workers: Option<usize>,
+    /// GiB of memory the statistics may take (host memory, and device memory on a CPU run);
+    /// default: 80 % of the memory available when the run starts. Checked before the pass.
+    pub memory_budget: Option<f64>,
     /// How the cut inside the chosen model is picked (src/recommend/strategy.rs); default: the
     /// strategy the benchmark's held-out evidence supports.
     pub recommend: Option<String>,
@@ -249,6 +252,13 @@ impl Config {
         }
         if self.workers == Some(0) {
             return Err("`workers` must be at least 1".into());
+        }
+        if let Some(gib) = self.memory_budget {
+            if !(gib.is_finite() && gib > 0.0) {
+                return Err(format!(
+                    "`memory_budget` must be a positive number of GiB, got {gib}"
+                ));
+            }
         }
         if !(self.transrate.eps.is_finite() && self.transrate.eps > 0.0) {
             return Err(format!(

@@ -131,6 +131,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
                 .collect::<Result<Vec<_>>>()?,
         );
     }
+    check_memory(job, &models[0])?;
     let mut stats: Vec<Vec<ModelStats>> = Vec::with_capacity(parts);
     for (d, device_models) in models.iter().enumerate() {
         stats.push(match restored[d].take() {
@@ -289,6 +290,77 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         accumulator_bytes,
         checkpoints: paths,
     })
+}
+
+/// The statistics' worst-case memory, known before the pass from the class sizes and the
+/// layers' widths: printed, and refused with the figure and the way out when it exceeds the
+/// budget, rather than failing hours into the pass.
+fn check_memory(job: &Job, models: &[ZooModel]) -> Result<()> {
+    let plan = job.plan;
+    let mut per_class = vec![0u64; job.classes];
+    for item in job.items {
+        per_class[item.label] += 1;
+    }
+    let parts = plan.devices.len();
+    let (mut device, mut host) = (0u64, 0u64);
+    for model in models {
+        for &dim in &model.dims {
+            let (dv, h) = job.layout.worst_case(dim, &per_class, parts);
+            device += dv;
+            host += h;
+        }
+    }
+    let gib = |b: u64| {
+        let b = b as f64;
+        if b >= (1u64 << 30) as f64 {
+            format!("{:.2} GiB", b / (1u64 << 30) as f64)
+        } else if b >= (1u64 << 20) as f64 {
+            format!("{:.1} MiB", b / (1u64 << 20) as f64)
+        } else {
+            format!("{:.1} KiB", b / 1024.0)
+        }
+    };
+    let on_cpu = plan.devices.iter().all(|d| *d == Device::Cpu);
+    tracing::info!(
+        "statistics: at most {} on {} and {} of feature rows in host memory",
+        gib(device),
+        if on_cpu { "the CPU" } else { "the devices" },
+        gib(host)
+    );
+    let (budget, default) = match plan.config.memory_budget {
+        Some(g) => ((g * (1u64 << 30) as f64) as u64, false),
+        None => match available_memory() {
+            Some(b) => (b / 5 * 4, true),
+            None => return Ok(()),
+        },
+    };
+    let need = host + if on_cpu { device } else { 0 };
+    if need > budget {
+        let why = if default {
+            " (80 % of the memory available now)".to_owned()
+        } else {
+            String::new()
+        };
+        return Err(Error::Memory {
+            need: format!(
+                "{} of memory ({} of feature rows, {} of sums)",
+                gib(need),
+                gib(host),
+                gib(if on_cpu { device } else { 0 })
+            ),
+            budget: gib(budget),
+            why,
+        });
+    }
+    Ok(())
+}
+
+/// MemAvailable of /proc/meminfo, in bytes (Linux).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 fn geometries_of(specs: &[ModelSpec]) -> Vec<Geometry> {

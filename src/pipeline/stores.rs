@@ -62,6 +62,40 @@ impl Layout {
         format!("{:?} {:?}", self.per_transform, self.source)
     }
 
+    /// The most memory the statistics of a layer of `dim` features can take over images with
+    /// `per_class` images per class, split over `parts` devices: (device bytes, host bytes).
+    /// Each device part keeps its own sums; each class keeps its rows (host, f32) while it has
+    /// at most 2D of them, a D x D scatter (device) past that.
+    pub fn worst_case(&self, dim: usize, per_class: &[u64], parts: usize) -> (u64, u64) {
+        let (d, c) = (dim as u64, per_class.len() as u64);
+        let mut device = 0;
+        let mut host = 0;
+        for (_, needs) in &self.per_transform {
+            let second = needs.class_second;
+            let mut base = 8 * (d + c * d);
+            if needs.total_second || second {
+                base += 8 * d * d;
+            }
+            if needs.class_squares || second {
+                base += 8 * c * d;
+            }
+            if needs.fourth {
+                base += 8 * (d + 1);
+            }
+            device += base * parts as u64;
+            if second {
+                for &n in per_class {
+                    if n > 2 * d {
+                        device += 8 * d * d;
+                    } else {
+                        host += 4 * n * d;
+                    }
+                }
+            }
+        }
+        (device, host)
+    }
+
     pub fn allocate(&self, model: &ZooModel, classes: usize) -> Result<ModelStats> {
         let err = |e| Error::torch(&model.name, "allocating the statistics", e);
         let layers = model
