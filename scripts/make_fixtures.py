@@ -26,6 +26,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference import metrics as ref  # noqa: E402
+from reference import sample_metrics as sample_ref  # noqa: E402
 from reference.transrate import transrate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -96,6 +97,10 @@ def softmax(logits):
     return e / e.sum(axis=1, keepdims=True)
 
 
+# k-NN at the default k and at small ones, where votes tie more often.
+KNN_KS = (1, 2, 3, 10)
+
+
 def metric_sets():
     """Feature sets with every metric's reference value (scripts/reference/metrics.py)."""
     out = FIX / "metrics"
@@ -120,6 +125,8 @@ def metric_sets():
     sets["large_offset"] = (x + 1.0e3, y)  # catches a missing centring
     x, y = blobs([20, 30, 25], 8)
     sets["scaled_1000"] = (x * 1.0e3, y)  # catches scale bugs
+    # Classes that overlap: k-NN misclassifies a third of the images, and its votes tie.
+    sets["overlapping"] = blobs([60, 50, 40, 30], 10, spread=3.0)
     for name, (x, y) in sets.items():
         c = int(y.max()) + 1
         # Source logits that know a little about the target classes.
@@ -134,6 +141,8 @@ def metric_sets():
             "leep": ref.leep(probs, y),
             "gbc": ref.gbc(x, y),
         }
+        for k in KNN_KS:
+            expected[f"knn/k{k}"] = sample_ref.knn(x, y, k=k)
         for option, kwargs in TRANSRATE_OPTIONS.items():
             expected[f"transrate/{option}"] = ref.transrate(x, y, eps=1e-4, **kwargs)
         np.savez(
@@ -143,7 +152,7 @@ def metric_sets():
             source_logits=logits.astype(np.float64),
             **{f"expected/{k}": np.array(v, dtype=np.float64) for k, v in expected.items()},
         )
-    print(f"metrics: {len(sets)} sets x {6 + len(TRANSRATE_OPTIONS)} values")
+    print(f"metrics: {len(sets)} sets x {6 + len(KNN_KS) + len(TRANSRATE_OPTIONS)} values")
 
 
 # --------------------------------------------------------------------------- tap models
@@ -516,6 +525,7 @@ def e2e_fixture():
                         "nce": ref.nce(probs, labels),
                         "leep": ref.leep(probs, labels),
                         "gbc": ref.gbc(feats, labels),
+                        "knn": sample_ref.knn(feats, labels, k=10),
                     },
                 }
             )

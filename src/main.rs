@@ -1,5 +1,5 @@
 //! The `zoo-select` binary: arguments, terminal output and exit codes over the library.
-//! Exit codes: 0 success, 1 error (one line on stderr), 2 usage.
+//! Exit codes: 0 success, 1 error (one line on stderr), 2 usage, 130 interrupted.
 
 mod cli;
 

@@ -10,7 +10,7 @@ use std::path::Path;
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
-use zoo_select::metrics::{Gbc, HScore, Leep, LogMe, Metric, Nce, ShrinkageHScore, TransRate};
+use zoo_select::metrics::{Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, ShrinkageHScore, TransRate};
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
 use zoo_select::zoo::SourceLogits;
@@ -94,10 +94,10 @@ struct Set {
 
 fn sets() -> Vec<Set> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/metrics");
-    let files = common::npz_files(&dir, 6);
+    let files = common::npz_files(&dir, 7);
     assert_eq!(
         files.len(),
-        6,
+        7,
         "fixtures missing: run scripts/make_fixtures.py"
     );
     files
@@ -160,6 +160,10 @@ fn metric(key: &str) -> Box<dyn Metric> {
         "nce" => Box::new(Nce),
         "leep" => Box::new(Leep),
         "gbc" => Box::new(Gbc),
+        other if other.starts_with("knn/k") => Box::new(Knn {
+            k: other["knn/k".len()..].parse().unwrap(),
+            max_images: 1_000_000,
+        }),
         other => Box::new(TransRate::new(&transrate_options(
             other.strip_prefix("transrate/").unwrap(),
         ))),
@@ -195,7 +199,13 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
         for end in ends {
             if end > start {
                 let labels = &s.labels[start..end];
-                let batch = BatchLabels::new(labels, Device::Cpu).unwrap();
+                // Every row is in the sample (k-NN), under its position in the set.
+                let positions: Vec<i64> = (0..(end - start) as i64).collect();
+                let ids: Vec<u32> = (start as u32..end as u32).collect();
+                let batch = BatchLabels::new(labels, Device::Cpu)
+                    .unwrap()
+                    .with_sample(&positions, ids, Device::Cpu)
+                    .unwrap();
                 let (a, len) = (start as i64, (end - start) as i64);
                 f(
                     &s.features.narrow(0, a, len),
@@ -286,6 +296,10 @@ fn every_metric_matches_its_numpy_reference() {
     for s in sets() {
         for (key, want) in &s.expected {
             let got = score(metric(key).as_ref(), &s, &[], whole());
+            if key.starts_with("knn/") {
+                // An accuracy: a count of images classified right, equal or wrong.
+                assert_eq!(got, *want, "{} {key}", s.name);
+            }
             let err = (got - want).abs() / want.abs().max(1e-3);
             match worst.iter_mut().find(|(k, _)| k == key) {
                 Some((_, w)) => *w = w.max(err),
@@ -410,7 +424,7 @@ proptest! {
 
     #[test]
     fn batch_split_and_merge_order_do_not_change_any_score(
-        set_index in 0usize..6,
+        set_index in 0usize..7,
         cuts in prop::collection::vec(1usize..120, 0..5),
         count in 1usize..4,
         reverse in any::<bool>(),

@@ -50,6 +50,9 @@ pub struct Config {
     /// normalisations); each unspecified option takes its published default.
     #[serde(default)]
     pub transrate_variants: std::collections::BTreeMap<String, TransRateConfig>,
+    /// k-NN's options.
+    #[serde(default)]
+    pub knn: KnnConfig,
     /// Default: `runs/<config file stem>` beside the config file.
     pub output: Option<PathBuf>,
     /// Image decoding threads; default: the number of cores.
@@ -92,6 +95,35 @@ impl Precision {
             Precision::Fp16 => tch::Kind::Half,
         }
     }
+}
+
+/// k-NN's options (`metrics: [knn]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct KnnConfig {
+    /// Neighbours that vote.
+    #[serde(default = "default_knn_k")]
+    pub k: usize,
+    /// The most images whose feature rows are kept (a class-stratified sample of them): the
+    /// m^2 D similarity work and the m D rows of every (model, layer).
+    #[serde(default = "default_knn_max_images")]
+    pub max_images: usize,
+}
+
+impl Default for KnnConfig {
+    fn default() -> Self {
+        KnnConfig {
+            k: default_knn_k(),
+            max_images: default_knn_max_images(),
+        }
+    }
+}
+
+fn default_knn_k() -> usize {
+    10
+}
+fn default_knn_max_images() -> usize {
+    10_000
 }
 
 /// TransRate's options; the defaults are the published formula.
@@ -264,6 +296,15 @@ impl Config {
             return Err(format!(
                 "`transrate.eps` must be a positive number, got {}",
                 self.transrate.eps
+            ));
+        }
+        if self.knn.k == 0 {
+            return Err("`knn.k` must be at least 1".into());
+        }
+        if self.knn.max_images < 2 {
+            return Err(format!(
+                "`knn.max_images` must be at least 2, got {}",
+                self.knn.max_images
             ));
         }
         if self.transrate.subspace == Some(0) {

@@ -11,6 +11,8 @@ pub struct Item {
     pub path: PathBuf,
     /// Index into `ImageFolder::classes`.
     pub label: usize,
+    /// Position in the whole listing (`ImageFolder::items`), whatever part of it a pass reads.
+    pub index: usize,
 }
 
 #[derive(Debug, Clone)]
@@ -80,9 +82,14 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
         }
         let label = folder.classes.len();
         folder.classes.push(name);
-        folder
-            .items
-            .extend(files.into_iter().map(|path| Item { path, label }));
+        folder.items.extend(files.into_iter().map(|path| Item {
+            path,
+            label,
+            index: 0,
+        }));
+    }
+    for (i, item) in folder.items.iter_mut().enumerate() {
+        item.index = i;
     }
     if folder.classes.len() < 2 {
         return Err(Error::TooFewClasses {

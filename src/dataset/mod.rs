@@ -7,11 +7,13 @@
 mod folder;
 mod preprocess;
 mod resample;
+mod sample;
 mod shard;
 
 pub(crate) use folder::class_list;
 pub use folder::{scan, ImageFolder, Item};
 pub use preprocess::{decode, fit, load, Geometry};
+pub use sample::sample_flags;
 pub use shard::shard_items;
 
 /// An image that was left out of the statistics, and why.

@@ -34,6 +34,7 @@ mod tests {
                 (0..n).map(move |i| Item {
                     path: PathBuf::from(format!("{label}/{i}.png")),
                     label,
+                    index: 0,
                 })
             })
             .collect()

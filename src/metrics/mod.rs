@@ -3,13 +3,14 @@
 //!
 //! A metric says which statistics it needs (so the pipeline allocates only those) and how to
 //! finish them into a score, higher meaning "transfers better". Layer metrics (TransRate, LogME,
-//! H-scores, GBC) score each (model, layer) from its `ClassMoments`; source metrics (NCE, LEEP)
+//! H-scores, GBC, k-NN) score each (model, layer) from its `ClassMoments`; source metrics (NCE, LEEP)
 //! score a model from its classifier's predictions (`SourceStats`), the same for all its layers.
 //! Adding a metric is one file plus one line in `build`.
 
 mod gbc;
 mod hscore;
 mod hscore_shrink;
+mod knn;
 mod leep;
 mod logme;
 mod nce;
@@ -19,6 +20,7 @@ mod transrate;
 pub use gbc::Gbc;
 pub use hscore::HScore;
 pub use hscore_shrink::ShrinkageHScore;
+pub use knn::Knn;
 pub use leep::Leep;
 pub use logme::LogMe;
 pub use nce::Nce;
@@ -55,6 +57,7 @@ pub const KNOWN: &[&str] = &[
     "nce",
     "leep",
     "gbc",
+    "knn",
 ];
 
 /// The metrics a config asks for, in its order (the first is the primary one); `all` is every
@@ -78,6 +81,10 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
             "nce" => Box::new(Nce),
             "leep" => Box::new(Leep),
             "gbc" => Box::new(Gbc),
+            "knn" => Box::new(Knn {
+                k: config.knn.k,
+                max_images: config.knn.max_images,
+            }),
             other => {
                 return Err(format!(
                     "unknown metric `{other}` in `metrics`; known: {}, or `all`",

@@ -23,6 +23,8 @@ pub struct Batch {
     pub index: usize,
     /// Label of each usable image, in row order.
     pub labels: Vec<i64>,
+    /// Each usable image's position in the listing, in row order.
+    pub ids: Vec<u32>,
     /// Per geometry: rows x size x size x 3 bytes, row-major RGB.
     pub pixels: Vec<Vec<u8>>,
     pub skipped: Vec<Skip>,
@@ -107,6 +109,7 @@ fn make_batch(index: usize, chunk: &[Item], geometries: &[Geometry]) -> Batch {
     let mut batch = Batch {
         index,
         labels: Vec::with_capacity(chunk.len()),
+        ids: Vec::with_capacity(chunk.len()),
         pixels: geometries
             .iter()
             .map(|g| Vec::with_capacity(g.bytes() * chunk.len()))
@@ -118,6 +121,7 @@ fn make_batch(index: usize, chunk: &[Item], geometries: &[Geometry]) -> Batch {
         match result {
             Ok(images) => {
                 batch.labels.push(item.label as i64);
+                batch.ids.push(item.index as u32);
                 for (buf, img) in batch.pixels.iter_mut().zip(images) {
                     buf.extend_from_slice(&img);
                 }

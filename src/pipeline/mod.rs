@@ -63,6 +63,8 @@ pub struct LayerResult {
     pub scores: Vec<(String, f64)>,
     /// (metric, why it has no score here), e.g. NCE for a model without source logits.
     pub notes: Vec<(String, String)>,
+    /// Rows of the image sample the sample-level metrics (k-NN) read, if any.
+    pub sample_rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, Default, serde::Serialize)]
@@ -202,6 +204,10 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         );
     }
 
+    let sample = match layout.sample_size() {
+        0 => None,
+        max => Some(dataset::sample_flags(&folder, max)),
+    };
     let mut fresh: Vec<Option<ModelEntry>> = (0..plan.models.len()).map(|_| None).collect();
     let (mut skipped, mut load_s, mut pass_s, mut accumulator_bytes) = (None, 0.0, 0.0, 0);
     let mut checkpoints = Vec::new();
@@ -217,6 +223,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
             layout: &layout,
             dataset: &dataset,
             classes: folder.classes.len(),
+            sample: sample.as_deref(),
         };
         let out = pass::run(&job, progress)?;
         statistics.resumed_files = out.resumed_files;

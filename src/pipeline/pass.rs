@@ -37,6 +37,8 @@ pub struct Job<'a> {
     pub layout: &'a Layout,
     pub dataset: &'a DatasetId,
     pub classes: usize,
+    /// Per image of the listing, whether a row sample keeps its features.
+    pub sample: Option<&'a [bool]>,
 }
 
 pub struct Output {
@@ -527,8 +529,20 @@ impl PartContext<'_> {
             .entered();
         let inputs = to_device(batch, self.geometries, device)
             .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
-        let labels = BatchLabels::new(&batch.labels, device)
+        let mut labels = BatchLabels::new(&batch.labels, device)
             .map_err(|e| Error::torch_op("moving labels to the device", e))?;
+        if let Some(keep) = self.job.sample {
+            let (positions, ids): (Vec<i64>, Vec<u32>) = batch
+                .ids
+                .iter()
+                .enumerate()
+                .filter(|(_, &id)| keep.get(id as usize).copied().unwrap_or(false))
+                .map(|(p, &id)| (p as i64, id))
+                .unzip();
+            labels = labels
+                .with_sample(&positions, ids, device)
+                .map_err(|e| Error::torch_op("moving the sample's rows to the device", e))?;
+        }
         for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(geometry_of) {
             let _span = tracing::debug_span!("model", name = %model.name).entered();
             let features = model.run(&model.normalise(&inputs[g])?)?;

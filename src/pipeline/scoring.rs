@@ -41,6 +41,7 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                 params_after: meta.params_after,
                 scores: Vec::new(),
                 notes: Vec::new(),
+                sample_rows: first.sample_len().map(|n| n as u64),
             };
             for m in metrics {
                 let score = match from_source.iter().find(|(name, _)| *name == m.name()) {

@@ -40,6 +40,15 @@ impl Layout {
         }
     }
 
+    /// Rows of the sample the metrics need (0: none).
+    pub fn sample_size(&self) -> usize {
+        self.per_transform
+            .iter()
+            .map(|(_, n)| n.sample)
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn wants_source(&self) -> bool {
         self.source.source()
     }
@@ -81,6 +90,10 @@ impl Layout {
             }
             if needs.fourth {
                 base += 8 * (d + 1);
+            }
+            if needs.sample > 0 {
+                let images: u64 = per_class.iter().sum();
+                host += 4 * images.min(needs.sample as u64) * d;
             }
             device += base * parts as u64;
             if second {

@@ -68,6 +68,9 @@ pub struct ResultRow {
     /// Why a requested metric has no score here (e.g. LEEP for a model without source logits).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, String>,
+    /// Images of the class-stratified sample whose rows k-NN read (`knn.max_images`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample_rows: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -94,6 +97,7 @@ impl Report {
                 params_after: r.params_after,
                 scores: r.scores.into_iter().collect(),
                 notes: r.notes.into_iter().collect(),
+                sample_rows: r.sample_rows,
             })
             .collect();
         let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());

@@ -9,6 +9,9 @@ pub struct BatchLabels {
     pub groups: Vec<(usize, Option<Tensor>)>,
     /// Rows per class present, in the order of `groups`.
     pub counts: Vec<u64>,
+    /// The rows whose features a row sample keeps (positions, on the device) and their images'
+    /// positions in the listing.
+    pub sample: Option<(Tensor, Vec<u32>)>,
 }
 
 impl BatchLabels {
@@ -42,6 +45,18 @@ impl BatchLabels {
             labels,
             groups,
             counts,
+            sample: None,
         })
+    }
+
+    /// Marks rows `positions` (with their images' listing positions `ids`) as sampled.
+    pub fn with_sample(
+        mut self,
+        positions: &[i64],
+        ids: Vec<u32>,
+        device: Device,
+    ) -> Result<Self, tch::TchError> {
+        self.sample = Some((Tensor::f_from_slice(positions)?.f_to_device(device)?, ids));
+        Ok(self)
     }
 }

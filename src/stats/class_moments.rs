@@ -14,8 +14,8 @@ use std::ops::AddAssign;
 
 use tch::{Kind, TchError, Tensor};
 
-use super::class_second::ClassSecond;
-use super::{BatchLabels, Needs};
+use super::class_second::{ClassCentre, ClassSecond};
+use super::{BatchLabels, Needs, RowSample};
 
 pub struct ClassMoments {
     counts: Vec<u64>,
@@ -31,6 +31,8 @@ pub struct ClassMoments {
     class_squares: Option<Tensor>,
     /// (): sum of |y|^4, and (D,): sum of |y|^2 y.
     fourth: Option<(Tensor, Tensor)>,
+    /// The raw rows of the sampled images (k-NN).
+    sample: Option<RowSample>,
 }
 
 fn zeros(shape: &[i64], like: &Tensor) -> Result<Tensor, TchError> {
@@ -70,6 +72,7 @@ impl ClassMoments {
             } else {
                 None
             },
+            sample: (needs.sample > 0).then(|| RowSample::new(needs.sample)),
             shift,
         })
     }
@@ -90,6 +93,9 @@ impl ClassMoments {
             // where the data do, closer than any probe (fourth-moment sums lose (|m - K| / s)^4
             // of their precision). Parts that start elsewhere are re-shifted when merged.
             self.shift = x.f_mean_dim(&[0i64][..], false, Kind::Double)?;
+        }
+        if let Some(sample) = &mut self.sample {
+            sample.update(features, batch)?;
         }
         let y = x.f_sub(&self.shift)?;
         let _ = self.sums.f_index_add_(0, &batch.labels, &y)?;
@@ -122,6 +128,7 @@ impl ClassMoments {
     /// Adds the statistics of another store of the same shape and shift (fed other images).
     pub fn merge(&mut self, other: &ClassMoments) -> Result<(), TchError> {
         let same_parts = self.class_second.is_some() == other.class_second.is_some()
+            && self.sample.is_some() == other.sample.is_some()
             && self.total_second.is_some() == other.total_second.is_some()
             && self.class_squares.is_some() == other.class_squares.is_some()
             && self.fourth.is_some() == other.fourth.is_some();
@@ -149,6 +156,9 @@ impl ClassMoments {
         add(&mut self.sums, &other.sums)?;
         if let (Some(mine), Some(theirs)) = (&mut self.class_second, &other.class_second) {
             mine.merge(theirs, &self.shift)?;
+        }
+        if let (Some(mine), Some(theirs)) = (&mut self.sample, &other.sample) {
+            mine.merge(theirs)?;
         }
         for (mine, theirs) in [
             (self.total_second.as_mut(), other.total_second.as_ref()),
@@ -234,6 +244,7 @@ impl ClassMoments {
             None => None,
         };
         Ok(ClassMoments {
+            sample: self.sample.as_ref().map(RowSample::shallow_copy),
             counts: self.counts.clone(),
             shift: new_shift,
             sums: self.sums.f_add(&nd)?,
@@ -255,6 +266,11 @@ impl ClassMoments {
             && (!needs.total_second || self.total_second.is_some())
             && (!needs.class_squares || self.class_squares.is_some())
             && (!needs.fourth || self.fourth.is_some())
+            && (needs.sample == 0
+                || self
+                    .sample
+                    .as_ref()
+                    .is_some_and(|s| s.target == needs.sample))
     }
 
     /// The arrays of the store by name, for a statistics file (`from_parts` reads them back).
@@ -273,6 +289,11 @@ impl ClassMoments {
                 out.push((format!("class_second.{name}"), t));
             }
         }
+        if let Some(sample) = &self.sample {
+            for (name, t) in sample.parts()? {
+                out.push((format!("sample.{name}"), t));
+            }
+        }
         let optional = [
             ("total_second", self.total_second.as_ref()),
             ("class_squares", self.class_squares.as_ref()),
@@ -289,17 +310,27 @@ impl ClassMoments {
 
     /// A store from the arrays `parts` gave and the per-class counts; the shapes are checked.
     pub fn from_parts(counts: Vec<u64>, mut parts: Vec<(String, Tensor)>) -> Result<Self, String> {
-        // Each class's rows or scatter, named `class_second.<form>_<class>`.
+        // Each class's rows or scatter, named `class_second.<form>_<class>`, and the row
+        // sample's arrays, `sample.<name>`.
         let mut own = Vec::new();
+        let mut sampled = Vec::new();
         let mut i = 0;
         while i < parts.len() {
             if let Some(name) = parts[i].0.strip_prefix("class_second.") {
                 let name = name.to_owned();
                 own.push((name, parts.swap_remove(i).1));
+            } else if let Some(name) = parts[i].0.strip_prefix("sample.") {
+                let name = name.to_owned();
+                sampled.push((name, parts.swap_remove(i).1));
             } else {
                 i += 1;
             }
         }
+        let sample = if sampled.is_empty() {
+            None
+        } else {
+            Some(RowSample::from_parts(sampled)?)
+        };
         let mut take = |name: &str| {
             parts
                 .iter()
@@ -339,6 +370,7 @@ impl ClassMoments {
             shift: check("shift", Some(shift), &[d])?.ok_or("no shift")?,
             sums: sums.ok_or("no sums")?,
             class_second,
+            sample,
             total_second: check("total_second", take("total_second"), &[d, d])?,
             class_squares: check("class_squares", take("class_squares"), &[c, d])?,
             fourth: match (q4, q3) {
@@ -367,6 +399,7 @@ impl ClassMoments {
                 .as_ref()
                 .map(|c| c.to_device(device))
                 .transpose()?,
+            sample: self.sample.as_ref().map(RowSample::shallow_copy),
             total_second: opt(&self.total_second)?,
             class_squares: opt(&self.class_squares)?,
             fourth: match &self.fourth {
@@ -490,15 +523,15 @@ impl ClassMoments {
             .class_second
             .as_ref()
             .ok_or_else(|| Self::missing("per-class second moments"))?;
-        second.logdet(
+        let (mean, sum) = (self.mean()?, self.sums.f_select(0, class as i64)?);
+        let centre = ClassCentre {
             class,
-            &self.mean()?,
-            &self.shift,
-            &self.sums.f_select(0, class as i64)?,
-            self.counts[class],
-            a,
-            basis,
-        )
+            mean: &mean,
+            shift: &self.shift,
+            sum: &sum,
+            n: self.counts[class],
+        };
+        second.logdet(&centre, a, basis)
     }
 
     /// With `rows` = 0 every class keeps a D x D scatter from its first image; with u64::MAX
@@ -513,6 +546,20 @@ impl ClassMoments {
     /// Bytes of feature rows kept in host memory (`ClassSecond`).
     pub fn host_bytes(&self) -> usize {
         self.class_second.as_ref().map_or(0, |c| c.bytes().0)
+            + self.sample.as_ref().map_or(0, RowSample::bytes)
+    }
+
+    /// Rows of the image sample kept, if these statistics keep one.
+    pub fn sample_len(&self) -> Option<usize> {
+        self.sample.as_ref().map(RowSample::len)
+    }
+
+    /// The sampled images' raw feature rows (m, D) in listing order, and their labels.
+    pub fn sample_rows(&self) -> Result<(Tensor, Vec<i64>), TchError> {
+        self.sample
+            .as_ref()
+            .ok_or_else(|| Self::missing("the sampled feature rows"))?
+            .rows()
     }
 
     /// The population variance of each feature within each class, (C, D), clipped at zero;

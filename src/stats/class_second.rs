@@ -16,6 +16,17 @@
 
 use tch::{Device, Kind, TchError, Tensor};
 
+/// What centring a class's rows by the global mean takes, for either form.
+pub struct ClassCentre<'a> {
+    pub class: usize,
+    /// The global mean of the raw features, (D,) f64.
+    pub mean: &'a Tensor,
+    /// The store's shift and the class's sum of y = x - shift (its scatter's reference).
+    pub shift: &'a Tensor,
+    pub sum: &'a Tensor,
+    pub n: u64,
+}
+
 /// One class's second moment.
 enum Form {
     /// Raw feature rows (host), in arrival order, in chunks as they came: f32 for features made
@@ -187,20 +198,21 @@ impl ClassSecond {
         })
     }
 
-    /// logdet(I + P^T Z_c^T Z_c P / a), Z_c the rows of `class` centred by `mean` (the global
-    /// mean of the raw features, (D,) f64), P the (D, k) `basis` (the identity without one).
-    /// `shift`, `sum` (sum of y = x - shift over the class) and `n` describe the class for its
-    /// scatter form.
+    /// logdet(I + P^T Z_c^T Z_c P / a), Z_c the rows of class `of.class` centred by the global
+    /// mean, P the (D, k) `basis` (the identity without one).
     pub fn logdet(
         &self,
-        class: usize,
-        mean: &Tensor,
-        shift: &Tensor,
-        sum: &Tensor,
-        n: u64,
+        of: &ClassCentre,
         a: f64,
         basis: Option<&Tensor>,
     ) -> Result<f64, TchError> {
+        let ClassCentre {
+            class,
+            mean,
+            shift,
+            sum,
+            n,
+        } = *of;
         let matrix = match &self.classes[class] {
             Form::Scatter(second) => {
                 // Z_c^T Z_c = S_c - s_c m^T - m s_c^T + n_c m m^T with m = mean - shift.

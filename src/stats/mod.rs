@@ -12,17 +12,21 @@ mod batch_labels;
 mod class_moments;
 mod class_second;
 mod model_stats;
+mod row_sample;
 mod source;
 
 pub use batch_labels::BatchLabels;
 pub use class_moments::ClassMoments;
 pub use class_second::logdet_identity_plus;
 pub use model_stats::ModelStats;
+pub use row_sample::RowSample;
 pub use source::SourceStats;
 
 /// The statistics a set of metrics reads, beyond per-class counts and sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Needs {
+    /// The feature rows of a fixed subsample of at most this many images (0: none): k-NN.
+    pub sample: usize,
     /// Per-class second-moment matrices, (C, D, D): TransRate.
     pub class_second: bool,
     /// The total second-moment matrix, (D, D): LogME, H-scores.
@@ -40,6 +44,7 @@ pub struct Needs {
 impl Needs {
     pub fn union(self, o: Needs) -> Needs {
         Needs {
+            sample: self.sample.max(o.sample),
             class_second: self.class_second || o.class_second,
             total_second: self.total_second || o.total_second,
             class_squares: self.class_squares || o.class_squares,
@@ -50,7 +55,11 @@ impl Needs {
     }
 
     pub fn features(&self) -> bool {
-        self.class_second || self.total_second || self.class_squares || self.fourth
+        self.class_second
+            || self.total_second
+            || self.class_squares
+            || self.fourth
+            || self.sample > 0
     }
 
     pub fn source(&self) -> bool {

@@ -197,12 +197,15 @@ fn file_err(path: &Path, message: impl Into<String>) -> Error {
     }
 }
 
+/// A store's arrays by name.
+type NamedArrays = Vec<(String, tch::Tensor)>;
+
 /// Writes `file` to `path` atomically: a reader sees the old file or the whole new one.
 pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
     let torch = |e: tch::TchError| file_err(path, crate::error::torch_message(&e));
     let mut models = Vec::with_capacity(file.models.len());
     // The arrays of every store, in payload order.
-    let mut payload: Vec<Vec<Vec<Vec<(String, tch::Tensor)>>>> = Vec::new();
+    let mut payload: Vec<Vec<Vec<NamedArrays>>> = Vec::new();
     for entry in &mut file.models {
         let mut model_arrays = Vec::new();
         let mut layers = Vec::new();
