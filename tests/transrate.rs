@@ -105,11 +105,9 @@ fn the_shift_keeps_the_digits_of_features_far_from_the_origin() {
         ),
         s.expected,
     );
-    eprintln!("large offset: rel err {near:e} about the first image, {zero:e} given zero");
-    // A store given a shift far from the data moves it to its first batch's mean before
-    // summing anything, so the digits are kept either way.
+    eprintln!("large offset: rel err {near:e} about the first image, {zero:e} about zero");
     assert!(near < 1e-12, "{near:e}");
-    assert!(zero < 1e-12, "{zero:e}");
+    assert!(zero > 100.0 * near, "{zero:e} vs {near:e}");
 }
 
 #[test]

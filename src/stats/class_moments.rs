@@ -5,10 +5,10 @@
 //! Centred quantities are recovered at the end as differences of sums (`S - n mu mu^T`), which
 //! lose digits when features sit far from the origin (a layer whose activations average 1000
 //! with spread 1 loses six). So every sum is taken about a fixed shift K, given at construction
-//! (then moved to the mean of the first batch, which sits where the data do): the store holds
-//! sums of y = x - K. Centred quantities are the same whatever K is; raw ones add K back.
-//! Stores about different shifts (parts that began with different batches) merge after one is
-//! re-expressed about the other's shift (`reshifted`).
+//! (the pipeline uses the features of a blank image, which sit where the data do): the store
+//! holds sums of y = x - K. Centred quantities are the same whatever K is; raw ones add K back.
+//! Stores about different shifts (made on different kinds of device, whose blank-image features
+//! differ in the last bits) merge after one is re-expressed about the other's (`reshifted`).
 
 use std::ops::AddAssign;
 
@@ -87,12 +87,6 @@ impl ClassMoments {
                 batch.labels.size()[0],
                 self.dim()
             )));
-        }
-        if self.total() == 0 && !self.counts.is_empty() && x.size()[0] > 0 {
-            // Nothing is summed yet, so the shift may still move: the first batch's mean sits
-            // where the data do, closer than any probe (fourth-moment sums lose (|m - K| / s)^4
-            // of their precision). Parts that start elsewhere are re-shifted when merged.
-            self.shift = x.f_mean_dim(&[0i64][..], false, Kind::Double)?;
         }
         if let Some(sample) = &mut self.sample {
             sample.update(features, batch)?;
