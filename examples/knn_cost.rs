@@ -30,7 +30,10 @@ fn main() {
     while done < m {
         let rows = batch.min(m - done);
         let labels: Vec<i64> = (done..done + rows).map(|i| (i % c) as i64).collect();
-        let means = Tensor::from_slice(&labels).to_kind(Kind::Float).view([-1, 1]) * 0.05;
+        let means = Tensor::from_slice(&labels)
+            .to_kind(Kind::Float)
+            .view([-1, 1])
+            * 0.05;
         let x = Tensor::randn([rows as i64, d as i64], (Kind::Float, Device::Cpu)) + means;
         let positions: Vec<i64> = (0..rows as i64).collect();
         let ids: Vec<u32> = (done as u32..(done + rows) as u32).collect();

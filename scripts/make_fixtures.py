@@ -143,6 +143,7 @@ def metric_sets():
         }
         for k in KNN_KS:
             expected[f"knn/k{k}"] = sample_ref.knn(x, y, k=k)
+        expected["sfda"] = sample_ref.sfda(x, y)
         for option, kwargs in TRANSRATE_OPTIONS.items():
             expected[f"transrate/{option}"] = ref.transrate(x, y, eps=1e-4, **kwargs)
         np.savez(
@@ -526,6 +527,7 @@ def e2e_fixture():
                         "leep": ref.leep(probs, labels),
                         "gbc": ref.gbc(feats, labels),
                         "knn": sample_ref.knn(feats, labels, k=10),
+                        "sfda": sample_ref.sfda(feats, labels),
                     },
                 }
             )

@@ -20,6 +20,7 @@ pub mod report;
 pub mod stats;
 pub mod stats_file;
 pub mod taps;
+pub mod threading;
 pub mod zoo;
 
 pub use error::{Error, Result};

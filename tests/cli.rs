@@ -428,7 +428,7 @@ fn config_errors_name_the_key() {
     );
     assert!(
         run.error_line()
-            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, or `all`"),
+            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, sfda, or `all`"),
         "{}",
         run.stderr()
     );
@@ -519,6 +519,7 @@ fn metrics_all_end_to_end_match_the_python_reference() {
         "leep",
         "gbc",
         "knn",
+        "sfda",
     ];
     // Then the default cut strategy's score, computed although `all` does not list it.
     let mut listed = names.to_vec();

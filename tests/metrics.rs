@@ -10,7 +10,9 @@ use std::path::Path;
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
-use zoo_select::metrics::{Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, ShrinkageHScore, TransRate};
+use zoo_select::metrics::{
+    Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Sfda, ShrinkageHScore, TransRate,
+};
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
 use zoo_select::zoo::SourceLogits;
@@ -160,6 +162,9 @@ fn metric(key: &str) -> Box<dyn Metric> {
         "nce" => Box::new(Nce),
         "leep" => Box::new(Leep),
         "gbc" => Box::new(Gbc),
+        "sfda" => Box::new(Sfda {
+            max_images: 1_000_000,
+        }),
         other if other.starts_with("knn/k") => Box::new(Knn {
             k: other["knn/k".len()..].parse().unwrap(),
             max_images: 1_000_000,

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 BINARY = common.ROOT / "target" / "release" / "zoo-select"
-METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc"]
+METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc", "knn"]
 # TransRate configurations scored from the same pass: the published formula at other eps, the
 # authors' normalisation, and rates in a fixed-rank principal subspace (the `subspace` cut
 # strategy's family: its k and eps are chosen here, held out).
@@ -187,6 +187,8 @@ STRATEGY_FAMILIES = {
     "subspace": ([(k, e) for k in SUBSPACE_K for e in SUBSPACE_EPS],
                  lambda rows, c: [r["scores"][f"transrate_sub{c[0]}_eps{c[1]:g}"] for r in rows]),
     "transrate_authors": ([None], lambda rows, _: [r["scores"]["transrate_authors"] for r in rows]),
+    # Sorkhei et al. 2025: leave-one-out k-NN accuracy on the layer's features (k = 10).
+    "knn": ([None], lambda rows, _: [r["scores"]["knn"] for r in rows]),
     "capacity": ([0.01, 0.03, 0.1, 0.3], capacity_utility),
     # Baselines that read no feature: where a practitioner would cut without a tool.
     "deepest": ([None], lambda rows, _: list(range(len(rows)))),
@@ -301,7 +303,7 @@ def seed_ceiling_cases(cases):
 
 
 # ------------------------------------------------------------------------------ model selection
-MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "transrate_authors"]
+MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "knn", "transrate_authors"]
 MODEL_COMBOS = {
     "mean rank (transrate, leep, gbc)": ("transrate", "leep", "gbc"),
     "mean rank (transrate, logme)": ("transrate", "logme"),

@@ -53,10 +53,16 @@ pub struct Config {
     /// k-NN's options.
     #[serde(default)]
     pub knn: KnnConfig,
+    /// The image sample whose feature rows the sample-level metrics (k-NN, SFDA) read.
+    #[serde(default)]
+    pub sample: SampleConfig,
     /// Default: `runs/<config file stem>` beside the config file.
     pub output: Option<PathBuf>,
     /// Image decoding threads; default: the number of cores.
     pub workers: Option<usize>,
+    /// libtorch's threads; default: the cores, less those other processes keep busy while the
+    /// models load (src/threading.rs).
+    pub threads: Option<usize>,
     /// GiB of memory the statistics may take (host memory, and device memory on a CPU run);
     /// default: 80 % of the memory available when the run starts. Checked before the pass.
     pub memory_budget: Option<f64>,
@@ -104,17 +110,28 @@ pub struct KnnConfig {
     /// Neighbours that vote.
     #[serde(default = "default_knn_k")]
     pub k: usize,
-    /// The most images whose feature rows are kept (a class-stratified sample of them): the
-    /// m^2 D similarity work and the m D rows of every (model, layer).
-    #[serde(default = "default_knn_max_images")]
-    pub max_images: usize,
 }
 
 impl Default for KnnConfig {
     fn default() -> Self {
-        KnnConfig {
-            k: default_knn_k(),
-            max_images: default_knn_max_images(),
+        KnnConfig { k: default_knn_k() }
+    }
+}
+
+/// The sample of images whose rows the sample-level metrics keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    /// The most images whose feature rows are kept (a class-stratified sample of them): the
+    /// m D rows of every (model, layer) and k-NN's m^2 D similarity work.
+    #[serde(default = "default_sample_max_images")]
+    pub max_images: usize,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        SampleConfig {
+            max_images: default_sample_max_images(),
         }
     }
 }
@@ -122,7 +139,7 @@ impl Default for KnnConfig {
 fn default_knn_k() -> usize {
     10
 }
-fn default_knn_max_images() -> usize {
+fn default_sample_max_images() -> usize {
     10_000
 }
 
@@ -285,6 +302,9 @@ impl Config {
         if self.workers == Some(0) {
             return Err("`workers` must be at least 1".into());
         }
+        if self.threads == Some(0) {
+            return Err("`threads` must be at least 1".into());
+        }
         if let Some(gib) = self.memory_budget {
             if !(gib.is_finite() && gib > 0.0) {
                 return Err(format!(
@@ -301,10 +321,10 @@ impl Config {
         if self.knn.k == 0 {
             return Err("`knn.k` must be at least 1".into());
         }
-        if self.knn.max_images < 2 {
+        if self.sample.max_images < 2 {
             return Err(format!(
-                "`knn.max_images` must be at least 2, got {}",
-                self.knn.max_images
+                "`sample.max_images` must be at least 2, got {}",
+                self.sample.max_images
             ));
         }
         if self.transrate.subspace == Some(0) {

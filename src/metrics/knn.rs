@@ -4,7 +4,7 @@
 //! runs).
 //!
 //! On the rows of a fixed, class-stratified sample of the images (`dataset::sample_flags`, at
-//! most `knn.max_images`): each row put on the unit sphere (a zero row stays zero), similarity
+//! most `sample.max_images`): each row put on the unit sphere (a zero row stays zero), similarity
 //! the dot product, every image classified by the majority label among its k most similar other
 //! images (equal similarities: the image listed first), ties in the vote broken by the most
 //! similar neighbour carrying one of the tied labels. The score is the fraction classified
@@ -19,7 +19,7 @@ use crate::stats::{ClassMoments, Needs};
 
 pub struct Knn {
     pub k: usize,
-    /// Rows of the sample (`knn.max_images`).
+    /// Rows of the sample (`sample.max_images`).
     pub max_images: usize,
 }
 

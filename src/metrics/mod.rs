@@ -14,6 +14,7 @@ mod knn;
 mod leep;
 mod logme;
 mod nce;
+mod sfda;
 mod spectral;
 mod transrate;
 
@@ -24,6 +25,7 @@ pub use knn::Knn;
 pub use leep::Leep;
 pub use logme::LogMe;
 pub use nce::Nce;
+pub use sfda::Sfda;
 pub use transrate::{coding_rate, TransRate};
 
 use crate::config::Config;
@@ -58,6 +60,7 @@ pub const KNOWN: &[&str] = &[
     "leep",
     "gbc",
     "knn",
+    "sfda",
 ];
 
 /// The metrics a config asks for, in its order (the first is the primary one); `all` is every
@@ -83,7 +86,10 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
             "gbc" => Box::new(Gbc),
             "knn" => Box::new(Knn {
                 k: config.knn.k,
-                max_images: config.knn.max_images,
+                max_images: config.sample.max_images,
+            }),
+            "sfda" => Box::new(Sfda {
+                max_images: config.sample.max_images,
             }),
             other => {
                 return Err(format!(

@@ -122,6 +122,8 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     }
 
     crate::taps::run_graphs_unoptimised();
+    // How busy the machine is while the models load decides libtorch's threads for the pass.
+    let load = crate::threading::Load::now();
     let mut models: Vec<Vec<ZooModel>> = Vec::with_capacity(parts);
     for device in &plan.devices {
         models.push(
@@ -134,6 +136,13 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         );
     }
     check_memory(job, &models[0])?;
+    match (plan.config.threads, &load) {
+        (Some(threads), _) => tch::set_num_threads(threads as i32),
+        (None, Some(load)) => {
+            crate::threading::fit_to_load(load);
+        }
+        (None, None) => {}
+    }
     let mut stats: Vec<Vec<ModelStats>> = Vec::with_capacity(parts);
     for (d, device_models) in models.iter().enumerate() {
         stats.push(match restored[d].take() {

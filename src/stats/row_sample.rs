@@ -12,7 +12,7 @@ pub struct RowSample {
     chunks: Vec<Tensor>,
     labels: Vec<i64>,
     ids: Vec<u32>,
-    /// The most rows the sample was drawn for (`knn.max_images`): samples drawn for another
+    /// The most rows the sample was drawn for (`sample.max_images`): samples drawn for another
     /// size are other samples.
     pub target: usize,
 }
