@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 BINARY = common.ROOT / "target" / "release" / "zoo-select"
-METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc", "knn"]
+METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda"]
 # TransRate configurations scored from the same pass: the published formula at other eps, the
 # authors' normalisation, and rates in a fixed-rank principal subspace (the `subspace` cut
 # strategy's family: its k and eps are chosen here, held out).
@@ -189,6 +189,8 @@ STRATEGY_FAMILIES = {
     "transrate_authors": ([None], lambda rows, _: [r["scores"]["transrate_authors"] for r in rows]),
     # Sorkhei et al. 2025: leave-one-out k-NN accuracy on the layer's features (k = 10).
     "knn": ([None], lambda rows, _: [r["scores"]["knn"] for r in rows]),
+    # Shao et al. 2022, as the authors' code computes it (shrinkage LDA, ConfMix; no log).
+    "sfda": ([None], lambda rows, _: [r["scores"]["sfda"] for r in rows]),
     "capacity": ([0.01, 0.03, 0.1, 0.3], capacity_utility),
     # Baselines that read no feature: where a practitioner would cut without a tool.
     "deepest": ([None], lambda rows, _: list(range(len(rows)))),
@@ -303,7 +305,7 @@ def seed_ceiling_cases(cases):
 
 
 # ------------------------------------------------------------------------------ model selection
-MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "knn", "transrate_authors"]
+MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda", "transrate_authors"]
 MODEL_COMBOS = {
     "mean rank (transrate, leep, gbc)": ("transrate", "leep", "gbc"),
     "mean rank (transrate, logme)": ("transrate", "logme"),
