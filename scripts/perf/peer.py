@@ -43,6 +43,7 @@ def manifests(config: dict, base: Path) -> list[tuple[Path, dict]]:
         path = (base / entry["manifest"]).resolve()
         m = yaml.safe_load(path.read_text())
         m["input"].update(entry.get("input", {}))
+        m["name"] = entry.get("name", m["name"])
         out.append((path, m))
     zoo = config.get("zoo")
     if zoo:

@@ -274,8 +274,9 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     for path in checkpoints {
         let _ = std::fs::remove_file(path);
     }
-    if let Some(first) = models.first() {
-        accumulator_bytes = accumulator_bytes.max(first.stats.bytes());
+    if todo.is_empty() {
+        // Nothing ran: what the statistics read from the cache take.
+        accumulator_bytes = models.iter().map(|m| m.stats.bytes()).sum();
     }
     Ok(Gathered {
         info,
