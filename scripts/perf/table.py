@@ -104,7 +104,10 @@ same_order = [r["model"] + r["layer"] for r in sorted(bf16["results"], key=lambd
     r["model"] + r["layer"] for r in sorted(f32["results"], key=lambda r: -r["scores"]["transrate"])
 ]
 print("## Opt-in reduced precision\n")
-print(f"`precision: bf16` (this CPU has AVX-512 BF16) on the {4 * n} JPEGs: {bf16_wall:.1f} s wall, "
+flags = Path("/proc/cpuinfo").read_text()
+native = "avx512_bf16" in flags or "amx_bf16" in flags
+cpu_bf16 = "this CPU has AVX-512 BF16" if native else "this CPU has no bf16 instructions (no avx512_bf16 or amx_bf16 flag), so libtorch emulates them"
+print(f"`precision: bf16` ({cpu_bf16}) on the {4 * n} JPEGs: {bf16_wall:.1f} s wall, "
       f"{large['images'] / bf16_wall:.1f} images/s ({large['zs'][0] / bf16_wall:.2f} times the f32 run, "
       f"{large['images'] / bf16_wall / large['peer'][1]:.2f} times the peer), peak RSS {bf16_rss:.0f} MB.")
 print(f"TransRate moves by at most {100 * max(diffs):.2f} % (scores above 0.01); the ranking of the "
