@@ -381,12 +381,8 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         .iter()
         .map(|s| stats_file::model_key(s, plan.config.precision))
         .collect::<Result<_>>()?;
-    let (first_path, first_info) = (files[0].0.clone(), files[0].1.info.clone());
-    let first = &StatsFile {
-        info: first_info,
-        models: Vec::new(),
-    };
-    let count = match first.info.shard {
+    let (first_path, first) = (files[0].0.clone(), files[0].1.info.clone());
+    let count = match first.shard {
         Some(s) => s.count,
         None => 1,
     };
@@ -405,8 +401,8 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
                 path.display()
             )));
         }
-        if file.info.dataset.fingerprint != first.info.dataset.fingerprint
-            || file.info.dataset.classes != first.info.dataset.classes
+        if file.info.dataset.fingerprint != first.dataset.fingerprint
+            || file.info.dataset.classes != first.dataset.classes
         {
             return Err(foreign("its images differ".into()));
         }
@@ -471,7 +467,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         }
     }
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut dataset = first.info.dataset.clone();
+    let mut dataset = first.dataset.clone();
     dataset.covered = dataset.fingerprint.clone();
     dataset.covered_files = dataset.files;
     let info = FileInfo {
@@ -479,7 +475,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         shard: None,
         progress: None,
         skipped: skipped.iter().map(Into::into).collect(),
-        device_kind: first.info.device_kind.clone(),
+        device_kind: first.device_kind.clone(),
         pass_s,
     };
     let models: Vec<ModelEntry> = models.into_iter().flatten().collect();

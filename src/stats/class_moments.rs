@@ -96,11 +96,11 @@ impl ClassMoments {
         for ((class, rows), n) in batch.groups.iter().zip(&batch.counts) {
             self.counts[*class] += n;
             if let Some(second) = &mut self.class_second {
-                let pick = |t: &Tensor| match rows {
-                    Some(idx) => t.f_index_select(0, idx),
-                    None => Ok(t.shallow_clone()),
+                let raw = match rows {
+                    Some(idx) => features.f_index_select(0, idx)?,
+                    None => features.shallow_clone(),
                 };
-                second.update(*class, &pick(features)?, &pick(&y)?, &self.shift)?;
+                second.update(*class, &raw, &self.shift)?;
             }
         }
         let yt = y.f_transpose(0, 1)?;

@@ -77,18 +77,17 @@ impl ClassSecond {
             .unwrap_or(8 * self.dim as u64 / kind.elt_size_in_bytes() as u64)
     }
 
-    /// Folds in class `class`'s rows of a batch: `raw` (n, D) as the network made them and `y`
-    /// the same rows about `shift` in f64, both on the store's device.
-    pub fn update(
-        &mut self,
-        class: usize,
-        raw: &Tensor,
-        y: &Tensor,
-        shift: &Tensor,
-    ) -> Result<(), TchError> {
+    /// Folds in class `class`'s rows of a batch, (n, D) as the network made them; a class kept
+    /// as a scatter sums them about `shift` in f64, on the store's device.
+    pub fn update(&mut self, class: usize, raw: &Tensor, shift: &Tensor) -> Result<(), TchError> {
+        let device = self.device;
         match &mut self.classes[class] {
             Form::Scatter(s) => {
-                let _ = s.f_addmm_(&y.f_transpose(0, 1)?, y)?;
+                let y = raw
+                    .f_to_device(device)?
+                    .f_to_kind(Kind::Double)?
+                    .f_sub(shift)?;
+                let _ = s.f_addmm_(&y.f_transpose(0, 1)?, &y)?;
             }
             Form::Rows { chunks, n } => {
                 let kind = row_kind(raw.kind());
@@ -139,11 +138,10 @@ impl ClassSecond {
         }
         for class in 0..self.classes.len() {
             match &other.classes[class] {
-                Form::Rows { chunks, n } => {
+                Form::Rows { chunks, .. } => {
                     for chunk in chunks {
-                        self.append_rows(class, chunk, shift)?;
+                        self.update(class, chunk, shift)?;
                     }
-                    let _ = n;
                 }
                 Form::Scatter(theirs) => {
                     self.fold(class, shift)?;
@@ -154,14 +152,6 @@ impl ClassSecond {
             }
         }
         Ok(())
-    }
-
-    fn append_rows(&mut self, class: usize, rows: &Tensor, shift: &Tensor) -> Result<(), TchError> {
-        let y = rows
-            .f_to_device(self.device)?
-            .f_to_kind(Kind::Double)?
-            .f_sub(shift)?;
-        self.update(class, rows, &y, shift)
     }
 
     /// The same moments about another shift, given each class's count and sum of y about the
