@@ -1,5 +1,6 @@
-//! Builds the taps shim (src/taps/shim.cpp) against the libtorch that torch-sys found, and makes
-//! the binaries find that libtorch at run time with CUDA kept linked.
+//! Builds the taps shim (src/taps/shim.cpp) and the device shim (src/device/shim.cpp) against
+//! the libtorch that torch-sys found, and makes the binaries find that libtorch at run time with
+//! CUDA kept linked.
 //!
 //! torch-sys exports its libtorch lib folder as DEP_TCH_LIBTORCH_LIB; the headers sit beside it.
 //! The shim must use the same C++ ABI flag as torch-sys (LIBTORCH_CXX11_ABI, default 1, which is
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 fn main() {
     println!("cargo:rerun-if-changed=src/taps/shim.cpp");
     println!("cargo:rerun-if-changed=src/taps/taps.h");
+    println!("cargo:rerun-if-changed=src/device/shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
 
     let lib = PathBuf::from(env::var("DEP_TCH_LIBTORCH_LIB").expect(
@@ -35,6 +37,7 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .file("src/taps/shim.cpp")
+        .file("src/device/shim.cpp")
         .compile("zoo_select_taps");
 
     println!("cargo:rustc-link-search=native={}", lib.display());

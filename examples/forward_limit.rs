@@ -1,6 +1,7 @@
 //! The forward-pass limit of a zoo: every model's own forward (no taps, no statistics; the
-//! BatchNorms folded as zoo-select folds them) on images already decoded, fitted and resident in
-//! memory, batch after batch. zoo-select cannot be faster than this; scripts/bench compares.
+//! BatchNorms folded as zoo-select folds them; the config's precision) on images already
+//! decoded, fitted and stacked into batches in (pinned, on a GPU) host memory, batch after batch.
+//! zoo-select cannot be faster than this; scripts/bench and scripts/gpu-check compare.
 //!
 //!     . scripts/env.sh && cargo run --release --example forward_limit -- CONFIG [--channels-last]
 //!
@@ -50,6 +51,10 @@ fn main() -> anyhow::Result<()> {
         let bytes = zoo_select::taps::rewrite_for_inference(&spec.name, &spec.path, &[])?;
         let mut module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)?;
         module.f_set_eval()?;
+        let kind = plan.config.precision.kind();
+        if kind != Kind::Float {
+            module.to(device, kind, false);
+        }
         let mean = Tensor::from_slice(&spec.input.mean.map(|x| x as f32))
             .view([1, 3, 1, 1])
             .to_device(device);
@@ -57,18 +62,27 @@ fn main() -> anyhow::Result<()> {
             .view([1, 3, 1, 1])
             .to_device(device);
         let s = g.size as i64;
+        let batches: Vec<Tensor> = decoded
+            .chunks(batch)
+            .map(|chunk| {
+                let bytes: Vec<u8> = chunk
+                    .iter()
+                    .flat_map(|img| img[gi].iter().copied())
+                    .collect();
+                let t = Tensor::from_slice(&bytes).view([chunk.len() as i64, s, s, 3]);
+                match device {
+                    Device::Cuda(_) => t.pin_memory(device),
+                    _ => t,
+                }
+            })
+            .collect();
         let t = Instant::now();
-        for chunk in decoded.chunks(batch) {
-            let bytes: Vec<u8> = chunk
-                .iter()
-                .flat_map(|img| img[gi].iter().copied())
-                .collect();
-            let x = Tensor::from_slice(&bytes)
-                .view([chunk.len() as i64, s, s, 3])
-                .to_device(device)
+        for host in &batches {
+            let x = host
+                .to_device_(device, Kind::Uint8, true, false)
                 .permute([0, 3, 1, 2]);
             let x = if channels_last { x } else { x.contiguous() };
-            let x = ((x.to_kind(Kind::Float) / 255.0) - &mean) / &std;
+            let x = (((x.to_kind(Kind::Float) / 255.0) - &mean) / &std).to_kind(kind);
             let _out =
                 tch::no_grad(|| module.method_is("forward_taps", &[tch::IValue::Tensor(x)]))?;
         }

@@ -563,3 +563,66 @@ fn two_devices_in_one_run_equal_one() {
     assert_eq!(flag["device"], "cpu,cpu,cpu");
     assert_same_scores(&one, &flag, 1e-9);
 }
+
+#[test]
+fn rewritten_modules_are_kept_and_reused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = synthetic_images(tmp.path(), 6, false);
+    let setup = Setup::new(&images, &two_models(), "");
+    let modules = setup.out("out").join("stats").join("modules");
+    let listing = || {
+        let mut files: Vec<(String, std::time::SystemTime, Vec<u8>)> = std::fs::read_dir(&modules)
+            .unwrap()
+            .flatten()
+            .map(|e| {
+                let meta = e.metadata().unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    meta.modified().unwrap(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        files.sort();
+        files
+    };
+    setup.ok(&[], "out", &[]);
+    let first = listing();
+    let names: Vec<&str> = first.iter().map(|(n, _, _)| n.as_str()).collect();
+    assert_eq!(names.len(), 4, "{names:?}");
+    assert!(names[0].starts_with("tiny_a-") && names[0].ends_with(".json"));
+    assert!(names[1].starts_with("tiny_a-") && names[1].ends_with(".pt"));
+
+    // Other images: the statistics are computed again, the modules come from the cache (their
+    // files untouched) and the scores are those of a run without any cache.
+    let img = images.join("circle").join("00001.png");
+    image::RgbImage::from_pixel(16, 16, image::Rgb([9, 8, 7]))
+        .save(&img)
+        .unwrap();
+    let cached = setup.ok(&[], "out", &[]);
+    assert_eq!(strings(&cached["statistics"]["computed"]).len(), 8);
+    assert_eq!(listing(), first);
+    let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
+    assert_same_scores(&fresh, &cached, 0.0);
+    assert!(!setup.out("fresh").join("stats").join("modules").exists());
+
+    // A damaged module is rewritten, with a warning, and changes nothing.
+    let pt = modules.join(&first[1].0);
+    std::fs::write(&pt, b"not a module").unwrap();
+    image::RgbImage::from_pixel(16, 16, image::Rgb([7, 8, 9]))
+        .save(&img)
+        .unwrap();
+    // Without -q, which shows errors only.
+    let config = setup.config();
+    let out = setup.out("out").display().to_string();
+    let o = common::zoo_select(&["--config", &config, "-o", &out]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        stderr.contains("the cached rewritten module of tiny_a is unusable"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&pt).unwrap(), first[1].2);
+    let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
+    assert_same_scores(&fresh, &report(&setup.out("out")), 0.0);
+}

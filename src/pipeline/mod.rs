@@ -67,13 +67,41 @@ pub struct LayerResult {
     pub sample_rows: Option<u64>,
 }
 
-#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct Timing {
     pub load_s: f64,
     pub pass_s: f64,
     pub score_s: f64,
     pub total_s: f64,
     pub images_per_s: f64,
+    /// Each model loaded for the pass (none when the statistics were all cached).
+    pub models: Vec<ModelLoad>,
+    /// Where each device thread's pass time went.
+    pub devices: Vec<DeviceTime>,
+}
+
+/// Where one device thread's time went during the pass: what bounds the pass is where it spent
+/// the most. Waiting for batches: decoding is slower than the device (more `workers`, smaller
+/// images). Queueing: the host's own per-batch work (on the CPU, the whole forward pass and the
+/// statistics). Waiting for the device: a GPU busy with the batches queued (the best case).
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DeviceTime {
+    pub device: String,
+    pub batches: usize,
+    pub waiting_for_batches_s: f64,
+    pub queueing_s: f64,
+    pub waiting_for_device_s: f64,
+    pub checkpoints_s: f64,
+}
+
+/// How long one model took to be ready on one device, and whether its rewritten module came
+/// from the module cache.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ModelLoad {
+    pub model: String,
+    pub device: String,
+    pub seconds: f64,
+    pub cached_module: bool,
 }
 
 /// Where the statistics came from.
@@ -97,6 +125,8 @@ pub struct Gathered {
     pub models: Vec<ModelEntry>,
     pub empty_classes: Vec<String>,
     pub load_s: f64,
+    pub loads: Vec<ModelLoad>,
+    pub device_times: Vec<DeviceTime>,
     pub pass_s: f64,
     pub accumulator_bytes: usize,
     pub statistics: StatsReport,
@@ -210,6 +240,8 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     };
     let mut fresh: Vec<Option<ModelEntry>> = (0..plan.models.len()).map(|_| None).collect();
     let (mut skipped, mut load_s, mut pass_s, mut accumulator_bytes) = (None, 0.0, 0.0, 0);
+    let mut loads = Vec::new();
+    let mut device_times = Vec::new();
     let mut checkpoints = Vec::new();
     if !todo.is_empty() {
         if !statistics.reused.is_empty() {
@@ -228,6 +260,8 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         let out = pass::run(&job, progress)?;
         statistics.resumed_files = out.resumed_files;
         load_s = out.load_s;
+        loads = out.loads;
+        device_times = out.device_times;
         pass_s = out.pass_s;
         accumulator_bytes = out.accumulator_bytes;
         skipped = Some(out.skipped);
@@ -283,6 +317,8 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         models,
         empty_classes: folder.empty_classes.clone(),
         load_s: load_s.max(start.elapsed().as_secs_f64() - pass_s),
+        loads,
+        device_times,
         pass_s,
         accumulator_bytes,
         statistics,
@@ -485,6 +521,8 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         models,
         empty_classes: Vec::new(),
         load_s: start.elapsed().as_secs_f64(),
+        loads: Vec::new(),
+        device_times: Vec::new(),
         pass_s,
         accumulator_bytes,
         statistics: StatsReport {
@@ -606,6 +644,8 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         timing: Timing {
             load_s: gathered.load_s,
             pass_s: gathered.pass_s,
+            models: gathered.loads,
+            devices: gathered.device_times,
             score_s,
             total_s: start.elapsed().as_secs_f64(),
             images_per_s: if gathered.pass_s > 0.0 {

@@ -14,13 +14,14 @@ use tch::{Device, Kind, Tensor};
 use super::checkpoint::{self, PartMeta, Restored};
 use super::loader::{self, Batch, Message};
 use super::stores::Layout;
-use super::{stop_flag, Progress};
+use super::{stop_flag, DeviceTime, ModelLoad, Progress};
 use crate::dataset::{Geometry, Item, Skip};
+use crate::device::{upload_bytes, Fence};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::stats::{BatchLabels, ModelStats};
 use crate::stats_file::{DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Progress as Done};
-use crate::zoo::{ModelSpec, ZooModel};
+use crate::zoo::{ModelSpec, ModuleCache, ZooModel};
 
 /// Batches decoded ahead of each device thread.
 const PREFETCH: usize = 4;
@@ -46,6 +47,8 @@ pub struct Output {
     pub models: Vec<ModelEntry>,
     pub skipped: Vec<Skip>,
     pub load_s: f64,
+    pub loads: Vec<ModelLoad>,
+    pub device_times: Vec<DeviceTime>,
     pub pass_s: f64,
     /// Files a checkpoint had already folded in.
     pub resumed_files: usize,
@@ -71,6 +74,7 @@ struct Part {
     index: usize,
     /// What its checkpoint would say now.
     info: FileInfo,
+    time: DeviceTime,
 }
 
 pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
@@ -124,16 +128,32 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     crate::taps::run_graphs_unoptimised();
     // How busy the machine is while the models load decides libtorch's threads for the pass.
     let load = crate::threading::Load::now();
+    // Rewritten modules are kept beside the statistics they serve.
+    let modules = plan.cache.as_deref().map(ModuleCache::in_cache);
     let mut models: Vec<Vec<ZooModel>> = Vec::with_capacity(parts);
+    let mut loads = Vec::new();
     for device in &plan.devices {
-        models.push(
-            job.specs
-                .iter()
-                .map(|s| {
-                    ZooModel::load(s, *device, job.layout.wants_source(), plan.config.precision)
-                })
-                .collect::<Result<Vec<_>>>()?,
-        );
+        // Once per process and device, so that no model's load time carries it.
+        crate::device::start(*device).map_err(|e| Error::torch_op("starting the device", e))?;
+        let mut on_device = Vec::with_capacity(job.specs.len());
+        for (spec, key) in job.specs.iter().zip(&job.keys) {
+            let t = Instant::now();
+            let model = ZooModel::load_with(
+                spec,
+                *device,
+                job.layout.wants_source(),
+                plan.config.precision,
+                modules.as_ref().map(|m| (m, key.sha256.as_str())),
+            )?;
+            loads.push(ModelLoad {
+                model: spec.name.clone(),
+                device: crate::device::label(*device),
+                seconds: t.elapsed().as_secs_f64(),
+                cached_module: model.cached_module,
+            });
+            on_device.push(model);
+        }
+        models.push(on_device);
     }
     check_memory(job, &models[0])?;
     match (plan.config.threads, &load) {
@@ -282,12 +302,25 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     let Some(mut total) = parts_iter.next() else {
         return Err(Error::Worker("no device part finished".into()));
     };
+    let mut device_times = vec![total.time.clone()];
     for mut part in parts_iter {
         for ((mine, theirs), spec) in total.stats.iter_mut().zip(&mut part.stats).zip(&job.specs) {
             mine.merge(theirs)
                 .map_err(|e| Error::torch(&spec.name, "adding up the devices' statistics", e))?;
         }
         total.skipped.append(&mut part.skipped);
+        device_times.push(part.time.clone());
+    }
+    for t in &device_times {
+        tracing::debug!(
+            "{}: {} batches; waited {:.2} s for batches, queued for {:.2} s, waited {:.2} s for the device, {:.2} s checkpointing",
+            t.device,
+            t.batches,
+            t.waiting_for_batches_s,
+            t.queueing_s,
+            t.waiting_for_device_s,
+            t.checkpoints_s
+        );
     }
     total.skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let models = total
@@ -306,6 +339,8 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         models,
         skipped: total.skipped,
         load_s,
+        loads,
+        device_times,
         pass_s: pass_start.elapsed().as_secs_f64(),
         resumed_files,
         accumulator_bytes,
@@ -448,13 +483,32 @@ impl PartContext<'_> {
             self.abort.store(true, Ordering::SeqCst);
             PartEnd::Failed(e)
         };
+        // The fence after the last batch queued, and that batch's number: on a GPU the host
+        // queues batch i, then waits for batch i-1 only, so the GPU always has work.
+        let mut in_flight: Option<(Fence, u64)> = None;
+        let mut time = DeviceTime {
+            device: crate::device::label(device),
+            ..DeviceTime::default()
+        };
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut f64| {
+            let now = Instant::now();
+            *into += now.duration_since(clock).as_secs_f64();
+            clock = now;
+        };
         for message in rx {
+            lap(&mut time.waiting_for_batches_s);
             if self.abort.load(Ordering::SeqCst) {
                 return PartEnd::Failed(Error::Worker("another device failed".into()));
             }
             let batch = match message {
                 Message::Batch(b) => b,
                 Message::End => {
+                    if let Err(e) = land(in_flight.take(), u64::MAX, &mut stats) {
+                        return fail(e);
+                    }
+                    lap(&mut time.waiting_for_device_s);
+                    time.batches = progress.batches_done;
                     if let Err(e) = check_finite(&models, &stats) {
                         return fail(e);
                     }
@@ -472,6 +526,7 @@ impl PartContext<'_> {
                         skipped,
                         files_done: progress.files_done,
                         index: self.index,
+                        time,
                     }));
                 }
                 Message::Failed(reason) => return fail(Error::Worker(reason)),
@@ -479,6 +534,18 @@ impl PartContext<'_> {
             if let Err(e) = self.fold(&batch, device, &models, &geometry_of, &mut stats) {
                 return fail(e);
             }
+            let fence = match Fence::record(device) {
+                Ok(f) => f,
+                Err(e) => return fail(Error::torch_op("marking the batch on the device", e)),
+            };
+            lap(&mut time.queueing_s);
+            if let Some((previous, serial)) = in_flight.take() {
+                if let Err(e) = land(Some((previous, serial)), serial, &mut stats) {
+                    return fail(e);
+                }
+            }
+            in_flight = fence.map(|f| (f, batch.index as u64));
+            lap(&mut time.waiting_for_device_s);
             for skip in &batch.skipped {
                 if skipped.len() < WARN_SKIPS {
                     tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
@@ -494,11 +561,15 @@ impl PartContext<'_> {
                 if let Err(e) = check_finite(&models, &stats) {
                     return fail(e);
                 }
+                lap(&mut time.waiting_for_device_s);
             }
             let stopping = stop.load(Ordering::SeqCst);
             if stopping || last_checkpoint.elapsed() >= every {
                 let _span = tracing::debug_span!("checkpoint", part = self.index).entered();
                 let t = Instant::now();
+                if let Err(e) = land(in_flight.take(), u64::MAX, &mut stats) {
+                    return fail(e);
+                }
                 if let Err(e) =
                     checkpoint::save(self.path, info(progress, &skipped), self.meta, &mut stats)
                 {
@@ -511,6 +582,7 @@ impl PartContext<'_> {
                     t.elapsed().as_secs_f64()
                 );
                 last_checkpoint = Instant::now();
+                lap(&mut time.checkpoints_s);
             }
             if stopping {
                 return PartEnd::Stopped {
@@ -549,7 +621,8 @@ impl PartContext<'_> {
         let inputs = to_device(batch, self.geometries, device)
             .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
         let mut labels = BatchLabels::new(&batch.labels, device)
-            .map_err(|e| Error::torch_op("moving labels to the device", e))?;
+            .map_err(|e| Error::torch_op("moving labels to the device", e))?
+            .numbered(batch.index as u64);
         if let Some(keep) = self.job.sample {
             let (positions, ids): (Vec<i64>, Vec<u32>) = batch
                 .ids
@@ -580,11 +653,7 @@ impl PartContext<'_> {
 
 /// `cpu` or `cuda`: what a cache entry's sums depend on besides the data and the model.
 pub fn device_kind(device: Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(_) => "cuda".into(),
-        other => format!("{other:?}").to_lowercase(),
-    }
+    crate::device::kind(device)
 }
 
 /// One (B, 3, size, size) float tensor in [0, 1] per geometry, on the device.
@@ -601,14 +670,26 @@ fn to_device(
             let s = g.size as i64;
             // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
             // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
-            Tensor::f_from_slice(pixels)?
-                .f_view([rows, s, s, 3])?
-                .f_to_device(device)?
+            upload_bytes(pixels, &[rows, s, s, 3], device)?
                 .f_permute([0, 3, 1, 2])?
                 .f_to_kind(Kind::Float)?
                 .f_div_scalar(255.0)
         })
         .collect()
+}
+
+/// Waits for the batch behind `fence` and makes the host rows of batches up to `done` readable.
+fn land(fence: Option<(Fence, u64)>, done: u64, stats: &mut [ModelStats]) -> Result<()> {
+    if let Some((fence, _)) = fence {
+        fence
+            .wait()
+            .map_err(|e| Error::torch_op("waiting for the device", e))?;
+    }
+    for s in stats.iter_mut() {
+        s.settle(done)
+            .map_err(|e| Error::torch_op("copying feature rows to the host", e))?;
+    }
+    Ok(())
 }
 
 fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {

@@ -2,16 +2,29 @@
 
 use tch::{Device, Kind, Tensor};
 
+use crate::device::upload;
+
 pub struct BatchLabels {
     /// (B,) int64 on the statistics' device.
     pub labels: Tensor,
+    /// The same labels on the host.
+    pub host: Vec<i64>,
     /// For each class present: its index and its rows (None when the batch is that class alone).
     pub groups: Vec<(usize, Option<Tensor>)>,
     /// Rows per class present, in the order of `groups`.
     pub counts: Vec<u64>,
-    /// The rows whose features a row sample keeps (positions, on the device) and their images'
-    /// positions in the listing.
-    pub sample: Option<(Tensor, Vec<u32>)>,
+    /// The rows whose features a row sample keeps (positions, on the device), their images'
+    /// positions in the listing, and their labels.
+    pub sample: Option<Sample>,
+    /// The batch's number in its pass: rows copied to the host from this batch are readable once
+    /// the device has finished batch `serial` (see `ModelStats::settle`).
+    pub serial: u64,
+}
+
+pub struct Sample {
+    pub positions: Tensor,
+    pub ids: Vec<u32>,
+    pub labels: Vec<i64>,
 }
 
 impl BatchLabels {
@@ -27,25 +40,38 @@ impl BatchLabels {
         rows.sort_by_key(|(c, _)| *c);
         let single = rows.len() == 1;
         let counts = rows.iter().map(|(_, r)| r.len() as u64).collect();
+        // One upload for the labels and every group's rows: each small copy to a GPU would
+        // otherwise be its own transfer.
+        let mut all: Vec<i64> = labels.to_vec();
+        if !single {
+            for (_, r) in &rows {
+                all.extend(r);
+            }
+        }
+        let on_device = upload(&Tensor::f_from_slice(&all)?, device)?;
+        let b = labels.len() as i64;
+        let mut start = b;
         let groups = rows
             .into_iter()
             .map(|(c, r)| {
                 let idx = if single {
                     None
                 } else {
-                    Some(Tensor::f_from_slice(&r)?.f_to_device(device)?)
+                    let len = r.len() as i64;
+                    let t = on_device.f_narrow(0, start, len)?;
+                    start += len;
+                    Some(t)
                 };
                 Ok((c, idx))
             })
             .collect::<Result<_, tch::TchError>>()?;
-        let labels = Tensor::f_from_slice(labels)?
-            .f_to_kind(Kind::Int64)?
-            .f_to_device(device)?;
         Ok(BatchLabels {
-            labels,
+            labels: on_device.f_narrow(0, 0, b)?.f_to_kind(Kind::Int64)?,
+            host: labels.to_vec(),
             groups,
             counts,
             sample: None,
+            serial: 0,
         })
     }
 
@@ -56,7 +82,22 @@ impl BatchLabels {
         ids: Vec<u32>,
         device: Device,
     ) -> Result<Self, tch::TchError> {
-        self.sample = Some((Tensor::f_from_slice(positions)?.f_to_device(device)?, ids));
+        let labels = positions
+            .iter()
+            .map(|&p| self.host.get(p as usize).copied())
+            .collect::<Option<Vec<i64>>>()
+            .ok_or_else(|| tch::TchError::Shape("a sampled row is outside the batch".into()))?;
+        self.sample = Some(Sample {
+            positions: upload(&Tensor::f_from_slice(positions)?, device)?,
+            ids,
+            labels,
+        });
         Ok(self)
+    }
+
+    /// Numbers the batch within its pass.
+    pub fn numbered(mut self, serial: u64) -> Self {
+        self.serial = serial;
+        self
     }
 }

@@ -93,15 +93,11 @@ impl ClassMoments {
         }
         let y = x.f_sub(&self.shift)?;
         let _ = self.sums.f_index_add_(0, &batch.labels, &y)?;
-        for ((class, rows), n) in batch.groups.iter().zip(&batch.counts) {
+        for ((class, _), n) in batch.groups.iter().zip(&batch.counts) {
             self.counts[*class] += n;
-            if let Some(second) = &mut self.class_second {
-                let raw = match rows {
-                    Some(idx) => features.f_index_select(0, idx)?,
-                    None => features.shallow_clone(),
-                };
-                second.update(*class, &raw, &self.shift)?;
-            }
+        }
+        if let Some(second) = &mut self.class_second {
+            second.update_batch(features, batch, &self.shift)?;
         }
         let yt = y.f_transpose(0, 1)?;
         if let Some(total) = &mut self.total_second {
@@ -535,6 +531,18 @@ impl ClassMoments {
         if let Some(second) = &mut self.class_second {
             second.set_fold_above(rows);
         }
+    }
+
+    /// Makes the host rows of batches up to `done` (finished by the device) readable; see
+    /// `staging`.
+    pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
+        if let Some(second) = &mut self.class_second {
+            second.settle(done)?;
+        }
+        if let Some(sample) = &mut self.sample {
+            sample.settle(done)?;
+        }
+        Ok(())
     }
 
     /// Bytes of feature rows kept in host memory (`ClassSecond`).

@@ -14,7 +14,12 @@
 //! The one question metrics ask (`logdet`) is answered from either form, so no metric knows which
 //! a class uses.
 
+use std::collections::VecDeque;
+
 use tch::{Device, Kind, TchError, Tensor};
+
+use super::BatchLabels;
+use crate::device::{start_download, to_pageable};
 
 /// What centring a class's rows by the global mean takes, for either form.
 pub struct ClassCentre<'a> {
@@ -44,6 +49,26 @@ pub struct ClassSecond {
     /// they take more bytes than the scatter.
     fold_above: Option<u64>,
     device: Device,
+    /// Rows a GPU may still be copying to the host, oldest batch first (see `settle`).
+    landing: VecDeque<Landing>,
+    /// Takes the GPU's way (one copy per batch, landing at `settle`) for features on the CPU
+    /// too: for tests of that way on machines without a GPU.
+    land_on_host: bool,
+}
+
+/// One batch's rows of its row-kept classes on their way from a GPU: one copy per batch (and
+/// layer) rather than one per class, since each copy and its pinned buffer cost the host time.
+struct Landing {
+    serial: u64,
+    /// (rows, D), pinned host memory, the classes' rows one class after another.
+    rows: Tensor,
+    /// (class, first row, rows) in `rows`.
+    pieces: Vec<(usize, i64, i64)>,
+}
+
+/// Rows in host memory, contiguous (a copy that waits for the device, if they are on one).
+fn to_host(t: &Tensor) -> Result<Tensor, TchError> {
+    t.f_to_device(Device::Cpu)?.f_contiguous()
 }
 
 /// The kind rows of features of kind `kind` are kept in: f32 unless they are f64.
@@ -67,6 +92,8 @@ impl ClassSecond {
             dim,
             fold_above: None,
             device,
+            landing: VecDeque::new(),
+            land_on_host: false,
         }
     }
 
@@ -77,8 +104,66 @@ impl ClassSecond {
             .unwrap_or(8 * self.dim as u64 / kind.elt_size_in_bytes() as u64)
     }
 
-    /// Folds in class `class`'s rows of a batch, (n, D) as the network made them; a class kept
-    /// as a scatter sums them about `shift` in f64, on the store's device.
+    /// Folds in a batch's features, (B, D) as the network made them: a class kept as a scatter
+    /// sums its rows about `shift` in f64 on the store's device; from a GPU, the rows of the
+    /// row-kept classes leave in one copy that lands in host memory at `settle`.
+    pub fn update_batch(
+        &mut self,
+        features: &Tensor,
+        batch: &BatchLabels,
+        shift: &Tensor,
+    ) -> Result<(), TchError> {
+        let on_host = features.device() == Device::Cpu && !self.land_on_host;
+        let mut pieces = Vec::new();
+        let mut gather = Vec::new();
+        let mut offset = 0;
+        for ((class, rows), &n) in batch.groups.iter().zip(&batch.counts) {
+            let raw = || match rows {
+                Some(idx) => features.f_index_select(0, idx),
+                None => Ok(features.shallow_clone()),
+            };
+            match &self.classes[*class] {
+                Form::Rows { .. } if !on_host => {
+                    pieces.push((*class, offset, n as i64));
+                    offset += n as i64;
+                    gather.push(rows);
+                }
+                _ => self.update(*class, &raw()?, shift)?,
+            }
+        }
+        if pieces.is_empty() {
+            return Ok(());
+        }
+        let selected = match gather.as_slice() {
+            [None] => features.shallow_clone(),
+            _ => {
+                let idx: Vec<&Tensor> = gather.iter().filter_map(|g| g.as_ref()).collect();
+                features.f_index_select(0, &Tensor::f_cat(&idx, 0)?)?
+            }
+        };
+        let rows = start_download(&selected.f_to_kind(row_kind(features.kind()))?)?.tensor;
+        let mut over = Vec::new();
+        for &(class, _, len) in &pieces {
+            if let Form::Rows { n, .. } = &mut self.classes[class] {
+                *n += len as u64;
+                if *n > self.limit(row_kind(features.kind())) {
+                    over.push(class);
+                }
+            }
+        }
+        self.landing.push_back(Landing {
+            serial: batch.serial,
+            rows,
+            pieces,
+        });
+        for class in over {
+            self.fold(class, shift)?;
+        }
+        Ok(())
+    }
+
+    /// Folds in class `class`'s rows, (n, D) as the network made them, on the host or its
+    /// store's device.
     pub fn update(&mut self, class: usize, raw: &Tensor, shift: &Tensor) -> Result<(), TchError> {
         let device = self.device;
         match &mut self.classes[class] {
@@ -91,11 +176,7 @@ impl ClassSecond {
             }
             Form::Rows { chunks, n } => {
                 let kind = row_kind(raw.kind());
-                chunks.push(
-                    raw.f_to_kind(kind)?
-                        .f_to_device(Device::Cpu)?
-                        .f_contiguous()?,
-                );
+                chunks.push(to_host(&raw.f_to_kind(kind)?)?);
                 *n += raw.size()[0] as u64;
                 let over = *n > self.limit(kind);
                 if over {
@@ -114,8 +195,16 @@ impl ClassSecond {
                     [self.dim as i64, self.dim as i64],
                     (Kind::Double, self.device),
                 )?;
-                for chunk in chunks {
-                    let y = chunk
+                // Rows still landing are copied back from their pinned buffer, after their
+                // copy in the device's queue.
+                let landing = self.landing.iter().flat_map(|l| {
+                    l.pieces
+                        .iter()
+                        .filter(|(c, _, _)| *c == class)
+                        .map(move |&(_, first, len)| l.rows.f_narrow(0, first, len))
+                });
+                for chunk in chunks.iter().map(|c| Ok(c.shallow_clone())).chain(landing) {
+                    let y = chunk?
                         .f_to_device(self.device)?
                         .f_to_kind(Kind::Double)?
                         .f_sub(shift)?;
@@ -185,7 +274,25 @@ impl ClassSecond {
             dim: self.dim,
             fold_above: self.fold_above,
             device: self.device,
+            landing: VecDeque::new(),
+            land_on_host: false,
         })
+    }
+
+    /// Files the rows of batches up to `done`, which the device has finished, with their
+    /// classes, as pageable copies; a class folded meanwhile already has them in its scatter.
+    pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
+        while self.landing.front().is_some_and(|l| l.serial <= done) {
+            let Some(l) = self.landing.pop_front() else {
+                break;
+            };
+            for (class, first, len) in l.pieces {
+                if let Some(Form::Rows { chunks, .. }) = self.classes.get_mut(class) {
+                    chunks.push(to_pageable(&l.rows.f_narrow(0, first, len)?)?);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// logdet(I + P^T Z_c^T Z_c P / a), Z_c the rows of class `of.class` centred by the global
@@ -331,6 +438,8 @@ impl ClassSecond {
             dim: self.dim,
             fold_above: self.fold_above,
             device,
+            landing: VecDeque::new(),
+            land_on_host: false,
         })
     }
 
@@ -359,4 +468,78 @@ pub fn logdet_identity_plus(mut m: Tensor, a: f64) -> Result<f64, TchError> {
     let _ = m.f_diagonal(0, 0, 1)?.f_sub_scalar_(1.0)?;
     let eig = m.f_linalg_eigvalsh("L")?.f_clamp_min(0.0)?;
     eig.f_log1p()?.f_sum(Kind::Double)?.f_double_value(&[])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The GPU's way (one copy per batch, filed at `settle` one batch late, classes folding
+    /// while some of their rows are still landing) keeps the same moments as the direct way.
+    #[test]
+    fn rows_landing_late_give_the_same_rates() {
+        let (classes, dim) = (3usize, 4i64);
+        let mut direct = ClassSecond::new(classes, dim as usize, Device::Cpu);
+        let mut landed = ClassSecond::new(classes, dim as usize, Device::Cpu);
+        landed.land_on_host = true;
+        for s in [&mut direct, &mut landed] {
+            s.set_fold_above(5);
+        }
+        let shift = Tensor::zeros([dim], (Kind::Double, Device::Cpu));
+        tch::manual_seed(7);
+        let mut all: Vec<(Tensor, Vec<i64>)> = Vec::new();
+        let batches: [&[i64]; 5] = [
+            &[0, 1, 0],
+            &[2, 2],
+            &[0, 0, 1, 2, 0],
+            &[1],
+            &[0, 1, 1, 1, 2, 0],
+        ];
+        for (serial, labels) in batches.iter().enumerate() {
+            let x = Tensor::randn([labels.len() as i64, dim], (Kind::Float, Device::Cpu));
+            let batch = BatchLabels::new(labels, Device::Cpu)
+                .unwrap()
+                .numbered(serial as u64);
+            direct.update_batch(&x, &batch, &shift).unwrap();
+            landed.update_batch(&x, &batch, &shift).unwrap();
+            if serial > 0 {
+                landed.settle(serial as u64 - 1).unwrap();
+            }
+            all.push((x, labels.to_vec()));
+        }
+        landed.settle(u64::MAX).unwrap();
+        assert!(landed.landing.is_empty());
+        // Classes 0 (7 rows) and 1 (6) folded in the last batch, its rows still landing; 2 (4) did not.
+        assert_eq!(landed.row_classes(), 1);
+        assert_eq!(direct.row_classes(), 1);
+        let x = Tensor::cat(
+            &all.iter()
+                .map(|(x, _)| x.shallow_clone())
+                .collect::<Vec<_>>(),
+            0,
+        )
+        .to_kind(Kind::Double);
+        let labels: Vec<i64> = all.iter().flat_map(|(_, l)| l.clone()).collect();
+        let mean = x.mean_dim(&[0i64][..], false, Kind::Double);
+        for class in 0..classes {
+            let idx: Vec<i64> = (0..labels.len() as i64)
+                .filter(|&i| labels[i as usize] == class as i64)
+                .collect();
+            let rows = x.index_select(0, &Tensor::from_slice(&idx));
+            let sum = rows.sum_dim_intlist(&[0i64][..], false, Kind::Double);
+            let centre = ClassCentre {
+                class,
+                mean: &mean,
+                shift: &shift,
+                sum: &sum,
+                n: idx.len() as u64,
+            };
+            let a = direct.logdet(&centre, 0.5, None).unwrap();
+            let b = landed.logdet(&centre, 0.5, None).unwrap();
+            assert!(
+                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
+                "class {class}: {a} {b}"
+            );
+        }
+    }
 }

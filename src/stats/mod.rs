@@ -14,8 +14,9 @@ mod class_second;
 mod model_stats;
 mod row_sample;
 mod source;
+mod staging;
 
-pub use batch_labels::BatchLabels;
+pub use batch_labels::{BatchLabels, Sample};
 pub use class_moments::ClassMoments;
 pub use class_second::logdet_identity_plus;
 pub use model_stats::ModelStats;

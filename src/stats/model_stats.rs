@@ -34,6 +34,15 @@ impl ModelStats {
         Ok(())
     }
 
+    /// Makes the host rows of batches up to `done` readable, once the device has finished them
+    /// (the pass waited on their fence); u64::MAX after waiting for the whole device.
+    pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
+        for (_, store) in self.layers.iter_mut().flatten() {
+            store.settle(done)?;
+        }
+        Ok(())
+    }
+
     /// Adds the statistics of the same model and layers gathered over other images.
     pub fn merge(&mut self, other: &mut ModelStats) -> Result<(), TchError> {
         if self.layers.len() != other.layers.len()

@@ -6,7 +6,9 @@
 
 use tch::{Device, Kind, TchError, Tensor};
 
+use super::staging::Staging;
 use super::BatchLabels;
+use crate::device::{start_download, to_pageable};
 
 pub struct RowSample {
     chunks: Vec<Tensor>,
@@ -15,6 +17,7 @@ pub struct RowSample {
     /// The most rows the sample was drawn for (`sample.max_images`): samples drawn for another
     /// size are other samples.
     pub target: usize,
+    staging: Staging,
 }
 
 impl RowSample {
@@ -24,15 +27,17 @@ impl RowSample {
             labels: Vec::new(),
             ids: Vec::new(),
             target,
+            staging: Staging::default(),
         }
     }
 
-    /// Keeps the rows of `features` (B, D) that the batch marks as sampled.
+    /// Keeps the rows of `features` (B, D) that the batch marks as sampled. From a GPU the
+    /// copy is only started: the rows are readable after `settle` for this batch.
     pub fn update(&mut self, features: &Tensor, batch: &BatchLabels) -> Result<(), TchError> {
-        let Some((positions, ids)) = &batch.sample else {
+        let Some(sample) = &batch.sample else {
             return Ok(());
         };
-        if ids.is_empty() {
+        if sample.ids.is_empty() {
             return Ok(());
         }
         let kind = if features.kind() == Kind::Double {
@@ -40,21 +45,29 @@ impl RowSample {
         } else {
             Kind::Float
         };
-        let rows = features
-            .f_index_select(0, positions)?
-            .f_to_kind(kind)?
-            .f_to_device(Device::Cpu)?
-            .f_contiguous()?;
-        let labels = batch
-            .labels
-            .f_index_select(0, positions)?
-            .f_to_device(Device::Cpu)?;
-        let mut values = vec![0i64; ids.len()];
-        labels.f_copy_data(&mut values, ids.len())?;
-        self.chunks.push(rows);
-        self.labels.extend(values);
-        self.ids.extend(ids);
+        let rows = start_download(
+            &features
+                .f_index_select(0, &sample.positions)?
+                .f_to_kind(kind)?,
+        )?;
+        if rows.staged {
+            self.staging.push(batch.serial, 0, self.chunks.len());
+        }
+        self.chunks.push(rows.tensor);
+        self.labels.extend(&sample.labels);
+        self.ids.extend(&sample.ids);
         Ok(())
+    }
+
+    /// Swaps the rows of batches up to `done`, which the device has finished, out of staging.
+    pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
+        let chunks = &mut self.chunks;
+        self.staging.settle(done, |_, index| {
+            if let Some(c) = chunks.get_mut(index) {
+                *c = to_pageable(c)?;
+            }
+            Ok(())
+        })
     }
 
     pub fn merge(&mut self, other: &RowSample) -> Result<(), TchError> {
@@ -152,6 +165,7 @@ impl RowSample {
             labels: self.labels.clone(),
             ids: self.ids.clone(),
             target: self.target,
+            staging: Staging::default(),
         }
     }
 }

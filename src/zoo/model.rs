@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use tch::{CModule, Device, IValue, Kind, Tensor};
 
+use super::module_cache::{ModuleCache, ModuleKey, Prepared};
 use super::ModelSpec;
 use crate::config::{Layout, Precision};
 use crate::dataset::Geometry;
@@ -26,6 +27,8 @@ pub struct ZooModel {
     pub source: SourceLogits,
     /// Whether its Conv2d-BatchNorm2d pairs run folded (see `load_for_inference`).
     pub batchnorm_folded: bool,
+    /// Whether its rewritten module came from the module cache.
+    pub cached_module: bool,
     /// Parameter elements fine-tuning re-trains above each layer (see `capacity`); None where
     /// the listing cannot place the layer.
     pub params_after: Vec<Option<u64>>,
@@ -78,10 +81,10 @@ pub(super) fn load_tapped(
     layers: &[String],
     device: Device,
 ) -> Result<CModule> {
-    load_bytes(name, taps::rewrite(name, path, layers)?, device)
+    load_bytes(name, &taps::rewrite(name, path, layers)?, device)
 }
 
-fn load_bytes(name: &str, bytes: Vec<u8>, device: Device) -> Result<CModule> {
+fn load_bytes(name: &str, bytes: &[u8], device: Device) -> Result<CModule> {
     let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
         .map_err(|e| Error::torch(name, "loading the rewritten module", e))?;
     // Scripted models read `training` at run time.
@@ -98,6 +101,8 @@ fn load_bytes(name: &str, bytes: Vec<u8>, device: Device) -> Result<CModule> {
 /// convolution weights, so a pair folded in a method the taps do not use can leave a tapped,
 /// unfolded BatchNorm applied twice. So the folded module is kept only if it agrees with the
 /// unfolded one, to 1e-3 of each output's scale, on a probe batch of `size` x `size` images.
+/// Also returns the chosen module's serialized bytes (before the precision change), for the
+/// module cache.
 pub(super) fn load_for_inference(
     name: &str,
     path: &Path,
@@ -105,20 +110,34 @@ pub(super) fn load_for_inference(
     device: Device,
     precision: Precision,
     size: u32,
-) -> Result<(CModule, bool)> {
-    let plain = load_tapped(name, path, layers, device)?;
-    let folded =
-        taps::rewrite_for_inference(name, path, layers).and_then(|b| load_bytes(name, b, device));
-    let (mut module, is_folded) = match folded {
-        Ok(folded) if agrees(name, &plain, &folded, layers.len(), size, device)? => (folded, true),
+) -> Result<(CModule, bool, Vec<u8>)> {
+    let plain_bytes = taps::rewrite(name, path, layers)?;
+    let plain = load_bytes(name, &plain_bytes, device)?;
+    let folded = taps::rewrite_for_inference(name, path, layers)
+        .and_then(|b| Ok((load_bytes(name, &b, device)?, b)));
+    let (mut module, is_folded, bytes) = match folded {
+        Ok((folded, b)) if agrees(name, &plain, &folded, layers.len(), size, device)? => {
+            (folded, true, b)
+        }
         _ => {
             tracing::debug!(
                 model = name,
                 "folding BatchNorms would change the taps; running unfolded"
             );
-            (plain, false)
+            (plain, false, plain_bytes)
         }
     };
+    to_precision(name, &mut module, device, precision)?;
+    Ok((module, is_folded, bytes))
+}
+
+/// Converts the parameters of a module loaded in f32.
+fn to_precision(
+    name: &str,
+    module: &mut CModule,
+    device: Device,
+    precision: Precision,
+) -> Result<()> {
     if precision != Precision::F32 {
         // tch's CModule::to panics where libtorch refuses; turn that into an error.
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -130,7 +149,7 @@ pub(super) fn load_for_inference(
             message: format!("libtorch cannot run it in {precision:?}"),
         })?;
     }
-    Ok((module, is_folded))
+    Ok(())
 }
 
 /// Whether two versions of a tapped module give the same outputs on a fixed probe batch.
@@ -215,14 +234,148 @@ impl ZooModel {
         want_source: bool,
         precision: Precision,
     ) -> Result<ZooModel> {
+        Self::load_with(spec, device, want_source, precision, None)
+    }
+
+    /// As `load`, through a module cache when given one with the model file's sha256: a kept
+    /// module loads directly; a new one is kept for the next run.
+    pub fn load_with(
+        spec: &ModelSpec,
+        device: Device,
+        want_source: bool,
+        precision: Precision,
+        cache: Option<(&ModuleCache, &str)>,
+    ) -> Result<ZooModel> {
         let _span = tracing::info_span!("load", model = %spec.name).entered();
+        let precision_name = format!("{precision:?}").to_lowercase();
+        let device_kind = crate::device::kind(device);
+        let keyed = cache.map(|(cache, sha256)| {
+            (
+                cache,
+                ModuleKey {
+                    name: &spec.name,
+                    sha256,
+                    layers: &spec.layers,
+                    head: spec.head.as_deref(),
+                    want_source,
+                    precision: &precision_name,
+                    device_kind: &device_kind,
+                    size: spec.input.size,
+                },
+            )
+        });
+        if let Some((cache, key)) = &keyed {
+            if let Some((bytes, prepared)) = cache.get(key) {
+                match Self::from_prepared(spec, device, precision, &bytes, prepared) {
+                    Ok(model) => {
+                        tracing::debug!("loaded the cached rewritten module");
+                        return Ok(model);
+                    }
+                    Err(e) => tracing::warn!(
+                        "the cached rewritten module of {} is unusable ({e}); rewriting it",
+                        spec.name
+                    ),
+                }
+            }
+        }
+        let (model, bytes) = Self::prepare(spec, device, want_source, precision)?;
+        if let Some((cache, key)) = &keyed {
+            let prepared = Prepared {
+                key: ModuleCache::key_text(key),
+                batchnorm_folded: model.batchnorm_folded,
+                taps: model.taps,
+                source: model.source.clone(),
+                params_after: model.params_after.clone(),
+            };
+            cache.put(key, &bytes, &prepared);
+        }
+        Ok(model)
+    }
+
+    /// The model from a kept module and the decisions made when it was first prepared.
+    fn from_prepared(
+        spec: &ModelSpec,
+        device: Device,
+        precision: Precision,
+        bytes: &[u8],
+        prepared: Prepared,
+    ) -> Result<ZooModel> {
+        let expected =
+            spec.layers.len() + usize::from(matches!(prepared.source, SourceLogits::Head { .. }));
+        if prepared.taps != expected || prepared.params_after.len() != spec.layers.len() {
+            return Err(Error::Torch {
+                model: spec.name.clone(),
+                context: "loading the cached module",
+                message: "its taps do not match the layers".into(),
+            });
+        }
+        let mut module = load_bytes(&spec.name, bytes, device)?;
+        to_precision(&spec.name, &mut module, device, precision)?;
+        let mut model = Self::assemble(
+            spec,
+            device,
+            precision,
+            module,
+            prepared.batchnorm_folded,
+            prepared.params_after,
+        )?;
+        model.taps = prepared.taps;
+        model.source = prepared.source;
+        model.cached_module = true;
+        model.probed()
+    }
+
+    /// A model with its module and the decisions about it; not yet probed.
+    fn assemble(
+        spec: &ModelSpec,
+        device: Device,
+        precision: Precision,
+        module: CModule,
+        batchnorm_folded: bool,
+        params_after: Vec<Option<u64>>,
+    ) -> Result<ZooModel> {
         let to_dev = |v: [f64; 3]| {
             Tensor::f_from_slice(&v.map(|x| x as f32))
                 .and_then(|t| t.f_view([1, 3, 1, 1]))
                 .and_then(|t| t.f_to_device(device))
                 .map_err(|e| Error::torch(&spec.name, "placing mean/std on the device", e))
         };
-        let (module, batchnorm_folded) = load_for_inference(
+        Ok(ZooModel {
+            name: spec.name.clone(),
+            path: spec.path.clone(),
+            layers: spec.layers.clone(),
+            geometry: Geometry::of(&spec.input),
+            layout: spec.layout,
+            dims: Vec::new(),
+            probe: Vec::new(),
+            source: SourceLogits::Unwanted,
+            batchnorm_folded,
+            cached_module: false,
+            params_after,
+            module,
+            taps: spec.layers.len(),
+            kind: precision.kind(),
+            mean: to_dev(spec.input.mean)?,
+            std: to_dev(spec.input.std)?,
+        })
+    }
+
+    /// A blank image of this model's geometry, in its precision, on `device`.
+    fn blank(&self, device: Device) -> Result<Tensor> {
+        let s = self.geometry.size as i64;
+        Tensor::f_zeros([1, 3, s, s], (self.kind, device))
+            .map_err(|e| Error::torch(&self.name, "making the probe input", e))
+    }
+
+    /// Rewrites, folds and checks the module, finds the source logits, and probes; also
+    /// returns the chosen module's bytes.
+    fn prepare(
+        spec: &ModelSpec,
+        device: Device,
+        want_source: bool,
+        precision: Precision,
+    ) -> Result<(ZooModel, Vec<u8>)> {
+        let (module, batchnorm_folded, mut bytes) = load_for_inference(
             &spec.name,
             &spec.path,
             &spec.layers,
@@ -236,26 +389,15 @@ impl ZooModel {
             .iter()
             .map(|l| super::params_after(&listing, l))
             .collect();
-        let mut model = ZooModel {
-            name: spec.name.clone(),
-            path: spec.path.clone(),
-            layers: spec.layers.clone(),
-            geometry: Geometry::of(&spec.input),
-            layout: spec.layout,
-            dims: Vec::new(),
-            probe: Vec::new(),
-            source: SourceLogits::Unwanted,
+        let mut model = Self::assemble(
+            spec,
+            device,
+            precision,
+            module,
             batchnorm_folded,
             params_after,
-            module,
-            taps: spec.layers.len(),
-            kind: precision.kind(),
-            mean: to_dev(spec.input.mean)?,
-            std: to_dev(spec.input.std)?,
-        };
-        let s = model.geometry.size as i64;
-        let blank = Tensor::f_zeros([1, 3, s, s], (precision.kind(), device))
-            .map_err(|e| Error::torch(&spec.name, "making the probe input", e))?;
+        )?;
+        let blank = model.blank(device)?;
         let (output, _) = run_tapped(&spec.name, &model.module, &blank, model.taps)?;
         if want_source {
             model.source = match (logit_classes(output.as_ref()), &spec.head) {
@@ -263,7 +405,7 @@ impl ZooModel {
                 (None, Some(head)) => {
                     let mut taps = spec.layers.clone();
                     taps.push(head.clone());
-                    let (module, folded) = load_for_inference(
+                    let (module, folded, head_bytes) = load_for_inference(
                         &spec.name,
                         &spec.path,
                         &taps,
@@ -277,6 +419,7 @@ impl ZooModel {
                             model.module = module;
                             model.batchnorm_folded = folded;
                             model.taps = taps.len();
+                            bytes = head_bytes;
                             SourceLogits::Head { classes }
                         }
                         None => SourceLogits::Missing(format!(
@@ -293,18 +436,24 @@ impl ZooModel {
                 )),
             };
         }
-        let probe = model.run(&blank)?;
-        model.dims = probe.layers.iter().map(|t| t.size()[1] as usize).collect();
-        model.probe = probe
+        Ok((model.probed()?, bytes))
+    }
+
+    /// Probes the layers' widths, and where their features sit, with one blank image.
+    fn probed(mut self) -> Result<ZooModel> {
+        let blank = self.blank(self.mean.device())?;
+        let probe = self.run(&blank)?;
+        self.dims = probe.layers.iter().map(|t| t.size()[1] as usize).collect();
+        self.probe = probe
             .layers
             .iter()
             .map(|t| {
                 t.f_select(0, 0)
-                    .map_err(|e| Error::torch(&spec.name, "probing", e))
+                    .map_err(|e| Error::torch(&self.name, "probing", e))
             })
             .collect::<Result<_>>()?;
-        tracing::debug!(dims = ?model.dims, source = ?model.source, "probed");
-        Ok(model)
+        tracing::debug!(dims = ?self.dims, source = ?self.source, "probed");
+        Ok(self)
     }
 
     /// (B, 3, H, W) in [0, 1] -> normalised with this model's mean and std.

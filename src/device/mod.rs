@@ -2,6 +2,12 @@
 //! asking for CUDA where there is none is an error, never a quiet fall-back to a CPU run that
 //! would take a hundred times longer.
 
+mod fence;
+mod transfer;
+
+pub use fence::Fence;
+pub use transfer::{start_download, to_pageable, upload, upload_bytes, Download};
+
 use tch::{Cuda, Device};
 
 use crate::error::{Error, Result};
@@ -40,6 +46,32 @@ pub fn resolve(spec: &str) -> Result<Device> {
         )));
     }
     Ok(Device::Cuda(index))
+}
+
+/// `cpu` or `cuda`: what results made on a device depend on besides the data and the model
+/// (kernels and rounding differ between kinds, not between two cards of one kind).
+pub fn kind(device: Device) -> String {
+    match device {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(_) => "cuda".into(),
+        other => format!("{other:?}").to_lowercase(),
+    }
+}
+
+/// Does on `device` what its first convolution and matrix product would otherwise do inside the
+/// first model's load: on a GPU, create the CUDA context and the cuDNN and cuBLAS handles.
+pub fn start(device: Device) -> Result<(), tch::TchError> {
+    if device == Device::Cpu {
+        return Ok(());
+    }
+    let x = tch::Tensor::f_ones([1, 1, 4, 4], (tch::Kind::Float, device))?;
+    let w = tch::Tensor::f_ones([1, 1, 3, 3], (tch::Kind::Float, device))?;
+    let y = x.f_conv2d(&w, None::<&tch::Tensor>, [1, 1], [0, 0], [1, 1], 1)?;
+    let m = y.f_view([2, 2])?;
+    m.f_matmul(&m)?
+        .f_sum(tch::Kind::Float)?
+        .f_double_value(&[])?;
+    Ok(())
 }
 
 /// How a device is named in reports: `cpu` or `cuda:N`.
