@@ -183,6 +183,9 @@ fn classes(labels: &[i64]) -> usize {
     *labels.iter().max().unwrap() as usize + 1
 }
 
+/// What takes each batch: its features, source logits, labels for the stores, and labels.
+type Sink<'a> = dyn FnMut(&Tensor, &Tensor, &BatchLabels, &[i64]) + 'a;
+
 /// The value `key` names on the set (a score, or NCTI's term `ncti/<term>`), fed in batches
 /// ending at `cuts`, split into `parts.count` stores merged in order (see `Parts`).
 fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
@@ -198,8 +201,7 @@ fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
     let n = s.labels.len();
     let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
     let needs = m.needs();
-    let feed = |range: std::ops::Range<usize>,
-                f: &mut dyn FnMut(&Tensor, &Tensor, &BatchLabels, &[i64])| {
+    let feed = |range: std::ops::Range<usize>, f: &mut Sink| {
         let mut start = range.start;
         let mut ends: Vec<usize> = cuts
             .iter()

@@ -70,7 +70,8 @@ impl From<Failure> for Error {
     }
 }
 
-/// Labels renumbered 0..C-1 in the order of the classes present, their row lists and C.
+/// The classes present in the sample, renumbered 0..C-1: each row's class, each class's rows
+/// and counts.
 struct Classes {
     y: Tensor,
     members: Vec<Tensor>,
@@ -241,7 +242,7 @@ fn nuclear(m: &Tensor) -> Result<f64, TchError> {
 }
 
 /// (seli, ncc, vc) of the rows `x` (n, d) in f64.
-fn terms(x: &Tensor, k: &Classes) -> Result<Vec<f64>, Failure> {
+fn raw_terms(x: &Tensor, k: &Classes) -> Result<Vec<f64>, Failure> {
     let (n, d) = (x.size()[0], x.size()[1]);
     let f = PCA_DIMS.min(n - 1).min(d);
     let centred = x.f_sub(&x.f_mean_dim(&[0i64][..], true, Kind::Double)?)?;
@@ -328,7 +329,7 @@ impl Relative for Ncti {
             .f_to_device(device)
             .and_then(|r| r.f_to_kind(Kind::Double))
             .map_err(Failure::from)?;
-        Ok(terms(&x, &k)?)
+        Ok(raw_terms(&x, &k)?)
     }
 
     fn combine(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>> {
