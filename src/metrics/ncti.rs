@@ -17,8 +17,9 @@
 //! NCTI = ncc' + seli' - vc'. Here the candidates are every (model, layer) row of the run
 //! (`Relative`), so a row's score moves when candidates are added or removed.
 //!
-//! What the authors' code does that the paper does not say, and what is followed here
-//! (scripts/reference/sample_metrics.md, section 4): the branch between the two discriminants,
+//! What the authors' code does (scripts/reference/sample_metrics.md, section 4; the paper's
+//! text was not retrieved, so its weights and normalisation are unverified), and what is
+//! followed here: the branch between the two discriminants,
 //! chosen by absolute variances, so by the feature scale (followed; the two branches scale H
 //! differently, so seli of rows on different branches are in different units); sklearn's PCA
 //! with its `auto` (randomized) solver, which raises below 64 rows or dimensions (not followed:
@@ -345,6 +346,9 @@ impl Relative for Ncti {
     }
 
     fn combination(&self) -> &'static str {
-        "each term (seli, ncc, vc) min-max normalised over the run's candidate (model, layer) rows, then ncc + seli - vc: a row's score depends on the other candidates"
+        concat!(
+            "each term (seli, ncc, vc) min-max normalised over the run's candidate (model, layer) ",
+            "rows, then ncc + seli - vc: a row's score depends on the other candidates"
+        )
     }
 }

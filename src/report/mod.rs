@@ -72,7 +72,8 @@ pub struct ResultRow {
     /// Why a requested metric has no score here (e.g. LEEP for a model without source logits).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, String>,
-    /// Images of the class-stratified sample whose rows k-NN, SFDA and NCTI read (`sample.max_images`).
+    /// Images of the class-stratified sample whose rows k-NN, SFDA and NCTI read
+    /// (`sample.max_images`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rows: Option<u64>,
     /// The raw terms a relative metric's score of this row was combined from, per metric.
