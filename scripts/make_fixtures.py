@@ -10,7 +10,10 @@ this script wrote.
   tests/fixtures/taps/*.pt         tiny scripted/traced/frozen modules
   tests/fixtures/taps/expected.npz input batch and what PyTorch forward hooks saw
   tests/fixtures/images/           a tiny ImageFolder (plus broken files) for end-to-end runs
-  tests/fixtures/e2e_expected.json TransRate of each (model, layer) on that folder
+  tests/fixtures/metrics/*.npz     feature sets with every metric's reference value (NCTI: its
+                                   raw terms per set, and its score with the sets as the zoo)
+  tests/fixtures/e2e_expected.json TransRate of each (model, layer) on that folder (and every
+                                   metric of `metrics: all`; NCTI over the run's 8 rows)
 """
 
 import json
@@ -99,6 +102,8 @@ def softmax(logits):
 
 # k-NN at the default k and at small ones, where votes tie more often.
 KNN_KS = (1, 2, 3, 10)
+# NCTI's raw terms, in the authors' order (sample_metrics.ncti_components).
+NCTI_TERMS = ("seli", "ncc", "vc")
 
 
 def metric_sets():
@@ -127,6 +132,7 @@ def metric_sets():
     sets["scaled_1000"] = (x * 1.0e3, y)  # catches scale bugs
     # Classes that overlap: k-NN misclassifies a third of the images, and its votes tie.
     sets["overlapping"] = blobs([60, 50, 40, 30], 10, spread=3.0)
+    files = []
     for name, (x, y) in sets.items():
         c = int(y.max()) + 1
         # Source logits that know a little about the target classes.
@@ -144,8 +150,16 @@ def metric_sets():
         for k in KNN_KS:
             expected[f"knn/k{k}"] = sample_ref.knn(x, y, k=k)
         expected["sfda"] = sample_ref.sfda(x, y)
+        # NCTI's raw terms; its score is relative: the sets below are its candidates.
+        for term, v in zip(NCTI_TERMS, sample_ref.ncti_components(x, y)):
+            expected[f"ncti/{term}"] = v
         for option, kwargs in TRANSRATE_OPTIONS.items():
             expected[f"transrate/{option}"] = ref.transrate(x, y, eps=1e-4, **kwargs)
+        files.append((name, x, y, logits, expected))
+    # NCTI over all the sets as one zoo (min-max normalised across them).
+    combined = sample_ref.ncti_combine([[e[f"ncti/{t}"] for t in NCTI_TERMS] for *_, e in files])
+    for (name, x, y, logits, expected), score in zip(files, combined):
+        expected["ncti"] = float(score)
         np.savez(
             out / f"{name}.npz",
             features=x.astype(np.float64),
@@ -153,7 +167,8 @@ def metric_sets():
             source_logits=logits.astype(np.float64),
             **{f"expected/{k}": np.array(v, dtype=np.float64) for k, v in expected.items()},
         )
-    print(f"metrics: {len(sets)} sets x {6 + len(KNN_KS) + len(TRANSRATE_OPTIONS)} values")
+    per_set = len(files[0][4])
+    print(f"metrics: {len(sets)} sets x {per_set} values")
 
 
 # --------------------------------------------------------------------------- tap models
@@ -529,8 +544,14 @@ def e2e_fixture():
                         "knn": sample_ref.knn(feats, labels, k=10),
                         "sfda": sample_ref.sfda(feats, labels),
                     },
+                    "ncti_terms": dict(zip(NCTI_TERMS, sample_ref.ncti_components(feats, labels))),
                 }
             )
+    # NCTI is relative: every (model, layer) of the run is a candidate.
+    rows = expected["results"]
+    combined = sample_ref.ncti_combine([[r["ncti_terms"][t] for t in NCTI_TERMS] for r in rows])
+    for r, score in zip(rows, combined):
+        r["all"]["ncti"] = float(score)
     # A manifest for tiny_a, as scripts/export_zoo.py would write it.
     import hashlib
 

@@ -428,7 +428,7 @@ fn config_errors_name_the_key() {
     );
     assert!(
         run.error_line()
-            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, sfda, or `all`"),
+            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, sfda, ncti, or `all`"),
         "{}",
         run.stderr()
     );
@@ -520,6 +520,7 @@ fn metrics_all_end_to_end_match_the_python_reference() {
         "gbc",
         "knn",
         "sfda",
+        "ncti",
     ];
     // Then the default cut strategy's score, computed although `all` does not list it.
     let mut listed = names.to_vec();
@@ -559,6 +560,28 @@ fn metrics_all_end_to_end_match_the_python_reference() {
         }
     }
     eprintln!("metrics: all, worst relative difference {worst:e}");
+    // NCTI's score is relative to the run's 8 rows: the report says so and keeps its terms.
+    assert!(report["relative"]["ncti"]
+        .as_str()
+        .unwrap()
+        .contains("candidate (model, layer) rows"));
+    for (got, want) in report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(expected["results"].as_array().unwrap())
+    {
+        for term in ["seli", "ncc", "vc"] {
+            let (a, b) = (
+                got["terms"]["ncti"][term].as_f64().unwrap(),
+                want["ncti_terms"][term].as_f64().unwrap(),
+            );
+            assert!(
+                (a - b).abs() <= 1e-5 * b.abs().max(1.0),
+                "{term}: {a} vs {b}"
+            );
+        }
+    }
     // The table shows every metric, ranked by the first.
     let header = run
         .stdout()
@@ -571,6 +594,44 @@ fn metrics_all_end_to_end_match_the_python_reference() {
     }
     let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
     assert_eq!(csv.lines().count(), 1 + 8 * listed.len());
+}
+
+#[test]
+fn ncti_ranks_and_recommends_like_any_higher_is_better_score() {
+    let model_b = MODEL_A.replace("tiny_a", "tiny_b");
+    let yaml = format!(
+        "{}metrics: [ncti, transrate]\nrecommend: primary\n",
+        config_with_models(&format!("{MODEL_A}{model_b}"))
+    );
+    let run = run_config(&yaml, &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    // tiny_b's `tokens` is best in all three terms over the 8 rows (e2e_expected.json): 2.
+    let recommendation = &report["recommendation"];
+    assert_eq!(recommendation["metric"], "ncti");
+    assert_eq!(recommendation["model"], "tiny_b");
+    assert_eq!(recommendation["layer"], "tokens");
+    assert!((recommendation["score"].as_f64().unwrap() - 2.0).abs() < 1e-9);
+    let first = run
+        .stdout()
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("rank"))
+        .nth(1)
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        first.contains("tiny_b") && first.contains("tokens"),
+        "{}",
+        run.stdout()
+    );
+    // Too few images for a discriminant (one per class; the first file of stripes/ is not an
+    // image, so that class has none): a metric error naming the row, not a panic.
+    let run = run_config(&yaml, &["--max-per-class", "1"]);
+    let line = run.error_line();
+    assert_eq!(
+        line,
+        "error: ncti: model `tiny_a` layer `stem`: 2 sampled image(s) in 2 classes; NCTI needs more images than classes"
+    );
 }
 
 #[test]

@@ -107,9 +107,12 @@ fn layers_json(manifest: &Path) -> Vec<Value> {
         .collect()
 }
 
+/// (stage name, its output shape for one image) of a model.
+type Stages<'a> = &'a [(&'a str, [i64; 4])];
+
 #[test]
 fn layers_command_shows_the_stages_and_their_shapes() {
-    let cases: [(&str, &[(&str, [i64; 4])]); 4] = [
+    let cases: [(&str, Stages); 4] = [
         (
             "resnet18_random",
             &[

@@ -10,8 +10,9 @@ use std::path::Path;
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
+use zoo_select::error::Error;
 use zoo_select::metrics::{
-    Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Sfda, ShrinkageHScore, TransRate,
+    Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncti, Sfda, ShrinkageHScore, TransRate,
 };
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
@@ -165,6 +166,9 @@ fn metric(key: &str) -> Box<dyn Metric> {
         "sfda" => Box::new(Sfda {
             max_images: 1_000_000,
         }),
+        other if other.starts_with("ncti") => Box::new(Ncti {
+            max_images: 1_000_000,
+        }),
         other if other.starts_with("knn/k") => Box::new(Knn {
             k: other["knn/k".len()..].parse().unwrap(),
             max_images: 1_000_000,
@@ -179,9 +183,14 @@ fn classes(labels: &[i64]) -> usize {
     *labels.iter().max().unwrap() as usize + 1
 }
 
-/// The score of `m` on the set, fed in batches ending at `cuts`, split into `parts.count`
-/// stores merged in order (see `Parts`).
-fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
+/// What takes each batch: its features, source logits, labels for the stores, and labels.
+type Sink<'a> = dyn FnMut(&Tensor, &Tensor, &BatchLabels, &[i64]) + 'a;
+
+/// The value `key` names on the set (a score, or NCTI's term `ncti/<term>`), fed in batches
+/// ending at `cuts`, split into `parts.count` stores merged in order (see `Parts`).
+fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
+    let m = metric(key);
+    let m = m.as_ref();
     let Parts {
         count: parts,
         reverse,
@@ -192,8 +201,7 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
     let n = s.labels.len();
     let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
     let needs = m.needs();
-    let feed = |range: std::ops::Range<usize>,
-                f: &mut dyn FnMut(&Tensor, &Tensor, &BatchLabels, &[i64])| {
+    let feed = |range: std::ops::Range<usize>, f: &mut Sink| {
         let mut start = range.start;
         let mut ends: Vec<usize> = cuts
             .iter()
@@ -286,7 +294,18 @@ fn score(m: &dyn Metric, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
         merged += other;
     }
     assert_eq!(merged.total(), n as u64);
-    m.score_layer(&merged).unwrap().unwrap()
+    match (m.relative(), key.split_once('/')) {
+        (Some(r), Some((_, term))) => {
+            let i = r.term_names().iter().position(|t| *t == term).unwrap();
+            r.terms(&merged).unwrap()[i]
+        }
+        _ => m.score_layer(&merged).unwrap().unwrap(),
+    }
+}
+
+/// The keys `score` computes on one set: all but NCTI's score, which needs every set.
+fn per_set(s: &Set) -> impl Iterator<Item = &(String, f64)> {
+    s.expected.iter().filter(|(k, _)| k != "ncti")
 }
 
 /// Relative difference, with an absolute floor for values that are differences of near-equal
@@ -299,8 +318,8 @@ fn close(a: f64, b: f64, rel: f64) -> bool {
 fn every_metric_matches_its_numpy_reference() {
     let mut worst: Vec<(String, f64)> = Vec::new();
     for s in sets() {
-        for (key, want) in &s.expected {
-            let got = score(metric(key).as_ref(), &s, &[], whole());
+        for (key, want) in per_set(&s) {
+            let got = score(key, &s, &[], whole());
             if key.starts_with("knn/") {
                 // An accuracy: a count of images classified right, equal or wrong.
                 assert_eq!(got, *want, "{} {key}", s.name);
@@ -326,9 +345,8 @@ fn every_metric_matches_its_numpy_reference() {
 fn every_metric_streams_in_batches_and_merges() {
     // Fixed splits of every set; the property test below draws random ones.
     for s in sets() {
-        for (key, _) in &s.expected {
-            let m = metric(key);
-            let whole = score(m.as_ref(), &s, &[], whole());
+        for (key, _) in per_set(&s) {
+            let whole = score(key, &s, &[], whole());
             let n = s.labels.len();
             let parts = Parts {
                 count: 3,
@@ -337,7 +355,7 @@ fn every_metric_streams_in_batches_and_merges() {
                 via_file: true,
                 fold_above: Some(5),
             };
-            let split = score(m.as_ref(), &s, &[1, n / 3, n / 2 + 1], parts);
+            let split = score(key, &s, &[1, n / 3, n / 2 + 1], parts);
             assert!(
                 close(split, whole, 1e-9),
                 "{} {key}: split {split} vs whole {whole}",
@@ -401,13 +419,12 @@ fn transrate_from_rows_equals_transrate_from_scatters() {
             .iter()
             .filter(|(k, _)| k.starts_with("transrate"))
         {
-            let m = metric(key);
             let at = |fold_above| {
                 let parts = Parts {
                     fold_above: Some(fold_above),
                     ..whole()
                 };
-                score(m.as_ref(), &s, &[3, 17, 40], parts)
+                score(key, &s, &[3, 17, 40], parts)
             };
             let scatters = at(0);
             for fold_above in [u64::MAX, 2, 7] {
@@ -422,6 +439,111 @@ fn transrate_from_rows_equals_transrate_from_scatters() {
         }
     }
     eprintln!("transrate rows vs scatters: worst relative difference {worst:e}");
+}
+
+/// A store that keeps every row of `x` in its sample.
+fn sampled(x: &Tensor, labels: &[i64]) -> ClassMoments {
+    let needs = Ncti { max_images: 1000 }.needs();
+    let mut st = ClassMoments::new(classes(labels), &x.get(0), &needs).unwrap();
+    let positions: Vec<i64> = (0..labels.len() as i64).collect();
+    let batch = BatchLabels::new(labels, Device::Cpu)
+        .unwrap()
+        .with_sample(&positions, (0..labels.len() as u32).collect(), Device::Cpu)
+        .unwrap();
+    st.update(x, &batch).unwrap();
+    st
+}
+
+#[test]
+fn ncti_over_the_sets_as_candidates_matches_its_numpy_reference() {
+    // NCTI scores a row only against the other candidates: here the seven sets are the zoo.
+    // Five sets have a variance sum above 23.03 (sklearn's `svd` discriminant), two below
+    // (well_conditioned, two_image_classes: the `eigen` one with shrinkage).
+    let ncti = Ncti {
+        max_images: 1_000_000,
+    };
+    let r = ncti.relative().unwrap();
+    let sets = sets();
+    let terms: Vec<Vec<f64>> = sets
+        .iter()
+        .map(|s| r.terms(&sampled(&s.features, &s.labels)).unwrap())
+        .collect();
+    let scores = r.combine(&terms).unwrap();
+    let mut worst: f64 = 0.0;
+    for (s, got) in sets.iter().zip(scores) {
+        let want = s.expected.iter().find(|(k, _)| k == "ncti").unwrap().1;
+        let err = (got - want).abs() / want.abs().max(1e-3);
+        worst = worst.max(err);
+        assert!(
+            close(got, want, 1e-6),
+            "{} ncti: got {got}, reference {want}, rel err {err:e}",
+            s.name
+        );
+    }
+    eprintln!("ncti (combined over the 7 sets): worst relative error {worst:e}");
+}
+
+#[test]
+fn ncti_combination_is_min_max_over_the_candidates() {
+    let ncti = Ncti { max_images: 10 };
+    let r = ncti.relative().unwrap();
+    // (seli, ncc, vc): ncc' + seli' - vc', each term scaled to [0, 1] over the rows.
+    let rows = vec![
+        vec![1.0, 0.5, 3.0],
+        vec![3.0, 1.0, 2.0],
+        vec![2.0, 0.75, 2.5],
+    ];
+    assert_eq!(r.combine(&rows).unwrap(), vec![-1.0, 2.0, 0.5]);
+    // A term equal on every row contributes 0 (the authors' code divides 0 by 0).
+    let rows = vec![vec![1.0, 0.5, 3.0], vec![1.0, 0.9, 3.0]];
+    assert_eq!(r.combine(&rows).unwrap(), vec![0.0, 1.0]);
+    assert_eq!(r.combine(&[vec![5.0, 0.1, 1.0]]).unwrap(), vec![0.0]);
+    assert!(r.combine(&[]).unwrap().is_empty());
+    assert!(matches!(r.combine(&[vec![1.0]]), Err(Error::Metric { .. })));
+}
+
+#[test]
+fn ncti_of_degenerate_samples_is_a_metric_error() {
+    let ncti = Ncti { max_images: 1000 };
+    let r = ncti.relative().unwrap();
+    let message = |x: &Tensor, labels: &[i64]| match r.terms(&sampled(x, labels)) {
+        Err(Error::Metric { metric, message }) => {
+            assert_eq!(metric, "ncti");
+            message
+        }
+        Err(other) => panic!("not a metric error: {other}"),
+        Ok(t) => panic!("scored {t:?}"),
+    };
+    let x = Tensor::randn([6, 4], (Kind::Double, Device::Cpu));
+    // One class in the sample (the other classes of the listing have no row in it).
+    assert_eq!(
+        message(&x, &[2, 2, 2, 2, 2, 2]),
+        "1 class(es) in the sample; NCTI's discriminant needs at least 2"
+    );
+    // No more images than classes: no within-class variation to fit.
+    assert_eq!(
+        message(&x.narrow(0, 0, 2), &[0, 1]),
+        "2 sampled image(s) in 2 classes; NCTI needs more images than classes"
+    );
+    assert_eq!(
+        message(&x.narrow(0, 0, 3), &[0, 1, 2]),
+        "3 sampled image(s) in 3 classes; NCTI needs more images than classes"
+    );
+    // Identical rows: no direction at all, in either branch.
+    let flat = Tensor::ones([6, 4], (Kind::Double, Device::Cpu));
+    let m = message(&flat, &[0, 0, 0, 1, 1, 1]);
+    assert!(!m.is_empty(), "{m}");
+    let m = message(&flat.f_mul_scalar(1e6).unwrap(), &[0, 0, 0, 1, 1, 1]);
+    assert!(!m.is_empty(), "{m}");
+    // Classes absent from the sample are left out, as SFDA leaves them out: labels 3 and 7
+    // score as 0 and 1.
+    let y = [3, 3, 3, 7, 7, 7];
+    let renumbered = [0, 0, 0, 1, 1, 1];
+    let x = Tensor::randn([6, 4], (Kind::Double, Device::Cpu));
+    assert_eq!(
+        r.terms(&sampled(&x, &y)).unwrap(),
+        r.terms(&sampled(&x, &renumbered)).unwrap()
+    );
 }
 
 proptest! {
@@ -439,10 +561,9 @@ proptest! {
     ) {
         let s = sets().swap_remove(set_index);
         let parts = Parts { count, reverse, own_shifts, via_file, fold_above };
-        for (key, _) in &s.expected {
-            let m = metric(key);
-            let whole = score(m.as_ref(), &s, &[], whole());
-            let split = score(m.as_ref(), &s, &cuts, parts);
+        for (key, _) in per_set(&s) {
+            let whole = score(key, &s, &[], whole());
+            let split = score(key, &s, &cuts, parts);
             prop_assert!(close(split, whole, 1e-9), "{} {}: split {} vs whole {}", s.name, key, split, whole);
         }
     }

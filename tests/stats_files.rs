@@ -288,7 +288,13 @@ fn shards_merge_to_the_single_run() {
     let tmp = tempfile::tempdir().unwrap();
     let images = synthetic_images(tmp.path(), 48, false);
     let setup = Setup::new(&images, &two_models(), "");
+    // With NCTI, whose scores are combined across all the rows once the shards are added up.
+    setup.write(&config_text(&images, &two_models(), "").replace(
+        "metrics: [transrate, logme, hscore_shrink, leep]",
+        "metrics: [transrate, logme, hscore_shrink, leep, ncti]",
+    ));
     let single = setup.ok(&[], "single", &["--no-cache"]);
+    assert_eq!(single["results"][0]["sample_rows"], 144);
     for n in [1, 3, 4] {
         let mut files = Vec::new();
         for k in 1..=n {

@@ -53,7 +53,7 @@ pub struct Config {
     /// k-NN's options.
     #[serde(default)]
     pub knn: KnnConfig,
-    /// The image sample whose feature rows the sample-level metrics (k-NN, SFDA) read.
+    /// The image sample whose feature rows the sample-level metrics (k-NN, SFDA, NCTI) read.
     #[serde(default)]
     pub sample: SampleConfig,
     /// Default: `runs/<config file stem>` beside the config file.

@@ -3,9 +3,11 @@
 //!
 //! A metric says which statistics it needs (so the pipeline allocates only those) and how to
 //! finish them into a score, higher meaning "transfers better". Layer metrics (TransRate, LogME,
-//! H-scores, GBC, k-NN) score each (model, layer) from its `ClassMoments`; source metrics (NCE, LEEP)
-//! score a model from its classifier's predictions (`SourceStats`), the same for all its layers.
-//! Adding a metric is one file plus one line in `build`.
+//! H-scores, GBC, k-NN, SFDA) score each (model, layer) from its `ClassMoments`; source metrics
+//! (NCE, LEEP) score a model from its classifier's predictions (`SourceStats`), the same for all
+//! its layers; relative metrics (NCTI) finish each (model, layer) into raw terms and score a row
+//! only against all the run's candidate rows (`Relative`). Adding a metric is one file plus one
+//! line in `build`.
 
 mod gbc;
 mod hscore;
@@ -14,6 +16,7 @@ mod knn;
 mod leep;
 mod logme;
 mod nce;
+mod ncti;
 mod sfda;
 mod spectral;
 mod transrate;
@@ -25,6 +28,7 @@ pub use knn::Knn;
 pub use leep::Leep;
 pub use logme::LogMe;
 pub use nce::Nce;
+pub use ncti::Ncti;
 pub use sfda::Sfda;
 pub use transrate::{coding_rate, TransRate};
 
@@ -48,6 +52,24 @@ pub trait Metric: Send + Sync {
     fn score_source(&self, _stats: &mut SourceStats) -> Option<Result<f64>> {
         None
     }
+    /// A relative metric: its score of a row exists only against the other candidate rows.
+    fn relative(&self) -> Option<&dyn Relative> {
+        None
+    }
+}
+
+/// A metric without a score of one (model, layer) on its own (NCTI normalises its terms over the
+/// zoo): each row's statistics give raw terms, and the scores of all the run's candidate rows
+/// come from their terms together, once every row has been finished.
+pub trait Relative: Send + Sync {
+    /// The raw terms' names, in the order `terms` gives them.
+    fn term_names(&self) -> &'static [&'static str];
+    /// The raw terms of one (model, layer).
+    fn terms(&self, stats: &ClassMoments) -> Result<Vec<f64>>;
+    /// The scores of the rows whose terms are given, in the same order.
+    fn combine(&self, rows: &[Vec<f64>]) -> Result<Vec<f64>>;
+    /// What the score of a row is relative to, for the report.
+    fn combination(&self) -> &'static str;
 }
 
 /// Every metric `metrics:` accepts, in the order `all` lists them.
@@ -61,6 +83,7 @@ pub const KNOWN: &[&str] = &[
     "gbc",
     "knn",
     "sfda",
+    "ncti",
 ];
 
 /// The metrics a config asks for, in its order (the first is the primary one); `all` is every
@@ -89,6 +112,9 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
                 max_images: config.sample.max_images,
             }),
             "sfda" => Box::new(Sfda {
+                max_images: config.sample.max_images,
+            }),
+            "ncti" => Box::new(Ncti {
                 max_images: config.sample.max_images,
             }),
             other => {

@@ -65,6 +65,9 @@ pub struct LayerResult {
     pub notes: Vec<(String, String)>,
     /// Rows of the image sample the sample-level metrics (k-NN) read, if any.
     pub sample_rows: Option<u64>,
+    /// (relative metric, its raw (term, value)s here), in the plan's metric order: what the
+    /// metric's score of this row was combined from, with every other row's.
+    pub terms: Vec<(String, Vec<(String, f64)>)>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

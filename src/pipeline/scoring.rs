@@ -1,6 +1,8 @@
 //! The end of the pass: every metric finishes its statistics into scores. Source metrics (NCE,
 //! LEEP) are scored once per model and shown on each of its layers; a model without source
-//! logits gets a note instead of a score.
+//! logits gets a note instead of a score. Relative metrics (NCTI) first finish every row into
+//! raw terms; their scores come last, from the terms of all the run's rows together, so they
+//! are the same whether the statistics came from one pass, the cache or merged shards.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
@@ -42,6 +44,7 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                 scores: Vec::new(),
                 notes: Vec::new(),
                 sample_rows: first.sample_len().map(|n| n as u64),
+                terms: Vec::new(),
             };
             for m in metrics {
                 let score = match from_source.iter().find(|(name, _)| *name == m.name()) {
@@ -58,6 +61,25 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                                     metric: m.name().to_owned(),
                                     message: "its statistics were not gathered".into(),
                                 })?;
+                        if let Some(relative) = m.relative() {
+                            let terms = relative
+                                .terms(store)
+                                .map_err(|e| in_context(e, &model, layer))?;
+                            if let Some(bad) = terms.iter().find(|t| !t.is_finite()) {
+                                return Err(Error::Metric {
+                                    metric: m.name().to_owned(),
+                                    message: format!(
+                                        "model `{}` layer `{layer}`: a term is {bad}",
+                                        model.name
+                                    ),
+                                });
+                            }
+                            let names = relative.term_names().iter().map(|n| (*n).to_owned());
+                            result
+                                .terms
+                                .push((m.name().to_owned(), names.zip(terms).collect()));
+                            continue;
+                        }
                         match m.score_layer(store) {
                             Some(r) => r,
                             None => continue,
@@ -79,7 +101,49 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
             results.push(result);
         }
     }
+    combine(metrics, &mut results)?;
     Ok(results)
+}
+
+/// The relative metrics' scores: every row's terms against all the others', then each row's
+/// scores back in the metrics' order.
+fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<()> {
+    let mut any = false;
+    for m in metrics {
+        let Some(relative) = m.relative() else {
+            continue;
+        };
+        let (rows, terms): (Vec<usize>, Vec<Vec<f64>>) = results
+            .iter()
+            .enumerate()
+            .filter_map(|(i, r)| {
+                let (_, t) = r.terms.iter().find(|(name, _)| name == m.name())?;
+                Some((i, t.iter().map(|(_, v)| *v).collect()))
+            })
+            .unzip();
+        let scores = relative.combine(&terms)?;
+        for (i, score) in rows.into_iter().zip(scores) {
+            let r = &mut results[i];
+            if !score.is_finite() {
+                return Err(Error::Metric {
+                    metric: m.name().to_owned(),
+                    message: format!(
+                        "model `{}` layer `{}`: the score is {score}",
+                        r.model, r.layer
+                    ),
+                });
+            }
+            r.scores.push((m.name().to_owned(), score));
+        }
+        any = true;
+    }
+    if any {
+        let order = |name: &str| metrics.iter().position(|m| m.name() == name);
+        for r in results.iter_mut() {
+            r.scores.sort_by_key(|(name, _)| order(name));
+        }
+    }
+    Ok(())
 }
 
 fn no_source_reason(source: &SourceLogits) -> String {

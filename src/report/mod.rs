@@ -31,6 +31,10 @@ pub struct Report {
     pub dataset: DatasetReport,
     /// The metrics computed; the first is the primary one.
     pub metrics: Vec<String>,
+    /// Metrics whose score of a row is relative to the run's other candidate rows (NCTI), with
+    /// how it is combined from the rows' raw terms (`results[].terms`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub relative: BTreeMap<String, String>,
     pub transrate: TransRateConfig,
     pub results: Vec<ResultRow>,
     pub recommendation: Recommendation,
@@ -68,9 +72,13 @@ pub struct ResultRow {
     /// Why a requested metric has no score here (e.g. LEEP for a model without source logits).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub notes: BTreeMap<String, String>,
-    /// Images of the class-stratified sample whose rows k-NN and SFDA read (`sample.max_images`).
+    /// Images of the class-stratified sample whose rows k-NN, SFDA and NCTI read
+    /// (`sample.max_images`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sample_rows: Option<u64>,
+    /// The raw terms a relative metric's score of this row was combined from, per metric.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub terms: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -98,6 +106,11 @@ impl Report {
                 scores: r.scores.into_iter().collect(),
                 notes: r.notes.into_iter().collect(),
                 sample_rows: r.sample_rows,
+                terms: r
+                    .terms
+                    .into_iter()
+                    .map(|(m, t)| (m, t.into_iter().collect()))
+                    .collect(),
             })
             .collect();
         let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());
@@ -138,6 +151,11 @@ impl Report {
                 empty_classes: outcome.empty_classes,
             },
             metrics,
+            relative: plan
+                .metrics
+                .iter()
+                .filter_map(|m| Some((m.name().to_owned(), m.relative()?.combination().to_owned())))
+                .collect(),
             transrate: plan.config.transrate,
             results,
             recommendation,
