@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import common  # noqa: E402
 
 BINARY = common.ROOT / "target" / "release" / "zoo-select"
-METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda"]
+METRICS = ["transrate", "logme", "hscore", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda", "ncti"]
 # TransRate configurations scored from the same pass: the published formula at other eps, the
 # authors' normalisation, and rates in a fixed-rank principal subspace (the `subspace` cut
 # strategy's family: its k and eps are chosen here, held out).
@@ -159,6 +159,11 @@ def score_target(task: common.Task, regime: str, models: list[common.Source]) ->
         subprocess.run([str(BINARY), "--config", str(config), "-q"], check=True)
     report = json.loads(report_path.read_text())
     rows = {(r["model"], r["layer"]): r for r in report["results"]}
+    # ncti_over on all of the run's rows is what zoo-select reports as `ncti`.
+    every = list(rows.values())
+    if every and all("ncti" in r["scores"] for r in every):
+        worst = max(abs(a - r["scores"]["ncti"]) for a, r in zip(ncti_over(every), every))
+        assert worst < 1e-9, f"{name}: ncti_over differs from zoo-select's ncti by {worst}"
     return {"rows": rows, "cuts": report["layer_cuts"], "recommendation": report["recommendation"]}
 
 
@@ -180,6 +185,22 @@ def capacity_utility(rows, lam, metric="logme"):
     return [r["scores"][metric] - lam * math.log10(1 + (r["params_after"] or 0) / n) for r in rows]
 
 
+def ncti_over(rows):
+    """NCTI (Wang et al., ICCV 2023) over these candidates: each raw term zoo-select reports
+    (`results[].terms.ncti`) min-max normalised over them, then ncc + seli - vc (a constant term
+    counts 0), as the authors combine it over their zoo. NCTI has no score of its own: the
+    candidates are a network's cuts for cut selection and the models' last layers for model
+    selection, not the run's whole set of rows, whose ranges the report's `ncti` uses."""
+    terms = [r["terms"]["ncti"] for r in rows]
+
+    def norm(key):
+        v = np.array([t[key] for t in terms], dtype=float)
+        lo, hi = v.min(), v.max()
+        return (v - lo) / (hi - lo) if hi > lo else np.zeros_like(v)
+
+    return list(norm("ncc") + norm("seli") - norm("vc"))
+
+
 STRATEGY_FAMILIES = {
     # name: (constants tried, utility(rows, constant))
     "primary": ([None], lambda rows, _: [r["scores"]["transrate"] for r in rows]),
@@ -191,6 +212,8 @@ STRATEGY_FAMILIES = {
     "knn": ([None], lambda rows, _: [r["scores"]["knn"] for r in rows]),
     # Shao et al. 2022, as the authors' code computes it (shrinkage LDA, ConfMix; no log).
     "sfda": ([None], lambda rows, _: [r["scores"]["sfda"] for r in rows]),
+    # Wang et al. 2023, combined over the network's cuts.
+    "ncti": ([None], lambda rows, _: ncti_over(rows)),
     "capacity": ([0.01, 0.03, 0.1, 0.3], capacity_utility),
     # Baselines that read no feature: where a practitioner would cut without a tool.
     "deepest": ([None], lambda rows, _: list(range(len(rows)))),
@@ -305,7 +328,7 @@ def seed_ceiling_cases(cases):
 
 
 # ------------------------------------------------------------------------------ model selection
-MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda", "transrate_authors"]
+MODEL_SINGLE = ["transrate", "logme", "hscore_shrink", "nce", "leep", "gbc", "knn", "sfda", "ncti", "transrate_authors"]
 MODEL_COMBOS = {
     "mean rank (transrate, leep, gbc)": ("transrate", "leep", "gbc"),
     "mean rank (transrate, logme)": ("transrate", "logme"),
@@ -330,6 +353,8 @@ def model_utility(case, name):
     if name in MODEL_COMBOS:
         cols = [[r["scores"].get(m, float("nan")) for r in case["rows"]] for m in MODEL_COMBOS[name]]
         return list(np.mean([rank_norm(c) for c in cols], axis=0))
+    if name == "ncti":
+        return ncti_over(case["rows"])
     return [r["scores"].get(name, float("nan")) for r in case["rows"]]
 
 

@@ -36,9 +36,21 @@ def main() -> None:
         "core, hooks, NumPy TransRate |",
         "",
         f"The pass runs at {f32['pass_over_forward_loop']:.2f} of the forward loop alone (goal: 0.95).",
+    ]
+    for d in t.get("devices", []):
+        per = lambda v: 1000 * v / max(d["batches"], 1)
+        lines.append(
+            f"Where the device thread's {t['pass_s']:.2f} s went ({d['batches']} batches; report.json "
+            f"`timing.devices`): waiting for decoded batches {d['waiting_for_batches_s']:.2f} s, queueing "
+            f"its own per-batch work {d['queueing_s']:.2f} s ({per(d['queueing_s']):.0f} ms a batch), "
+            f"waiting for the GPU {d['waiting_for_device_s']:.2f} s ({per(d['waiting_for_device_s']):.0f} ms "
+            f"a batch), against {1000 * 128 / f32['forward_loop_images_per_s']:.0f} ms a batch for the "
+            "forward loop alone."
+        )
+    lines += [
         "",
-        "| precision | pass images/s | forward loop images/s | pass / loop | TransRate moves by at most | ranking |",
-        "|---|---|---|---|---|---|",
+        "| precision | pass images/s | forward loop images/s | loop / f32 loop | pass / loop | TransRate moves by at most | ranking |",
+        "|---|---|---|---|---|---|---|",
     ]
     for p in ["f32", "bf16", "fp16"]:
         e = r["precision"][p]
@@ -46,6 +58,7 @@ def main() -> None:
         rank = "" if p == "f32" else ("unchanged" if e["ranking_unchanged"] else "changed")
         lines.append(
             f"| {p} | {e['pass_images_per_s']:,.0f} | {e['forward_loop_images_per_s']:,.0f} | "
+            f"{e['forward_loop_images_per_s'] / f32['forward_loop_images_per_s']:.2f} | "
             f"{e['pass_over_forward_loop']:.2f} | {moved} | {rank} |"
         )
     load = r["loading"]
@@ -54,18 +67,20 @@ def main() -> None:
         "Loading three models (the first run rewrites them and keeps the modules in the cache "
         "folder; the second, over other images, computes the statistics again from the kept modules):",
         "",
-        "| model | rewritten (s) | from the module cache (s) |",
-        "|---|---|---|",
+        "| model | rewritten (s) | from the module cache (s) | faster |",
+        "|---|---|---|---|",
     ]
     warm = {m["model"]: m for m in load["warm"]}
     for m in load["cold"]:
         w = warm.get(m["model"])
         cached = f"{w['seconds']:.2f}" + ("" if w and w["cached_module"] else " (not cached)") if w else "-"
-        lines.append(f"| {m['model']} | {m['seconds']:.2f} | {cached} |")
+        faster = f"{m['seconds'] / w['seconds']:.1f}x" if w else "-"
+        lines.append(f"| {m['model']} | {m['seconds']:.2f} | {cached} | {faster} |")
     lines += [
         "",
-        f"The first model's load includes the device's start (CUDA context, first cuDNN calls): "
-        f"{load['cold_load_s']:.2f} s and {load['warm_load_s']:.2f} s in all.",
+        f"Each model's time excludes the device's start (CUDA context, cuDNN and cuBLAS handles: "
+        f"`device::start`, once per run); the whole loading step took {load['cold_load_s']:.2f} s, then "
+        f"{load['warm_load_s']:.2f} s (goal: 0.3 s per cached model).",
         "",
     ]
     c = r["cuda_vs_cpu"]
@@ -76,7 +91,9 @@ def main() -> None:
         f"convolutions account for it), and k-NN's accuracy, whose rows come back from the GPU "
         f"through pinned staging memory, is equal at {knn_same} of {len(c['knn_cpu'])} layers"
         + ("." if knn_same == len(c["knn_cpu"]) else
-           f" (largest difference {max(abs(v - c['knn_cpu'][k]) for k, v in c['knn_cuda'].items()):.3f}).")
+           f" (largest difference {max(abs(v - c['knn_cpu'][k]) for k, v in c['knn_cuda'].items()):.3f}, "
+           f"{round(c['images'] * max(abs(v - c['knn_cpu'][k]) for k, v in c['knn_cuda'].items()))} image(s): "
+           "the rounding of TF32 convolutions reorders near-equal neighbours).")
     )
     section = "<!-- gpu:start -->\n" + "\n".join(lines) + "\n<!-- gpu:end -->"
     doc = pathlib.Path("docs/performance.md")
@@ -84,6 +101,19 @@ def main() -> None:
     if "<!-- gpu:start -->" not in text:
         sys.exit("docs/performance.md has no <!-- gpu:start --> marker")
     doc.write_text(re.sub(r"<!-- gpu:start -->.*<!-- gpu:end -->", lambda _: section, text, flags=re.S))
+    readme = pathlib.Path("README.md")
+    summary = (
+        f"<!-- gpu-readme:start -->\nOn a lent {gpu} (ResNet-50 at 224 px, {r['images']:,} JPEGs, "
+        f"`scripts/gpu-check`): {f32['pass_images_per_s']:,.0f} images/s during the pass, "
+        f"{f32['pass_over_forward_loop']:.2f} of the forward loop alone (the goal is 0.95: "
+        "docs/performance.md says where the time goes), "
+        f"{f32['end_to_end_images_per_s'] / r['peer_images_per_s']:.1f} times the Python pipeline end "
+        f"to end, and `device: cuda` scores equal to the CPU's to "
+        f"{r['cuda_vs_cpu']['transrate_worst_relative_difference']:.1e} relative.\n<!-- gpu-readme:end -->"
+    )
+    text = readme.read_text()
+    readme.write_text(re.sub(r"<!-- gpu-readme:start -->.*<!-- gpu-readme:end -->", lambda _: summary,
+                             text, flags=re.S))
     print(f"docs/performance.md: GPU section written from {src} ({gpu})")
 
 
