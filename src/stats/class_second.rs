@@ -580,7 +580,13 @@ mod tests {
         let mut direct = ClassSecond::new(classes, dim as usize, Device::Cpu);
         let mut landed = ClassSecond::new(classes, dim as usize, Device::Cpu);
         landed.land_on_host = true;
-        for s in [&mut direct, &mut landed] {
+        // The same, spilling every settled row to disk after each batch, as the pass does
+        // beyond its budget: rows still landing stay where they are.
+        let mut spilled = ClassSecond::new(classes, dim as usize, Device::Cpu);
+        spilled.land_on_host = true;
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::stats::SpillFile::new_in(dir.path()).unwrap();
+        for s in [&mut direct, &mut landed, &mut spilled] {
             s.set_fold_above(5);
         }
         let shift = Tensor::zeros([dim], (Kind::Double, Device::Cpu));
@@ -600,13 +606,23 @@ mod tests {
                 .numbered(serial as u64);
             direct.update_batch(&x, &batch, &shift).unwrap();
             landed.update_batch(&x, &batch, &shift).unwrap();
+            spilled.update_batch(&x, &batch, &shift).unwrap();
             if serial > 0 {
                 landed.settle(serial as u64 - 1).unwrap();
+                spilled.settle(serial as u64 - 1).unwrap();
+                for (class, _) in spilled.rows_in_memory() {
+                    spilled.spill(class, &file).unwrap();
+                }
+                assert_eq!(spilled.bytes().0, 0);
             }
             all.push((x, labels.to_vec()));
         }
         landed.settle(u64::MAX).unwrap();
+        spilled.settle(u64::MAX).unwrap();
         assert!(landed.landing.is_empty());
+        // Class 2's 4 rows: 3 settled and spilled before the last batch, 1 landing at its end.
+        assert_eq!(spilled.spilled_bytes(), 3 * 4 * 4);
+        assert_eq!(spilled.bytes().0, 4 * 4);
         // Classes 0 (7 rows) and 1 (6) folded in the last batch, its rows still landing; 2 (4) did not.
         assert_eq!(landed.row_classes(), 1);
         assert_eq!(direct.row_classes(), 1);
@@ -634,10 +650,13 @@ mod tests {
             };
             let a = direct.logdet(&centre, 0.5, None).unwrap();
             let b = landed.logdet(&centre, 0.5, None).unwrap();
-            assert!(
-                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
-                "class {class}: {a} {b}"
-            );
+            let c = spilled.logdet(&centre, 0.5, None).unwrap();
+            for x in [b, c] {
+                assert!(
+                    (a - x).abs() <= 1e-12 * a.abs().max(1.0),
+                    "class {class}: {a} {x}"
+                );
+            }
         }
     }
 }

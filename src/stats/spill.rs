@@ -299,7 +299,7 @@ mod tests {
             let spill = Arc::new(SpillFile {
                 file: tempfile::NamedTempFile::from_parts(
                     File::options().read(true).write(true).open(full).unwrap(),
-                    tempfile::TempPath::from_path(dir.path().join("never")),
+                    tempfile::TempPath::try_from_path(dir.path().join("never")).unwrap(),
                 ),
                 end: Mutex::new(0),
             });
