@@ -114,6 +114,13 @@ pub enum Error {
         why: String,
     },
 
+    #[error(
+        "{reason}; free disk space in {}, or give a larger `memory_budget` (GiB), fewer layers \
+         or models, or a smaller `dataset.max_per_class`",
+        .dir.display()
+    )]
+    Spill { dir: PathBuf, reason: String },
+
     #[error("statistics file {}: {message}", .path.display())]
     StatsFile { path: PathBuf, message: String },
 

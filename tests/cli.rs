@@ -762,14 +762,70 @@ fn memory_is_checked_before_the_pass() {
         &(config_with_models(MODEL_A) + "memory_budget: 0.000001\n"),
         &[],
     );
+    // The rows could go to disk; the sums cannot.
     assert_eq!(
         run.error_line(),
-        "error: the statistics would need 7.3 KiB of memory (3.2 KiB of feature rows, 4.1 KiB \
-         of sums) but the memory budget is 1.0 KiB; use fewer layers or models, a smaller \
-         `dataset.max_per_class`, or a larger `memory_budget` (GiB)"
+        "error: the statistics would need 4.1 KiB of memory for sums and samples (and 3.2 KiB \
+         of feature rows that can go to disk) but the memory budget is 1.0 KiB; use fewer \
+         layers or models, a smaller `dataset.max_per_class`, or a larger `memory_budget` (GiB)"
     );
     let run = run_config(&(config_with_models(MODEL_A) + "memory_budget: 0\n"), &[]);
     assert!(run
         .error_line()
         .ends_with("`memory_budget` must be a positive number of GiB, got 0"));
+}
+
+#[test]
+fn rows_beyond_the_memory_budget_spill_to_disk_and_score_the_same() {
+    // 4.1 KiB of sums stay in memory; a budget of 5.0 KiB leaves the 3.2 KiB of rows about
+    // 0.9 KiB, so most of them go to a spill file in the output's stats/ folder.
+    let unlimited = run_config(&config_with_models(MODEL_A), &[]);
+    let tight = run_config(
+        &(config_with_models(MODEL_A) + "memory_budget: 0.0000047\n"),
+        &[],
+    );
+    for run in [&unlimited, &tight] {
+        assert!(run.output.status.success(), "stderr: {}", run.stderr());
+    }
+    let (a, b) = (unlimited.report(), tight.report());
+    assert_eq!(a["memory"]["spilled_rows_bytes"], 0);
+    let spilled = b["memory"]["spilled_rows_bytes"].as_u64().unwrap();
+    assert!(spilled > 0, "nothing spilled: {}", b["memory"]);
+    assert!(
+        b["memory"]["host_bytes"].as_u64().unwrap() < a["memory"]["host_bytes"].as_u64().unwrap()
+    );
+    let (ra, rb) = (
+        a["results"].as_array().unwrap(),
+        b["results"].as_array().unwrap(),
+    );
+    assert_eq!(ra.len(), rb.len());
+    let mut worst: f64 = 0.0;
+    for (x, y) in ra.iter().zip(rb) {
+        assert_eq!(x["layer"], y["layer"]);
+        for (metric, value) in x["scores"].as_object().unwrap() {
+            let (p, q) = (
+                value.as_f64().unwrap(),
+                y["scores"][metric].as_f64().unwrap(),
+            );
+            worst = worst.max((p - q).abs() / p.abs().max(1e-3));
+            assert!(
+                (p - q).abs() <= 1e-12 * p.abs().max(1e-3),
+                "{} {metric}: spilled {q} vs in memory {p}",
+                x["layer"]
+            );
+        }
+    }
+    eprintln!("spilled {spilled} B of rows; worst relative difference {worst:e}");
+    // The spill file went with the statistics.
+    let stats = tight.out_dir().join("stats");
+    let left: Vec<String> = std::fs::read_dir(&stats)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(zoo_select::stats::SPILL_PREFIX))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "spill files left in {}: {left:?}",
+        stats.display()
+    );
 }

@@ -6,6 +6,7 @@
 mod common;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
@@ -14,6 +15,7 @@ use zoo_select::error::Error;
 use zoo_select::metrics::{
     Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncti, Sfda, ShrinkageHScore, TransRate,
 };
+use zoo_select::pipeline::{RowBudget, Spiller};
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
 use zoo_select::zoo::SourceLogits;
@@ -29,7 +31,13 @@ struct Parts {
     via_file: bool,
     /// A class folds its rows into a scatter past this many (None: the default, 2D).
     fold_above: Option<u64>,
+    /// After each batch, each part spills its rows to disk while they take more than this many
+    /// bytes of memory, as the pass does beyond `memory_budget` (None: never).
+    spill_above: Option<u64>,
 }
+
+/// Bytes of rows `score` spilled, over all calls (to show a test spilled at all).
+static SPILLED: AtomicU64 = AtomicU64::new(0);
 
 fn whole() -> Parts {
     Parts {
@@ -197,7 +205,9 @@ fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
         own_shifts,
         via_file,
         fold_above,
+        spill_above,
     } = parts;
+    let spill_dir = tempfile::tempdir().unwrap();
     let n = s.labels.len();
     let bounds: Vec<usize> = (0..=parts).map(|k| k * n / parts).collect();
     let needs = m.needs();
@@ -273,9 +283,15 @@ fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
             if let Some(rows) = fold_above {
                 st.set_fold_above(rows);
             }
-            feed(w[0]..w[1], &mut |x, _, batch, _| {
-                st.update(&t.apply(x).unwrap(), batch).unwrap()
+            let mut spiller = Spiller::new(RowBudget {
+                per_part: spill_above,
+                dir: spill_dir.path().to_owned(),
             });
+            feed(w[0]..w[1], &mut |x, _, batch, _| {
+                st.update(&t.apply(x).unwrap(), batch).unwrap();
+                spiller.spill_over([&mut st]).unwrap();
+            });
+            SPILLED.fetch_add(spiller.written, Ordering::Relaxed);
             if via_file {
                 let stats = ModelStats {
                     layers: vec![vec![(t, st)]],
@@ -294,13 +310,17 @@ fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
         merged += other;
     }
     assert_eq!(merged.total(), n as u64);
-    match (m.relative(), key.split_once('/')) {
+    let value = match (m.relative(), key.split_once('/')) {
         (Some(r), Some((_, term))) => {
             let i = r.term_names().iter().position(|t| *t == term).unwrap();
             r.terms(&merged).unwrap()[i]
         }
         _ => m.score_layer(&merged).unwrap().unwrap(),
-    }
+    };
+    drop((merged, stores));
+    let left: Vec<_> = std::fs::read_dir(spill_dir.path()).unwrap().collect();
+    assert!(left.is_empty(), "spill files left behind: {left:?}");
+    value
 }
 
 /// The keys `score` computes on one set: all but NCTI's score, which needs every set.
@@ -354,6 +374,7 @@ fn every_metric_streams_in_batches_and_merges() {
                 own_shifts: true,
                 via_file: true,
                 fold_above: Some(5),
+                spill_above: None,
             };
             let split = score(key, &s, &[1, n / 3, n / 2 + 1], parts);
             assert!(
@@ -546,6 +567,58 @@ fn ncti_of_degenerate_samples_is_a_metric_error() {
     );
 }
 
+#[test]
+fn transrate_with_rows_spilled_equals_transrate_in_memory() {
+    // Budgets from nothing (every row goes to disk after its batch) to a few rows' worth, with
+    // classes folding mid-stream (some of their rows on disk), parts merged and written to a
+    // statistics file: the rows read back are the rows written.
+    let before = SPILLED.load(Ordering::Relaxed);
+    let mut worst: f64 = 0.0;
+    for s in sets() {
+        for (key, _) in s
+            .expected
+            .iter()
+            .filter(|(k, _)| k.starts_with("transrate"))
+        {
+            for (spill_above, fold_above, count, via_file) in [
+                (0, None, 1, false),
+                (300, Some(7), 2, false),
+                (1000, None, 3, true),
+                (0, Some(2), 2, true),
+            ] {
+                let parts = Parts {
+                    count,
+                    via_file,
+                    fold_above,
+                    spill_above: Some(spill_above),
+                    ..whole()
+                };
+                let memory = score(
+                    key,
+                    &s,
+                    &[3, 17, 40],
+                    Parts {
+                        spill_above: None,
+                        ..parts
+                    },
+                );
+                let spilled = score(key, &s, &[3, 17, 40], parts);
+                worst = worst.max((spilled - memory).abs() / memory.abs().max(1e-3));
+                assert!(
+                    close(spilled, memory, 1e-12),
+                    "{} {key} spilling above {spill_above} B: {spilled} vs {memory}",
+                    s.name
+                );
+            }
+        }
+    }
+    assert!(
+        SPILLED.load(Ordering::Relaxed) > before,
+        "nothing was spilled"
+    );
+    eprintln!("transrate spilled vs in memory: worst relative difference {worst:e}");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
@@ -560,11 +633,32 @@ proptest! {
         fold_above in prop::option::of(0u64..40),
     ) {
         let s = sets().swap_remove(set_index);
-        let parts = Parts { count, reverse, own_shifts, via_file, fold_above };
+        let parts = Parts { count, reverse, own_shifts, via_file, fold_above, spill_above: None };
         for (key, _) in per_set(&s) {
             let whole = score(key, &s, &[], whole());
             let split = score(key, &s, &cuts, parts);
             prop_assert!(close(split, whole, 1e-9), "{} {}: split {} vs whole {}", s.name, key, split, whole);
+        }
+    }
+
+    #[test]
+    fn transrate_spilling_rows_at_random_budgets_and_splits_is_exact(
+        set_index in 0usize..7,
+        cuts in prop::collection::vec(1usize..120, 0..5),
+        count in 1usize..4,
+        reverse in any::<bool>(),
+        own_shifts in any::<bool>(),
+        via_file in any::<bool>(),
+        fold_above in prop::option::of(0u64..40),
+        spill_above in 0u64..4000,
+    ) {
+        let s = sets().swap_remove(set_index);
+        let parts = Parts { count, reverse, own_shifts, via_file, fold_above, spill_above: Some(spill_above) };
+        let memory = Parts { spill_above: None, ..parts };
+        for (key, _) in per_set(&s).filter(|(k, _)| k.starts_with("transrate")) {
+            let kept = score(key, &s, &cuts, memory);
+            let spilled = score(key, &s, &cuts, parts);
+            prop_assert!(close(spilled, kept, 1e-12), "{} {}: spilled {} vs in memory {}", s.name, key, spilled, kept);
         }
     }
 }

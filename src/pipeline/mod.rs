@@ -8,6 +8,7 @@
 
 mod checkpoint;
 mod loader;
+mod memory;
 mod pass;
 mod progress;
 mod scoring;
@@ -30,6 +31,7 @@ use crate::stats_file::{
     self, Cache, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Shard, StatsFile,
 };
 use crate::zoo::{ModelSpec, SourceLogits};
+pub use memory::{RowBudget, Spiller};
 use stores::Layout;
 
 /// Everything a report needs from a finished run.
@@ -46,6 +48,8 @@ pub struct Outcome {
     pub host_bytes: usize,
     /// Disk used for LEEP's softmax rows.
     pub spilled_bytes: u64,
+    /// Disk used by per-class feature rows spilled beyond `memory_budget`, at the end.
+    pub spilled_rows_bytes: u64,
     pub device: String,
     pub timing: Timing,
     pub statistics: StatsReport,
@@ -629,6 +633,11 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         .map(|s| s.spilled_bytes())
         .sum();
     let host_bytes = gathered.models.iter().map(|m| m.stats.host_bytes()).sum();
+    let spilled_rows_bytes = gathered
+        .models
+        .iter()
+        .map(|m| m.stats.spilled_rows_bytes())
+        .sum();
     let score_start = Instant::now();
     let results = scoring::score(&plan.metrics, &mut gathered.models)?;
     let score_s = score_start.elapsed().as_secs_f64();
@@ -643,6 +652,7 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         accumulator_bytes: gathered.accumulator_bytes,
         host_bytes,
         spilled_bytes,
+        spilled_rows_bytes,
         device: plan.device_label(),
         timing: Timing {
             load_s: gathered.load_s,

@@ -13,6 +13,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, PartMeta, Restored};
 use super::loader::{self, Batch, Message};
+use super::memory::{self, RowBudget, Spiller};
 use super::stores::Layout;
 use super::{stop_flag, DeviceTime, ModelLoad, Progress};
 use crate::dataset::{Geometry, Item, Skip};
@@ -155,7 +156,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         }
         models.push(on_device);
     }
-    check_memory(job, &models[0])?;
+    let row_budget = memory::check(job, &models[0])?;
     match (plan.config.threads, &load) {
         (Some(threads), _) => tch::set_num_threads(threads as i32),
         (None, Some(load)) => {
@@ -244,6 +245,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
                     geometries: geoms,
                     abort: &abort,
                     progress,
+                    rows: &row_budget,
                 };
                 (ctx, rx, models, stats, restored.map(|r| r.info))
             });
@@ -348,77 +350,6 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     })
 }
 
-/// The statistics' worst-case memory, known before the pass from the class sizes and the
-/// layers' widths: printed, and refused with the figure and the way out when it exceeds the
-/// budget, rather than failing hours into the pass.
-fn check_memory(job: &Job, models: &[ZooModel]) -> Result<()> {
-    let plan = job.plan;
-    let mut per_class = vec![0u64; job.classes];
-    for item in job.items {
-        per_class[item.label] += 1;
-    }
-    let parts = plan.devices.len();
-    let (mut device, mut host) = (0u64, 0u64);
-    for model in models {
-        for &dim in &model.dims {
-            let (dv, h) = job.layout.worst_case(dim, &per_class, parts);
-            device += dv;
-            host += h;
-        }
-    }
-    let gib = |b: u64| {
-        let b = b as f64;
-        if b >= (1u64 << 30) as f64 {
-            format!("{:.2} GiB", b / (1u64 << 30) as f64)
-        } else if b >= (1u64 << 20) as f64 {
-            format!("{:.1} MiB", b / (1u64 << 20) as f64)
-        } else {
-            format!("{:.1} KiB", b / 1024.0)
-        }
-    };
-    let on_cpu = plan.devices.iter().all(|d| *d == Device::Cpu);
-    tracing::info!(
-        "statistics: at most {} on {} and {} of feature rows in host memory",
-        gib(device),
-        if on_cpu { "the CPU" } else { "the devices" },
-        gib(host)
-    );
-    let (budget, default) = match plan.config.memory_budget {
-        Some(g) => ((g * (1u64 << 30) as f64) as u64, false),
-        None => match available_memory() {
-            Some(b) => (b / 5 * 4, true),
-            None => return Ok(()),
-        },
-    };
-    let need = host + if on_cpu { device } else { 0 };
-    if need > budget {
-        let why = if default {
-            " (80 % of the memory available now)".to_owned()
-        } else {
-            String::new()
-        };
-        return Err(Error::Memory {
-            need: format!(
-                "{} of memory ({} of feature rows, {} of sums)",
-                gib(need),
-                gib(host),
-                gib(if on_cpu { device } else { 0 })
-            ),
-            budget: gib(budget),
-            why,
-        });
-    }
-    Ok(())
-}
-
-/// MemAvailable of /proc/meminfo, in bytes (Linux).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
-}
-
 fn geometries_of(specs: &[ModelSpec]) -> Vec<Geometry> {
     let mut out: Vec<Geometry> = Vec::new();
     for s in specs {
@@ -438,6 +369,8 @@ struct PartContext<'a> {
     geometries: &'a [Geometry],
     abort: &'a AtomicBool,
     progress: &'a dyn Progress,
+    /// What this part's feature rows may keep in host memory before it spills them.
+    rows: &'a RowBudget,
 }
 
 impl PartContext<'_> {
@@ -490,6 +423,11 @@ impl PartContext<'_> {
             device: crate::device::label(device),
             ..DeviceTime::default()
         };
+        let mut spiller = Spiller::new(self.rows.clone());
+        // A restored checkpoint brings its rows back into memory.
+        if let Err(e) = spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut)) {
+            return fail(e);
+        }
         let mut clock = Instant::now();
         let mut lap = |into: &mut f64| {
             let now = Instant::now();
@@ -504,11 +442,20 @@ impl PartContext<'_> {
             let batch = match message {
                 Message::Batch(b) => b,
                 Message::End => {
-                    if let Err(e) = land(in_flight.take(), u64::MAX, &mut stats) {
+                    if let Err(e) = land(in_flight.take(), u64::MAX, &mut stats).and_then(|()| {
+                        spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut))
+                    }) {
                         return fail(e);
                     }
                     lap(&mut time.waiting_for_device_s);
                     time.batches = progress.batches_done;
+                    if spiller.written > 0 {
+                        tracing::info!(
+                            "device part {}: {} of feature rows spilled to disk beyond the memory budget",
+                            self.index + 1,
+                            memory::gib(spiller.written)
+                        );
+                    }
                     if let Err(e) = check_finite(&models, &stats) {
                         return fail(e);
                     }
@@ -546,6 +493,10 @@ impl PartContext<'_> {
             }
             in_flight = fence.map(|f| (f, batch.index as u64));
             lap(&mut time.waiting_for_device_s);
+            // Only rows already landed (settled) are in the classes to spill.
+            if let Err(e) = spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut)) {
+                return fail(e);
+            }
             for skip in &batch.skipped {
                 if skipped.len() < WARN_SKIPS {
                     tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);

@@ -8,6 +8,16 @@ use crate::metrics::Metric;
 use crate::stats::{ClassMoments, ModelStats, Needs, SourceStats, Transform};
 use crate::zoo::ZooModel;
 
+/// A layer's statistics at their largest, in bytes.
+pub struct WorstCase {
+    /// Sums and scatters, on the device.
+    pub device: u64,
+    /// The row sample, which stays in host memory.
+    pub host: u64,
+    /// Per-class feature rows: host memory, or disk beyond the budget.
+    pub rows: u64,
+}
+
 /// What the metrics need, per feature transform, and from the source predictions.
 pub struct Layout {
     per_transform: Vec<(Transform, Needs)>,
@@ -72,13 +82,14 @@ impl Layout {
     }
 
     /// The most memory the statistics of a layer of `dim` features can take over images with
-    /// `per_class` images per class, split over `parts` devices: (device bytes, host bytes).
-    /// Each device part keeps its own sums; each class keeps its rows (host, f32) while it has
-    /// at most 2D of them, a D x D scatter (device) past that.
-    pub fn worst_case(&self, dim: usize, per_class: &[u64], parts: usize) -> (u64, u64) {
+    /// `per_class` images per class, split over `parts` devices. Each device part keeps its own
+    /// sums; each class keeps its rows (host or spilled to disk, f32) while it has at most 2D of
+    /// them, a D x D scatter (device) past that.
+    pub fn worst_case(&self, dim: usize, per_class: &[u64], parts: usize) -> WorstCase {
         let (d, c) = (dim as u64, per_class.len() as u64);
         let mut device = 0;
         let mut host = 0;
+        let mut rows = 0;
         for (_, needs) in &self.per_transform {
             let second = needs.class_second;
             let mut base = 8 * (d + c * d);
@@ -101,12 +112,12 @@ impl Layout {
                     if n > 2 * d {
                         device += 8 * d * d;
                     } else {
-                        host += 4 * n * d;
+                        rows += 4 * n * d;
                     }
                 }
             }
         }
-        (device, host)
+        WorstCase { device, host, rows }
     }
 
     pub fn allocate(&self, model: &ZooModel, classes: usize) -> Result<ModelStats> {

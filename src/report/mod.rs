@@ -89,6 +89,9 @@ pub struct Memory {
     pub host_bytes: usize,
     /// Bytes of disk used for LEEP's softmax rows (N x C_s x 4 per model, plus labels).
     pub spilled_bytes: u64,
+    /// Bytes of disk holding per-class feature rows at the end: those spilled beyond
+    /// `memory_budget` (src/stats/spill.rs).
+    pub spilled_rows_bytes: u64,
 }
 
 impl Report {
@@ -164,6 +167,7 @@ impl Report {
                 accumulator_bytes: outcome.accumulator_bytes,
                 host_bytes: outcome.host_bytes,
                 spilled_bytes: outcome.spilled_bytes,
+                spilled_rows_bytes: outcome.spilled_rows_bytes,
             },
             timing: outcome.timing,
             statistics: outcome.statistics,

@@ -15,7 +15,7 @@ use std::ops::AddAssign;
 use tch::{Kind, TchError, Tensor};
 
 use super::class_second::{ClassCentre, ClassSecond};
-use super::{BatchLabels, Needs, RowSample};
+use super::{Array, BatchLabels, Needs, RowSample};
 
 pub struct ClassMoments {
     counts: Vec<u64>,
@@ -264,24 +264,24 @@ impl ClassMoments {
     }
 
     /// The arrays of the store by name, for a statistics file (`from_parts` reads them back).
-    pub fn parts(&self) -> Result<Vec<(String, Tensor)>, TchError> {
+    pub fn parts(&self) -> Result<Vec<(String, Array)>, TchError> {
         let mut out = vec![
-            ("shift".to_owned(), self.shift.shallow_clone()),
-            ("sums".to_owned(), self.sums.shallow_clone()),
+            ("shift".to_owned(), Array::Held(self.shift.shallow_clone())),
+            ("sums".to_owned(), Array::Held(self.sums.shallow_clone())),
         ];
         if let Some(second) = &self.class_second {
             // Present even before any row arrives, so the file says these sums were kept.
             out.push((
                 "class_second".to_owned(),
-                Tensor::f_from_slice(&[second.row_classes() as f64])?,
+                Array::Held(Tensor::f_from_slice(&[second.row_classes() as f64])?),
             ));
-            for (name, t) in second.parts()? {
-                out.push((format!("class_second.{name}"), t));
+            for (name, a) in second.parts() {
+                out.push((format!("class_second.{name}"), a));
             }
         }
         if let Some(sample) = &self.sample {
             for (name, t) in sample.parts()? {
-                out.push((format!("sample.{name}"), t));
+                out.push((format!("sample.{name}"), Array::Held(t)));
             }
         }
         let optional = [
@@ -293,7 +293,7 @@ impl ClassMoments {
         out.extend(
             optional
                 .into_iter()
-                .filter_map(|(n, t)| t.map(|t| (n.to_owned(), t.shallow_clone()))),
+                .filter_map(|(n, t)| t.map(|t| (n.to_owned(), Array::Held(t.shallow_clone())))),
         );
         Ok(out)
     }
@@ -545,7 +545,19 @@ impl ClassMoments {
         Ok(())
     }
 
-    /// Bytes of feature rows kept in host memory (`ClassSecond`).
+    /// The per-class second moments, where the pass spills their rows from (`spill.rs`).
+    pub fn class_second_mut(&mut self) -> Option<&mut ClassSecond> {
+        self.class_second.as_mut()
+    }
+
+    /// Bytes of per-class rows spilled to disk.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.class_second
+            .as_ref()
+            .map_or(0, ClassSecond::spilled_bytes)
+    }
+
+    /// Bytes of feature rows kept in host memory (`ClassSecond`, not spilled, and the sample).
     pub fn host_bytes(&self) -> usize {
         self.class_second.as_ref().map_or(0, |c| c.bytes().0)
             + self.sample.as_ref().map_or(0, RowSample::bytes)

@@ -12,12 +12,15 @@
 //! at most 2D rows of any class. Merging concatenates rows or adds scatters, exactly.
 //!
 //! The one question metrics ask (`logdet`) is answered from either form, so no metric knows which
-//! a class uses.
+//! a class uses. Past `memory_budget` the pass spills row chunks to disk (`spill.rs`); every
+//! reader of rows takes them back one class at a time, so host memory then holds the rows of
+//! one class beyond what stays within the budget.
 
 use std::collections::VecDeque;
 
 use tch::{Device, Kind, TchError, Tensor};
 
+use super::spill::{Array, Chunk, RowChunks, SpillFile};
 use super::BatchLabels;
 use crate::device::{start_download, to_pageable};
 
@@ -34,10 +37,10 @@ pub struct ClassCentre<'a> {
 
 /// One class's second moment.
 enum Form {
-    /// Raw feature rows (host), in arrival order, in chunks as they came: f32 for features made
-    /// in f32 or less (every network's), f64 for f64 features, so a row is exactly the vector the
-    /// other sums were made from.
-    Rows { chunks: Vec<Tensor>, n: u64 },
+    /// Raw feature rows (host memory or spilled), in arrival order, in chunks as they came: f32
+    /// for features made in f32 or less (every network's), f64 for f64 features, so a row is
+    /// exactly the vector the other sums were made from.
+    Rows { chunks: Vec<Chunk>, n: u64 },
     /// sum of y y^T for y = x - shift, (D, D) f64 on the store's device.
     Scatter(Tensor),
 }
@@ -176,7 +179,7 @@ impl ClassSecond {
             }
             Form::Rows { chunks, n } => {
                 let kind = row_kind(raw.kind());
-                chunks.push(to_host(&raw.f_to_kind(kind)?)?);
+                chunks.push(Chunk::Memory(to_host(&raw.f_to_kind(kind)?)?));
                 *n += raw.size()[0] as u64;
                 let over = *n > self.limit(kind);
                 if over {
@@ -203,7 +206,7 @@ impl ClassSecond {
                         .filter(|(c, _, _)| *c == class)
                         .map(move |&(_, first, len)| l.rows.f_narrow(0, first, len))
                 });
-                for chunk in chunks.iter().map(|c| Ok(c.shallow_clone())).chain(landing) {
+                for chunk in chunks.iter().map(Chunk::load).chain(landing) {
                     let y = chunk?
                         .f_to_device(self.device)?
                         .f_to_kind(Kind::Double)?
@@ -229,7 +232,7 @@ impl ClassSecond {
             match &other.classes[class] {
                 Form::Rows { chunks, .. } => {
                     for chunk in chunks {
-                        self.update(class, chunk, shift)?;
+                        self.add_chunk(class, chunk, shift)?;
                     }
                 }
                 Form::Scatter(theirs) => {
@@ -253,7 +256,7 @@ impl ClassSecond {
             .map(|(c, form)| {
                 Ok(match form {
                     Form::Rows { chunks, n } => Form::Rows {
-                        chunks: chunks.iter().map(Tensor::shallow_clone).collect(),
+                        chunks: chunks.iter().map(Chunk::share).collect(),
                         n: *n,
                     },
                     Form::Scatter(s) => {
@@ -288,7 +291,9 @@ impl ClassSecond {
             };
             for (class, first, len) in l.pieces {
                 if let Some(Form::Rows { chunks, .. }) = self.classes.get_mut(class) {
-                    chunks.push(to_pageable(&l.rows.f_narrow(0, first, len)?)?);
+                    chunks.push(Chunk::Memory(to_pageable(
+                        &l.rows.f_narrow(0, first, len)?,
+                    )?));
                 }
             }
         }
@@ -323,7 +328,9 @@ impl ClassSecond {
                 }
             }
             Form::Rows { chunks, .. } => {
-                let rows = Tensor::f_cat(chunks, 0)?
+                let rows = self
+                    .row_chunks(chunks)
+                    .load()?
                     .f_to_device(self.device)?
                     .f_to_kind(Kind::Double)?;
                 let mut z = rows.f_sub(mean)?;
@@ -341,22 +348,110 @@ impl ClassSecond {
         logdet_identity_plus(matrix, a)
     }
 
-    /// Bytes of host memory (rows) and of device memory (scatters).
+    /// Bytes of host memory (rows not spilled) and of device memory (scatters).
     pub fn bytes(&self) -> (usize, usize) {
         let mut host = 0;
         let mut device = 0;
         for form in &self.classes {
             match form {
                 Form::Rows { chunks, .. } => {
-                    host += chunks
-                        .iter()
-                        .map(|c| c.numel() * c.kind().elt_size_in_bytes())
-                        .sum::<usize>()
+                    host += chunks.iter().map(Chunk::memory_bytes).sum::<usize>()
                 }
                 Form::Scatter(_) => device += self.dim * self.dim * 8,
             }
         }
         (host, device)
+    }
+
+    /// Bytes of rows spilled to disk that a row-kept class still reads.
+    pub fn spilled_bytes(&self) -> u64 {
+        self.classes
+            .iter()
+            .map(|form| match form {
+                Form::Rows { chunks, .. } => chunks.iter().map(Chunk::disk_bytes).sum(),
+                Form::Scatter(_) => 0,
+            })
+            .sum()
+    }
+
+    /// (class, bytes) of every row-kept class with rows in host memory: what `spill` can move.
+    pub fn rows_in_memory(&self) -> Vec<(usize, usize)> {
+        self.classes
+            .iter()
+            .enumerate()
+            .filter_map(|(c, form)| match form {
+                Form::Rows { chunks, .. } => {
+                    let bytes: usize = chunks.iter().map(Chunk::memory_bytes).sum();
+                    (bytes > 0).then_some((c, bytes))
+                }
+                Form::Scatter(_) => None,
+            })
+            .collect()
+    }
+
+    /// Writes class `class`'s rows held in host memory to `file` as one chunk, freeing that
+    /// memory; returns the bytes written. Rows still landing from a GPU are not touched: they
+    /// join the class at `settle`.
+    pub fn spill(
+        &mut self,
+        class: usize,
+        file: &std::sync::Arc<SpillFile>,
+    ) -> Result<u64, TchError> {
+        let Some(Form::Rows { chunks, .. }) = self.classes.get_mut(class) else {
+            return Ok(0);
+        };
+        let (memory, mut kept): (Vec<Chunk>, Vec<Chunk>) = chunks
+            .drain(..)
+            .partition(|c| matches!(c, Chunk::Memory(_)));
+        if memory.is_empty() {
+            *chunks = kept;
+            return Ok(0);
+        }
+        let rows = memory
+            .iter()
+            .map(Chunk::load)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|m| Tensor::f_cat(&m, 0));
+        let written = rows.and_then(|r| file.append(&r));
+        match written {
+            Ok(spilled) => {
+                // The order of a class's rows does not change its rate.
+                let bytes = spilled.bytes();
+                kept.push(Chunk::Disk(spilled));
+                *chunks = kept;
+                Ok(bytes)
+            }
+            Err(e) => {
+                kept.extend(memory);
+                *chunks = kept;
+                Err(e)
+            }
+        }
+    }
+
+    /// Adds a chunk of another store's rows to class `class`: shared as it is while the class
+    /// keeps rows, folded into its scatter otherwise.
+    fn add_chunk(&mut self, class: usize, chunk: &Chunk, shift: &Tensor) -> Result<(), TchError> {
+        let limit = self.limit(chunk.kind());
+        match &mut self.classes[class] {
+            Form::Rows { chunks, n } => {
+                chunks.push(chunk.share());
+                *n += chunk.rows() as u64;
+                if *n > limit {
+                    return self.fold(class, shift);
+                }
+                Ok(())
+            }
+            Form::Scatter(_) => self.update(class, &chunk.load()?, shift),
+        }
+    }
+
+    fn row_chunks(&self, chunks: &[Chunk]) -> RowChunks {
+        RowChunks {
+            chunks: chunks.iter().map(Chunk::share).collect(),
+            dim: self.dim as i64,
+            kind: chunks.first().map_or(Kind::Float, Chunk::kind),
+        }
     }
 
     /// Classes kept as rows, of all classes.
@@ -367,19 +462,22 @@ impl ClassSecond {
             .count()
     }
 
-    /// The arrays for a statistics file: `rows_<c>` (n_c, D) f32 or `scatter_<c>` (D, D) f64.
-    pub fn parts(&self) -> Result<Vec<(String, Tensor)>, TchError> {
+    /// The arrays for a statistics file: `rows_<c>` (n_c, D) f32 or `scatter_<c>` (D, D) f64;
+    /// rows are read (back from disk) only as each is written.
+    pub fn parts(&self) -> Vec<(String, Array)> {
         let mut out = Vec::new();
         for (c, form) in self.classes.iter().enumerate() {
             match form {
                 Form::Rows { chunks, n } if *n > 0 => {
-                    out.push((format!("rows_{c}"), Tensor::f_cat(chunks, 0)?));
+                    out.push((format!("rows_{c}"), Array::Rows(self.row_chunks(chunks))));
                 }
                 Form::Rows { .. } => {}
-                Form::Scatter(s) => out.push((format!("scatter_{c}"), s.shallow_clone())),
+                Form::Scatter(s) => {
+                    out.push((format!("scatter_{c}"), Array::Held(s.shallow_clone())))
+                }
             }
         }
-        Ok(out)
+        out
     }
 
     /// Reads `parts` back: classes without an array have no rows yet.
@@ -405,7 +503,7 @@ impl ClassSecond {
                         .map_err(|e| e.to_string())?;
                     out.classes[class] = Form::Rows {
                         n: size[0] as u64,
-                        chunks: vec![rows],
+                        chunks: vec![Chunk::Memory(rows)],
                     };
                 }
                 "scatter" if size == [dim as i64, dim as i64] => {
@@ -426,7 +524,7 @@ impl ClassSecond {
             .map(|f| {
                 Ok(match f {
                     Form::Rows { chunks, n } => Form::Rows {
-                        chunks: chunks.iter().map(Tensor::shallow_clone).collect(),
+                        chunks: chunks.iter().map(Chunk::share).collect(),
                         n: *n,
                     },
                     Form::Scatter(s) => Form::Scatter(s.f_to_device(device)?),
@@ -482,7 +580,13 @@ mod tests {
         let mut direct = ClassSecond::new(classes, dim as usize, Device::Cpu);
         let mut landed = ClassSecond::new(classes, dim as usize, Device::Cpu);
         landed.land_on_host = true;
-        for s in [&mut direct, &mut landed] {
+        // The same, spilling every settled row to disk after each batch, as the pass does
+        // beyond its budget: rows still landing stay where they are.
+        let mut spilled = ClassSecond::new(classes, dim as usize, Device::Cpu);
+        spilled.land_on_host = true;
+        let dir = tempfile::tempdir().unwrap();
+        let file = crate::stats::SpillFile::new_in(dir.path()).unwrap();
+        for s in [&mut direct, &mut landed, &mut spilled] {
             s.set_fold_above(5);
         }
         let shift = Tensor::zeros([dim], (Kind::Double, Device::Cpu));
@@ -502,13 +606,23 @@ mod tests {
                 .numbered(serial as u64);
             direct.update_batch(&x, &batch, &shift).unwrap();
             landed.update_batch(&x, &batch, &shift).unwrap();
+            spilled.update_batch(&x, &batch, &shift).unwrap();
             if serial > 0 {
                 landed.settle(serial as u64 - 1).unwrap();
+                spilled.settle(serial as u64 - 1).unwrap();
+                for (class, _) in spilled.rows_in_memory() {
+                    spilled.spill(class, &file).unwrap();
+                }
+                assert_eq!(spilled.bytes().0, 0);
             }
             all.push((x, labels.to_vec()));
         }
         landed.settle(u64::MAX).unwrap();
+        spilled.settle(u64::MAX).unwrap();
         assert!(landed.landing.is_empty());
+        // Class 2's 4 rows: 3 settled and spilled before the last batch, 1 landing at its end.
+        assert_eq!(spilled.spilled_bytes(), 3 * 4 * 4);
+        assert_eq!(spilled.bytes().0, 4 * 4);
         // Classes 0 (7 rows) and 1 (6) folded in the last batch, its rows still landing; 2 (4) did not.
         assert_eq!(landed.row_classes(), 1);
         assert_eq!(direct.row_classes(), 1);
@@ -536,10 +650,13 @@ mod tests {
             };
             let a = direct.logdet(&centre, 0.5, None).unwrap();
             let b = landed.logdet(&centre, 0.5, None).unwrap();
-            assert!(
-                (a - b).abs() <= 1e-12 * a.abs().max(1.0),
-                "class {class}: {a} {b}"
-            );
+            let c = spilled.logdet(&centre, 0.5, None).unwrap();
+            for x in [b, c] {
+                assert!(
+                    (a - x).abs() <= 1e-12 * a.abs().max(1.0),
+                    "class {class}: {a} {x}"
+                );
+            }
         }
     }
 }

@@ -4,7 +4,8 @@
 //! Per (model, layer): `ClassMoments`, the per-class counts and sums of the pooled features plus
 //! whichever second- and fourth-order sums the requested metrics need (`Needs`); each class's
 //! second moment (TransRate) is kept as its rows or as its scatter, whichever is smaller
-//! (`class_second.rs`: the one place that knows both). Per model:
+//! (`class_second.rs`: the one place that knows both), its rows spilled to disk beyond
+//! `memory_budget` (`spill.rs`). Per model:
 //! `SourceStats`, what the source classifier's predictions say about the target labels (NCE,
 //! LEEP). Stores fed disjoint parts of the data merge with `+=` into the store of the whole.
 
@@ -14,6 +15,7 @@ mod class_second;
 mod model_stats;
 mod row_sample;
 mod source;
+mod spill;
 mod staging;
 
 pub use batch_labels::{BatchLabels, Sample};
@@ -22,6 +24,7 @@ pub use class_second::logdet_identity_plus;
 pub use model_stats::ModelStats;
 pub use row_sample::RowSample;
 pub use source::SourceStats;
+pub use spill::{Array, SpillFile, SPILL_PREFIX};
 
 /// The statistics a set of metrics reads, beyond per-class counts and sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -107,6 +107,20 @@ impl ModelStats {
             .sum()
     }
 
+    /// Bytes of feature rows spilled to disk (beyond `memory_budget`) that the stores still read.
+    pub fn spilled_rows_bytes(&self) -> u64 {
+        self.layers
+            .iter()
+            .flatten()
+            .map(|(_, s)| s.spilled_bytes())
+            .sum()
+    }
+
+    /// Every store of every layer.
+    pub fn stores_mut(&mut self) -> impl Iterator<Item = &mut ClassMoments> {
+        self.layers.iter_mut().flatten().map(|(_, s)| s)
+    }
+
     /// The first store of each layer (they all count the same images).
     pub fn first(&self, layer: usize) -> &ClassMoments {
         &self.layers[layer][0].1

@@ -2,7 +2,9 @@
 //! metrics that need the samples themselves, not moments: k-NN's leave-one-out accuracy and its
 //! kin. Rows are kept as the network made them (f32; f64 features stay f64), in host memory,
 //! with each image's label and its position in the listing, so parts gathered by shards or
-//! devices concatenate and sort into the same matrix a single run keeps.
+//! devices concatenate and sort into the same matrix a single run keeps. Unlike the per-class
+//! rows (`spill.rs`), these are never spilled to disk: `sample.max_images` bounds them, and the
+//! memory check counts them among what must stay in memory.
 
 use tch::{Device, Kind, TchError, Tensor};
 

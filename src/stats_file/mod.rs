@@ -198,7 +198,7 @@ fn file_err(path: &Path, message: impl Into<String>) -> Error {
 }
 
 /// A store's arrays by name.
-type NamedArrays = Vec<(String, tch::Tensor)>;
+type NamedArrays = Vec<(String, crate::stats::Array)>;
 
 /// Writes `file` to `path` atomically: a reader sees the old file or the whole new one.
 pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
@@ -217,7 +217,10 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
                 headers.push(StoreHeader {
                     transform: *t,
                     counts: s.counts().to_vec(),
-                    arrays: parts.iter().map(|(n, t)| array_header(n, t)).collect(),
+                    arrays: parts
+                        .iter()
+                        .map(|(n, a)| header_of(n, a.shape(), a.kind()))
+                        .collect(),
                 });
                 layer_arrays.push(parts);
             }
@@ -251,8 +254,9 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
     let json = serde_json::to_vec(&header).map_err(|e| file_err(path, e.to_string()))?;
     format::write_atomic(path, &json, |w| {
         for (entry, arrays) in file.models.iter_mut().zip(&payload) {
-            for parts in arrays.iter().flatten().flatten() {
-                format::write_tensor(w, &parts.1)?;
+            // Rows spilled to disk come back one class at a time.
+            for (_, array) in arrays.iter().flatten().flatten() {
+                format::write_tensor(w, &array.tensor()?)?;
             }
             if let Some(source) = &mut entry.stats.source {
                 for (_, t) in source.parts() {
@@ -272,10 +276,14 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
 }
 
 fn array_header(name: &str, t: &tch::Tensor) -> ArrayHeader {
+    header_of(name, t.size(), t.kind())
+}
+
+fn header_of(name: &str, shape: Vec<i64>, kind: tch::Kind) -> ArrayHeader {
     ArrayHeader {
         name: name.to_owned(),
-        shape: t.size(),
-        dtype: (t.kind() == tch::Kind::Float).then(|| "f32".to_owned()),
+        shape,
+        dtype: (kind == tch::Kind::Float).then(|| "f32".to_owned()),
     }
 }
 

@@ -1,0 +1,224 @@
+//! The statistics' memory: the worst case checked against `memory_budget` before the pass, and
+//! the rows spilled to disk during it once they pass their share of the budget.
+//!
+//! What must stay in memory (sums on the CPU, the row sample) has to fit the budget, or the run
+//! is refused before the pass with the figure and the way out. Per-class feature rows
+//! (`stats/class_second.rs`) need not: they take what the budget leaves, and beyond it the pass
+//! writes the largest classes' rows to a temporary file in the output's `stats/` folder
+//! (`stats/spill.rs`), which must then have room for every row the pass may keep.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use tch::Device;
+
+use super::pass::Job;
+use crate::error::{Error, Result};
+use crate::stats::{ClassMoments, SpillFile};
+use crate::zoo::ZooModel;
+
+/// Where and beyond what a device part spills its rows.
+#[derive(Clone)]
+pub struct RowBudget {
+    /// Bytes of rows one part may keep in host memory; None: no budget known, never spill.
+    pub per_part: Option<u64>,
+    pub dir: PathBuf,
+}
+
+/// The spill folder of a run: its output's `stats/` folder (checked writable before the pass).
+pub fn spill_dir(output: &Path) -> PathBuf {
+    output.join("stats")
+}
+
+pub fn gib(b: u64) -> String {
+    let b = b as f64;
+    if b >= (1u64 << 30) as f64 {
+        format!("{:.2} GiB", b / (1u64 << 30) as f64)
+    } else if b >= (1u64 << 20) as f64 {
+        format!("{:.1} MiB", b / (1u64 << 20) as f64)
+    } else {
+        format!("{:.1} KiB", b / 1024.0)
+    }
+}
+
+/// The statistics' worst-case memory, known before the pass from the class sizes and the
+/// layers' widths: printed, and refused with the figure and the way out when what must stay in
+/// memory exceeds the budget or the spill folder lacks room for the rows, rather than failing
+/// hours into the pass. Returns what the rows may keep in memory.
+pub fn check(job: &Job, models: &[ZooModel]) -> Result<RowBudget> {
+    let plan = job.plan;
+    let mut per_class = vec![0u64; job.classes];
+    for item in job.items {
+        per_class[item.label] += 1;
+    }
+    let parts = plan.devices.len();
+    let (mut device, mut fixed, mut rows) = (0u64, 0u64, 0u64);
+    for model in models {
+        for &dim in &model.dims {
+            let w = job.layout.worst_case(dim, &per_class, parts);
+            device += w.device;
+            fixed += w.host;
+            rows += w.rows;
+        }
+    }
+    let dir = spill_dir(&plan.output);
+    let on_cpu = plan.devices.iter().all(|d| *d == Device::Cpu);
+    tracing::info!(
+        "statistics: at most {} on {}, {} in host memory and {} of feature rows (to {} beyond \
+         the budget)",
+        gib(device),
+        if on_cpu { "the CPU" } else { "the devices" },
+        gib(fixed),
+        gib(rows),
+        dir.display()
+    );
+    let (budget, default) = match plan.config.memory_budget {
+        Some(g) => ((g * (1u64 << 30) as f64) as u64, false),
+        None => match available_memory() {
+            Some(b) => (b / 5 * 4, true),
+            None => {
+                return Ok(RowBudget {
+                    per_part: None,
+                    dir,
+                })
+            }
+        },
+    };
+    let why = if default {
+        " (80 % of the memory available now)".to_owned()
+    } else {
+        String::new()
+    };
+    let must_stay = fixed + if on_cpu { device } else { 0 };
+    if must_stay > budget {
+        return Err(Error::Memory {
+            need: format!(
+                "{} of memory for sums and samples (and {} of feature rows that can go to disk)",
+                gib(must_stay),
+                gib(rows)
+            ),
+            budget: gib(budget),
+            why,
+        });
+    }
+    let share = budget - must_stay;
+    if rows > share {
+        let free = free_disk(&dir);
+        tracing::info!(
+            "feature rows beyond {} go to {} ({} free)",
+            gib(share),
+            dir.display(),
+            free.map_or("unknown".to_owned(), gib)
+        );
+        if let Some(free) = free.filter(|f| *f < rows) {
+            return Err(Error::Spill {
+                reason: format!(
+                    "the feature rows may take {} beyond the {} the memory budget of {}{why} \
+                     leaves them, and their spill folder has {} free",
+                    gib(rows),
+                    gib(share),
+                    gib(budget),
+                    gib(free)
+                ),
+                dir,
+            });
+        }
+    }
+    Ok(RowBudget {
+        per_part: Some(share / parts.max(1) as u64),
+        dir,
+    })
+}
+
+/// MemAvailable of /proc/meminfo, in bytes (Linux).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Bytes an unprivileged process may still write in `dir`'s file system.
+fn free_disk(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: `path` is a NUL-terminated string and `stat` a plain struct statvfs fills in.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
+/// One device part's spilling: its file (made at the first spill) and what it wrote.
+pub struct Spiller {
+    budget: RowBudget,
+    file: Option<Arc<SpillFile>>,
+    /// Bytes written to the file.
+    pub written: u64,
+}
+
+impl Spiller {
+    pub fn new(budget: RowBudget) -> Spiller {
+        Spiller {
+            budget,
+            file: None,
+            written: 0,
+        }
+    }
+
+    /// Moves the host rows of row-kept classes to disk, largest class first, while the rows of
+    /// `stats` take more than the part's share. It spills down to three quarters of it, so that
+    /// the batches after do not each spill a few rows.
+    pub fn spill_over<'a>(
+        &mut self,
+        stores: impl IntoIterator<Item = &'a mut ClassMoments>,
+    ) -> Result<()> {
+        let Some(limit) = self.budget.per_part else {
+            return Ok(());
+        };
+        let mut stores: Vec<_> = stores
+            .into_iter()
+            .filter_map(ClassMoments::class_second_mut)
+            .collect();
+        let mut held: u64 = stores.iter().map(|s| s.bytes().0 as u64).sum();
+        if held <= limit {
+            return Ok(());
+        }
+        let mut candidates: Vec<(usize, usize, usize)> = stores
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                s.rows_in_memory()
+                    .into_iter()
+                    .map(move |(c, bytes)| (bytes, i, c))
+            })
+            .collect();
+        candidates.sort_unstable_by(|a, b| b.cmp(a));
+        let target = limit / 4 * 3;
+        let dir = &self.budget.dir;
+        let file = match &self.file {
+            Some(f) => Arc::clone(f),
+            None => {
+                let f = SpillFile::new_in(dir).map_err(|e| Error::Spill {
+                    dir: dir.clone(),
+                    reason: format!("cannot make a file for feature rows: {e}"),
+                })?;
+                tracing::debug!("spilling feature rows to {}", f.path().display());
+                self.file = Some(Arc::clone(&f));
+                f
+            }
+        };
+        for (bytes, i, class) in candidates {
+            if held <= target {
+                break;
+            }
+            self.written += stores[i].spill(class, &file).map_err(|e| Error::Spill {
+                dir: dir.clone(),
+                reason: crate::error::torch_message(&e),
+            })?;
+            held -= bytes as u64;
+        }
+        Ok(())
+    }
+}
