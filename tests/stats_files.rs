@@ -321,6 +321,37 @@ fn shards_merge_to_the_single_run() {
         let merged = report(&setup.out("merged"));
         assert_same_scores(&single, &merged, 1e-9);
         assert_eq!(merged["statistics"]["shards"].as_array().unwrap().len(), n);
+        assert_eq!(merged["memory"]["spilled_rows_bytes"], 0);
+        if n == 4 {
+            // With a memory budget of a few KiB the shards' rows spill as they are read, and
+            // the merged scores do not move.
+            let text = std::fs::read_to_string(setup.config()).unwrap();
+            setup.write(&format!("{text}memory_budget: 0.0000047\n"));
+            let mut args = args.clone();
+            let at = args.iter().position(|a| a.ends_with("merged")).unwrap();
+            args[at] = setup.out("merged-spilled").display().to_string();
+            let quiet = args.iter().position(|a| a == "-q").unwrap();
+            args[quiet] = "-v".into();
+            let o = common::zoo_select(&args.iter().map(String::as_str).collect::<Vec<_>>());
+            let stderr = String::from_utf8_lossy(&o.stderr);
+            assert!(o.status.success(), "{stderr}");
+            assert!(stderr.contains("spilling feature rows to"), "{stderr}");
+            let spilled = report(&setup.out("merged-spilled"));
+            assert_same_scores(&merged, &spilled, 1e-12);
+            let left = std::fs::read_dir(setup.out("merged-spilled").join("stats"))
+                .map(|d| {
+                    d.flatten()
+                        .filter(|e| {
+                            e.file_name()
+                                .to_string_lossy()
+                                .starts_with(".zoo-select-rows-")
+                        })
+                        .count()
+                })
+                .unwrap_or(0);
+            assert_eq!(left, 0, "a spill file was left behind");
+            setup.write(&text);
+        }
     }
 
     // A missing, a duplicated and a foreign shard.

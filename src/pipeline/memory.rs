@@ -130,6 +130,21 @@ pub fn check(job: &Job, models: &[ZooModel]) -> Result<RowBudget> {
     })
 }
 
+/// What feature rows read back from statistics files (cache entries, shards) may keep in host
+/// memory before they spill like a pass's: half the budget (`memory_budget`, else 80 % of the
+/// memory available), the other half left to the sums they come with, whose size no file
+/// announces before it is read.
+pub fn file_rows_budget(plan: &crate::plan::Plan) -> RowBudget {
+    let budget = match plan.config.memory_budget {
+        Some(g) => Some((g * (1u64 << 30) as f64) as u64),
+        None => available_memory().map(|b| b / 5 * 4),
+    };
+    RowBudget {
+        per_part: budget.map(|b| b / 2),
+        dir: spill_dir(&plan.output),
+    }
+}
+
 /// MemAvailable of /proc/meminfo, in bytes (Linux).
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;

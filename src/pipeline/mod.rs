@@ -202,6 +202,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let mut keys = Vec::with_capacity(plan.models.len());
     let mut cached: Vec<Option<(ModelEntry, FileInfo)>> = Vec::with_capacity(plan.models.len());
     let mut todo: Vec<(usize, ModelSpec)> = Vec::new();
+    let mut cache_spiller = Spiller::new(memory::file_rows_budget(plan));
     for (i, spec) in plan.models.iter().enumerate() {
         let key = stats_file::model_key(spec, plan.config.precision)?;
         let entry = cache
@@ -229,6 +230,13 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         }
         keys.push(key);
         cached.push(entry);
+        // Cache entries are read whole: their rows spill as a pass's would.
+        cache_spiller.spill_over(
+            cached
+                .iter_mut()
+                .flatten()
+                .flat_map(|(e, _)| e.stats.stores_mut()),
+        )?;
     }
     if !statistics.reused.is_empty() {
         tracing::info!(
@@ -416,8 +424,16 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         return Err(Error::Shards("no statistics files given".into()));
     }
     let mut files: Vec<(PathBuf, StatsFile)> = Vec::with_capacity(paths.len());
+    let mut spiller = Spiller::new(memory::file_rows_budget(plan));
     for path in paths {
         files.push((path.clone(), stats_file::read(path, plan.device)?));
+        // Every shard's rows together can outgrow memory where each one fitted its pass.
+        spiller.spill_over(
+            files
+                .iter_mut()
+                .flat_map(|(_, f)| f.models.iter_mut())
+                .flat_map(|m| m.stats.stores_mut()),
+        )?;
     }
     let expected: Vec<ModelKey> = plan
         .models
