@@ -15,7 +15,6 @@ mod scoring;
 mod stores;
 
 pub use loader::DECODE_THREAD;
-pub use pass::device_kind;
 pub use progress::{Progress, Silent};
 
 use std::path::{Path, PathBuf};
@@ -191,7 +190,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     plan.check_writable()?;
     let (folder, items, dataset) = images(plan)?;
     let layout = Layout::new(&plan.metrics);
-    let kind = device_kind(plan.device);
+    let kind = crate::device::kind(plan.device);
     let cache = plan.cache.as_deref().map(Cache::new);
     let mut statistics = StatsReport {
         cache: plan.cache.clone(),

@@ -409,7 +409,7 @@ impl PartContext<'_> {
             shard: plan.shard,
             progress: Some(progress),
             skipped: skipped.iter().map(Into::into).collect(),
-            device_kind: device_kind(device),
+            device_kind: crate::device::kind(device),
             pass_s: earlier_s + started.elapsed().as_secs_f64(),
         };
         let fail = |e: Error| {
@@ -600,11 +600,6 @@ impl PartContext<'_> {
         }
         Ok(())
     }
-}
-
-/// `cpu` or `cuda`: what a cache entry's sums depend on besides the data and the model.
-pub fn device_kind(device: Device) -> String {
-    crate::device::kind(device)
 }
 
 /// One (B, 3, size, size) float tensor in [0, 1] per geometry, on the device.

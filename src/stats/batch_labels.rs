@@ -1,6 +1,6 @@
 //! The labels of one batch, grouped by class once and shared by every (model, layer) store.
 
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::device::upload;
 
@@ -66,7 +66,7 @@ impl BatchLabels {
             })
             .collect::<Result<_, tch::TchError>>()?;
         Ok(BatchLabels {
-            labels: on_device.f_narrow(0, 0, b)?.f_to_kind(Kind::Int64)?,
+            labels: on_device.f_narrow(0, 0, b)?,
             host: labels.to_vec(),
             groups,
             counts,

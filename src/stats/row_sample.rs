@@ -53,7 +53,7 @@ impl RowSample {
                 .f_to_kind(kind)?,
         )?;
         if rows.staged {
-            self.staging.push(batch.serial, 0, self.chunks.len());
+            self.staging.push(batch.serial, self.chunks.len());
         }
         self.chunks.push(rows.tensor);
         self.labels.extend(&sample.labels);
@@ -64,7 +64,7 @@ impl RowSample {
     /// Swaps the rows of batches up to `done`, which the device has finished, out of staging.
     pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
         let chunks = &mut self.chunks;
-        self.staging.settle(done, |_, index| {
+        self.staging.settle(done, |index| {
             if let Some(c) = chunks.get_mut(index) {
                 *c = to_pageable(c)?;
             }

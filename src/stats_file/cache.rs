@@ -42,8 +42,11 @@ impl Cache {
             key.name, key.sha256, key.preprocessing, key.precision
         ));
         let hash = hex(&h.finalize());
-        self.dir
-            .join(format!("{}-{}.zss", safe(&key.name), &hash[..16]))
+        self.dir.join(format!(
+            "{}-{}.zss",
+            crate::zoo::file_name(&key.name),
+            &hash[..16]
+        ))
     }
 
     /// The cached statistics of `key`, if a usable entry exists.
@@ -99,17 +102,4 @@ impl Cache {
             message: "written without its model".into(),
         })
     }
-}
-
-/// A model name as a file name: anything but letters, digits, `-`, `_` and `.` becomes `_`.
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }

@@ -21,6 +21,20 @@ pub use spec::{blocks, resolve, select, ModelSpec};
 
 use crate::dataset::Geometry;
 
+/// A model name as a file name (cache entries, kept modules): anything but letters, digits, `-`,
+/// `_` and `.` becomes `_`.
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
 /// The distinct input geometries of a zoo, in first-use order: each image is fitted once per
 /// geometry and that tensor feeds every model sharing it.
 pub fn geometries(models: &[ZooModel]) -> Vec<Geometry> {

@@ -71,7 +71,7 @@ impl ModuleCache {
     fn paths(&self, key: &ModuleKey) -> (PathBuf, PathBuf, String) {
         let text = key.text();
         let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
-        let stem = format!("{}-{}", safe(key.name), &hash[..16]);
+        let stem = format!("{}-{}", super::file_name(key.name), &hash[..16]);
         (
             self.dir.join(format!("{stem}.pt")),
             self.dir.join(format!("{stem}.json")),
@@ -151,19 +151,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     }
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
-}
-
-/// A model name as a file name.
-fn safe(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
 }
 
 #[cfg(test)]
