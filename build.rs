@@ -1,4 +1,4 @@
-//! Builds the taps shim (src/taps/shim.cpp) and the device shim (src/device/shim.cpp) against
+//! Builds the taps shim (src/taps/shim.cpp, module.cpp) and the device shim (src/device/shim.cpp) against
 //! the libtorch that torch-sys found, and makes the binaries find that libtorch at run time with
 //! CUDA kept linked.
 //!
@@ -13,7 +13,9 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=src/taps/shim.cpp");
+    println!("cargo:rerun-if-changed=src/taps/module.cpp");
     println!("cargo:rerun-if-changed=src/taps/taps.h");
+    println!("cargo:rerun-if-changed=src/taps/module.h");
     println!("cargo:rerun-if-changed=src/device/shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
 
@@ -37,6 +39,7 @@ fn main() {
         .flag("-std=c++17")
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .file("src/taps/shim.cpp")
+        .file("src/taps/module.cpp")
         .file("src/device/shim.cpp")
         .compile("zoo_select_taps");
 

@@ -1,5 +1,5 @@
-//! The forward-pass limit of a zoo: every model's own forward (no taps, no statistics; the
-//! BatchNorms folded as zoo-select folds them; the config's precision) on images already
+//! The forward-pass limit of a zoo: every model's own forward (no taps, no statistics; folded,
+//! converted to the config's precision and optimised as zoo-select does) on images already
 //! decoded, fitted and stacked into batches in (pinned, on a GPU) host memory, batch after batch.
 //! zoo-select cannot be faster than this; scripts/bench and scripts/gpu-check compare.
 //!
@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use rayon::prelude::*;
-use tch::{CModule, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 use zoo_select::dataset::{self, Geometry};
 use zoo_select::plan::{Overrides, Plan};
 
@@ -48,13 +48,8 @@ fn main() -> anyhow::Result<()> {
     for spec in &plan.models {
         let g = Geometry::of(&spec.input);
         let gi = geometries.iter().position(|x| *x == g).unwrap_or(0);
-        let bytes = zoo_select::taps::rewrite_for_inference(&spec.name, &spec.path, &[])?;
-        let mut module = CModule::load_data_on_device(&mut std::io::Cursor::new(bytes), device)?;
-        module.f_set_eval()?;
+        let module = zoo_select::zoo::inference_module(spec, device, plan.config.precision)?;
         let kind = plan.config.precision.kind();
-        if kind != Kind::Float {
-            module.to(device, kind, false);
-        }
         let mean = Tensor::from_slice(&spec.input.mean.map(|x| x as f32))
             .view([1, 3, 1, 1])
             .to_device(device);
@@ -83,8 +78,7 @@ fn main() -> anyhow::Result<()> {
                 .permute([0, 3, 1, 2]);
             let x = if channels_last { x } else { x.contiguous() };
             let x = (((x.to_kind(Kind::Float) / 255.0) - &mean) / &std).to_kind(kind);
-            let _out =
-                tch::no_grad(|| module.method_is("forward_taps", &[tch::IValue::Tensor(x)]))?;
+            let _out = module.run(&spec.name, &x, 0)?;
         }
         if let Device::Cuda(_) = device {
             tch::Cuda::synchronize(0);

@@ -7,7 +7,7 @@ serialisation, which embeds no timestamps). The Rust tests never run Python: the
 this script wrote.
 
   tests/fixtures/transrate/*.npz   feature sets with the reference TransRate (scripts/reference)
-  tests/fixtures/taps/*.pt         tiny scripted/traced/frozen modules
+  tests/fixtures/taps/*.pt         tiny scripted/traced/frozen modules (one with depthwise convs)
   tests/fixtures/taps/expected.npz input batch and what PyTorch forward hooks saw
   tests/fixtures/images/           a tiny ImageFolder (plus broken files) for end-to-end runs
   tests/fixtures/metrics/*.npz     feature sets with every metric's reference value (NCTI: its
@@ -361,6 +361,25 @@ def hook_outputs(model, names, x):
     return logits, got
 
 
+class DepthwiseNet(nn.Module):
+    """A MobileNet-style block (depthwise then pointwise convolution): zoo-select leaves such
+    graphs as they are rather than optimise them for oneDNN."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = nn.Conv2d(3, 8, 3, padding=1)
+        self.dw = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+        self.pw = nn.Conv2d(8, 4, 1)
+
+    def forward(self, x):
+        return self.pw(torch.relu(self.dw(torch.relu(self.stem(x)))))
+
+
+def depthwise_fixture():
+    torch.manual_seed(5)
+    torch.jit.script(DepthwiseNet().eval()).save(str(FIX / "taps" / "depthwise_scripted.pt"))
+
+
 def tap_fixtures():
     out = FIX / "taps"
     out.mkdir(parents=True, exist_ok=True)
@@ -375,6 +394,7 @@ def tap_fixtures():
     branch = BranchNet().eval()
     torch.jit.script(branch).save(str(out / "branch_scripted.pt"))
     torch.jit.script(StateNet().eval()).save(str(out / "state_scripted.pt"))
+    depthwise_fixture()
     _, branch_taps = hook_outputs(branch, ["conv", "extra"], x)
     arrays = {"input": x.numpy(), "output": logits.numpy()}
     arrays.update({f"tap/{n}": t.numpy() for n, t in got.items()})

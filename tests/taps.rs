@@ -327,3 +327,79 @@ fn the_pipeline_folds_batchnorms_only_where_no_tap_changes() {
     let scale = reference.abs().max().double_value(&[]);
     assert!(max_abs_diff(&got, &reference) <= 1e-5 * scale);
 }
+
+#[test]
+fn optimised_modules_pool_taps_inside_onednn_and_match_the_hooks() {
+    // Plain convolutions: the rule optimises the module. `stem` leaves oneDNN already pooled,
+    // (N, C, 1, 1); `block` does not, as its dense copy also feeds `tokens`, a dense op whose
+    // output comes out as captured. Pooled, all equal the forward hooks' values up to rounding.
+    let names: Vec<String> = ["stem", "block", "tokens"].map(String::from).to_vec();
+    let rewritten = taps::prepare("tiny", &fixture("tiny_traced.pt"), &names).unwrap();
+    assert_eq!(
+        rewritten.layers,
+        taps::layers(&fixture("tiny_traced.pt")).unwrap()
+    );
+    let base = rewritten.folded.unwrap_or(rewritten.plain);
+    let optimized = base
+        .optimized("tiny", true, true)
+        .unwrap()
+        .unwrap_or_else(|why| panic!("declined: {why}"));
+    let want = expected();
+    let (_, got) = optimized
+        .run("tiny", &get(&want, "input"), names.len())
+        .unwrap();
+    assert_eq!(got[0].size(), [3, 8, 1, 1]);
+    assert_eq!(got[1].size(), [3, 8, 6, 6]);
+    assert_eq!(got[2].size(), [3, 36, 8]);
+    for (name, t) in names.iter().zip(&got) {
+        let reference = pool(&get(&want, &format!("tap/{name}")), Layout::Nchw)
+            .unwrap()
+            .unwrap();
+        let mine = pool(t, Layout::Nchw).unwrap().unwrap();
+        let scale = reference.abs().max().double_value(&[]);
+        assert!(max_abs_diff(&mine, &reference) <= 1e-5 * scale, "{name}");
+    }
+}
+
+#[test]
+fn depthwise_networks_are_not_optimised() {
+    let names = vec!["dw".to_owned(), "pw".to_owned()];
+    let rewritten = taps::prepare("dw", &fixture("depthwise_scripted.pt"), &names).unwrap();
+    let base = rewritten.folded.unwrap_or(rewritten.plain);
+    let why = base.optimized("dw", true, true).unwrap().err();
+    assert_eq!(
+        why.as_deref(),
+        Some("it has grouped or depthwise convolutions")
+    );
+    // The rule is about speed: unjudged, the optimised module gives the same pooled taps.
+    let forced = base.optimized("dw", true, false).unwrap().unwrap();
+    let x = Tensor::randn([2, 3, 10, 10], (tch::Kind::Float, Device::Cpu));
+    let (_, a) = base.run("dw", &x, 2).unwrap();
+    let (_, b) = forced.run("dw", &x, 2).unwrap();
+    for (a, b) in a.iter().zip(&b) {
+        let (a, b) = (
+            pool(a, Layout::Nchw).unwrap().unwrap(),
+            pool(b, Layout::Nchw).unwrap().unwrap(),
+        );
+        assert!(max_abs_diff(&a, &b) <= 1e-5 * a.abs().max().double_value(&[]));
+    }
+    // Through the pipeline's loader: left as it is, and reported so.
+    let spec = ModelSpec {
+        name: "dw".into(),
+        path: fixture("depthwise_scripted.pt"),
+        manifest: None,
+        input: InputConfig {
+            size: 10,
+            resize: None,
+            interpolation: Default::default(),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+        layout: Layout::Nchw,
+        layers: names,
+        head: None,
+        pretrained: None,
+    };
+    let model = ZooModel::load(&spec, Device::Cpu, false, Precision::F32).unwrap();
+    assert!(!model.optimized);
+}

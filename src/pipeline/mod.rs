@@ -100,14 +100,15 @@ pub struct DeviceTime {
     pub checkpoints_s: f64,
 }
 
-/// How long one model took to be ready on one device, and whether its rewritten module came
-/// from the module cache.
+/// How long one model took to be ready on one device, whether its rewritten module came from
+/// the module cache, and whether TorchScript optimised it for inference.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ModelLoad {
     pub model: String,
     pub device: String,
     pub seconds: f64,
     pub cached_module: bool,
+    pub optimized: bool,
 }
 
 /// Where the statistics came from.
@@ -202,8 +203,8 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let mut cached: Vec<Option<(ModelEntry, FileInfo)>> = Vec::with_capacity(plan.models.len());
     let mut todo: Vec<(usize, ModelSpec)> = Vec::new();
     let mut cache_spiller = Spiller::new(memory::file_rows_budget(plan));
-    for (i, spec) in plan.models.iter().enumerate() {
-        let key = stats_file::model_key(spec, plan.config.precision)?;
+    let model_keys = stats_file::model_keys(&plan.models, plan.config.precision)?;
+    for ((i, spec), key) in plan.models.iter().enumerate().zip(model_keys) {
         let entry = cache
             .as_ref()
             .and_then(|c| c.load(&key, &dataset, plan.shard, &kind, plan.device));
@@ -434,11 +435,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
                 .flat_map(|m| m.stats.stores_mut()),
         )?;
     }
-    let expected: Vec<ModelKey> = plan
-        .models
-        .iter()
-        .map(|s| stats_file::model_key(s, plan.config.precision))
-        .collect::<Result<_>>()?;
+    let expected: Vec<ModelKey> = stats_file::model_keys(&plan.models, plan.config.precision)?;
     let (first_path, first) = (files[0].0.clone(), files[0].1.info.clone());
     let count = match first.shard {
         Some(s) => s.count,

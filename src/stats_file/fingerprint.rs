@@ -64,17 +64,41 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The identity of a model's statistics.
-pub fn model_key(spec: &ModelSpec, precision: Precision) -> Result<ModelKey> {
-    let sha256 = crate::zoo::sha256_file(&spec.path).map_err(|e| Error::ModelLoad {
-        model: spec.name.clone(),
-        path: spec.path.clone(),
-        reason: e.to_string(),
-    })?;
-    Ok(ModelKey {
+/// The identities of the models' statistics, in order. Each distinct file is hashed once, the
+/// files in parallel: hashing is most of the time a cached run takes (a zoo's files run to
+/// gigabytes), and zoos list one file under several configurations.
+pub fn model_keys(specs: &[ModelSpec], precision: Precision) -> Result<Vec<ModelKey>> {
+    use rayon::prelude::*;
+    let mut paths: Vec<&std::path::Path> = specs.iter().map(|s| s.path.as_path()).collect();
+    paths.sort();
+    paths.dedup();
+    let hashes: Vec<std::io::Result<String>> = paths
+        .par_iter()
+        .map(|p| crate::zoo::sha256_file(p))
+        .collect();
+    specs
+        .iter()
+        .map(|spec| {
+            let at = paths
+                .binary_search(&spec.path.as_path())
+                .unwrap_or_default();
+            match &hashes[at] {
+                Ok(sha256) => Ok(model_key(spec, sha256.clone(), precision)),
+                Err(e) => Err(Error::ModelLoad {
+                    model: spec.name.clone(),
+                    path: spec.path.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        })
+        .collect()
+}
+
+fn model_key(spec: &ModelSpec, sha256: String, precision: Precision) -> ModelKey {
+    ModelKey {
         name: spec.name.clone(),
         sha256,
         preprocessing: format!("{:?} {:?}", spec.input, spec.layout),
         precision: format!("{precision:?}").to_lowercase(),
-    })
+    }
 }

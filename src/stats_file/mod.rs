@@ -14,7 +14,7 @@ mod fingerprint;
 mod format;
 
 pub use cache::Cache;
-pub use fingerprint::{dataset_id, model_key, DatasetId};
+pub use fingerprint::{dataset_id, model_keys, DatasetId};
 pub use format::FORMAT_VERSION;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
-//! Raw declarations of the shim's C interface (taps.h). Only `taps/mod.rs` touches them.
+//! Raw declarations of the shim's C interface (taps.h). Only `taps/mod.rs` and
+//! `taps/module.rs` touch them.
 
-use std::os::raw::{c_char, c_int};
+use std::os::raw::{c_char, c_int, c_void};
 
 #[repr(C)]
 pub struct ZsBuf {
@@ -24,19 +25,64 @@ pub const ZS_OCCURRENCE: c_int = 6;
 pub const ZS_NOT_TENSOR: c_int = 7;
 pub const ZS_BAD_NAME: c_int = 8;
 pub const ZS_SIGNATURE: c_int = 10;
+pub const ZS_DECLINED: c_int = 11;
+
+/// A module held by the shim (module.cpp).
+#[repr(C)]
+pub struct ZsModule {
+    _private: [u8; 0],
+}
 
 extern "C" {
     pub fn zs_taps_rewrite(
         model_path: *const c_char,
         names: *const *const c_char,
         n_names: usize,
-        fold_batchnorm: c_int,
         module_out: *mut ZsBuf,
+        err: *mut ZsError,
+    ) -> c_int;
+    pub fn zs_taps_prepare(
+        model_path: *const c_char,
+        names: *const *const c_char,
+        n_names: usize,
+        plain: *mut *mut ZsModule,
+        folded: *mut *mut ZsModule,
+        listing: *mut ZsBuf,
         err: *mut ZsError,
     ) -> c_int;
     pub fn zs_taps_layers(model_path: *const c_char, out: *mut ZsBuf, err: *mut ZsError) -> c_int;
     pub fn zs_set_graph_executor_optimize(on: c_int);
     pub fn zs_buf_free(buf: *mut ZsBuf);
+    pub fn zs_module_load(
+        data: *const c_char,
+        len: usize,
+        device: c_int,
+        out: *mut *mut ZsModule,
+        err: *mut ZsError,
+    ) -> c_int;
+    pub fn zs_module_to(
+        module: *mut ZsModule,
+        device: c_int,
+        scalar_type: c_int,
+        err: *mut ZsError,
+    ) -> c_int;
+    pub fn zs_module_save(module: *const ZsModule, out: *mut ZsBuf, err: *mut ZsError) -> c_int;
+    pub fn zs_module_optimized(
+        module: *const ZsModule,
+        pool_taps: c_int,
+        judge: c_int,
+        out: *mut *mut ZsModule,
+        err: *mut ZsError,
+    ) -> c_int;
+    pub fn zs_module_run(
+        module: *mut ZsModule,
+        input: *mut c_void,
+        outputs: *mut *mut c_void,
+        capacity: usize,
+        n: *mut usize,
+        err: *mut ZsError,
+    ) -> c_int;
+    pub fn zs_module_free(module: *mut ZsModule);
 }
 
 impl ZsBuf {

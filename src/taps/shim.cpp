@@ -11,6 +11,7 @@
 // status code plus text, because exceptions must never cross into Rust.
 
 #include "taps.h"
+#include "module.h"
 
 #include <torch/csrc/jit/api/function_impl.h>
 #include <torch/csrc/jit/ir/ir.h>
@@ -361,8 +362,9 @@ Module load(const char* path) {
   }
 }
 
-std::string rewrite(const char* model_path, const std::vector<std::string>& specs, bool fold_batchnorm) {
-  Module root = load(model_path);
+// Adds to `root` a method forward_taps returning (output, the taps in `specs`' order), and
+// switches it to eval mode.
+void add_taps(Module& root, const std::vector<std::string>& specs) {
   const auto known = module_names(root);
   const std::set<std::string> known_set(known.begin(), known.end());
   std::vector<std::pair<std::string, long>> taps;
@@ -415,24 +417,33 @@ std::string rewrite(const char* model_path, const std::vector<std::string>& spec
   auto cu = root._ivalue()->compilation_unit();
   auto* fn = cu->create_function(c10::QualifiedName(*type->name(), method), w.graph);
   type->addMethod(fn);
-  if (fold_batchnorm) {
-    // Conv2d-BatchNorm2d pairs whose convolution output feeds only the BatchNorm become one
-    // convolution, in every method. A tapped convolution output has a second use (its clone),
-    // so it is left alone; a tapped BatchNorm output becomes the folded convolution's.
-    root = torch::jit::FoldConvBatchNorm(root);
-  }
+  // Scripted models read `training` at run time.
+  root.eval();
+}
+
+Module tapped(const char* model_path, const std::vector<std::string>& specs) {
+  Module root = load(model_path);
+  add_taps(root, specs);
+  return root;
+}
+
+std::string serialized(const Module& module) {
   std::ostringstream buf;
-  root.save(buf);
+  module.save(buf);
   return buf.str();
 }
+
+// A copy in which Conv2d-BatchNorm2d pairs whose convolution output feeds only the BatchNorm
+// are one convolution, in every method. A tapped convolution output has a second use (its
+// clone), so it is left alone; a tapped BatchNorm output becomes the folded convolution's.
+Module folded(const Module& module) { return torch::jit::FoldConvBatchNorm(module); }
 
 // One line per submodule: name, unconditional calls, and why it cannot be tapped ("" if it can).
 // The listing behind zs_taps_layers. A module's position is where its last call finishes in the
 // forward graph's program order (a parent finishes after its children), which is what "runs
 // after the cut" means; its parameters are its own, not its children's, so that summing them
 // over the modules that finish after a cut counts each parameter once.
-std::string layers(const char* model_path) {
-  Module root = load(model_path);
+std::string layers(const Module& root) {
   const auto names = module_names(root);
   const std::set<std::string> wanted(names.begin(), names.end());
   Walk w = walk_forward(root, wanted);
@@ -489,15 +500,34 @@ int guarded(zs_error* err, F&& body) {
 extern "C" {
 
 int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_names,
-                    int fold_batchnorm, zs_buf* module_out, zs_error* err) {
+                    zs_buf* module_out, zs_error* err) {
   return guarded(err, [&] {
     std::vector<std::string> specs(names, names + n_names);
-    fill(module_out, rewrite(model_path, specs, fold_batchnorm != 0));
+    fill(module_out, serialized(tapped(model_path, specs)));
+  });
+}
+
+int zs_taps_prepare(const char* model_path, const char* const* names, size_t n_names,
+                    zs_module** plain, zs_module** folded_out, zs_buf* listing, zs_error* err) {
+  *plain = nullptr;
+  *folded_out = nullptr;
+  return guarded(err, [&] {
+    std::vector<std::string> specs(names, names + n_names);
+    auto root = std::make_unique<zs_module>(zs_module{load(model_path)});
+    const std::string listed = layers(root->module);
+    add_taps(root->module, specs);
+    try {
+      *folded_out = new zs_module{folded(root->module)};
+    } catch (const std::exception&) {
+      // Left unfolded: the caller runs the plain module.
+    }
+    fill(listing, listed);
+    *plain = root.release();
   });
 }
 
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err) {
-  return guarded(err, [&] { fill(out, layers(model_path)); });
+  return guarded(err, [&] { fill(out, layers(load(model_path))); });
 }
 
 void zs_set_graph_executor_optimize(int on) { torch::jit::setGraphExecutorOptimize(on != 0); }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use tch::{Device, Kind, Tensor};
 
-use super::model::{load_tapped, run_tapped};
+use super::model::load_tapped;
 use super::spec::is_block;
 use crate::error::{Error, Result};
 use crate::taps;
@@ -37,20 +37,22 @@ pub fn inspect(name: &str, path: &Path, size: u32, stages: &[String]) -> Result<
     let s = size as i64;
     let blank = Tensor::f_zeros([1, 3, s, s], (Kind::Float, Device::Cpu))
         .map_err(|e| Error::torch(name, "making the probe input", e))?;
-    let (_, outputs) = run_tapped(name, &module, &blank, tappable.len()).map_err(|e| match e {
-        Error::Torch {
-            model,
-            context,
-            message,
-        } => Error::Torch {
-            model,
-            context,
-            message: format!(
-                "{message} (is {size} the model's input size? set it with --input-size)"
-            ),
-        },
-        other => other,
-    })?;
+    let (_, outputs) = module
+        .run(name, &blank, tappable.len())
+        .map_err(|e| match e {
+            Error::Torch {
+                model,
+                context,
+                message,
+            } => Error::Torch {
+                model,
+                context,
+                message: format!(
+                    "{message} (is {size} the model's input size? set it with --input-size)"
+                ),
+            },
+            other => other,
+        })?;
     let mut shapes = tappable.iter().zip(outputs.iter().map(Tensor::size));
     let mut next_shape = |n: &str| shapes.find(|(t, _)| t.as_str() == n).map(|(_, s)| s);
     Ok(listing

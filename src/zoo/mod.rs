@@ -15,7 +15,7 @@ mod spec;
 pub use capacity::{params_after, params_total};
 pub use inspect::{inspect, LayerRow};
 pub use manifest::{sha256_file, Manifest};
-pub use model::{Features, SourceLogits, ZooModel};
+pub use model::{inference_module, Features, SourceLogits, ZooModel};
 pub use module_cache::{ModuleCache, ModuleKey, Prepared};
 pub use spec::{blocks, resolve, select, ModelSpec};
 

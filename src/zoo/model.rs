@@ -1,16 +1,15 @@
 //! One model of the zoo: load, tap, normalise, run.
 
-use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use tch::{CModule, Device, IValue, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 use super::module_cache::{ModuleCache, ModuleKey, Prepared};
 use super::ModelSpec;
 use crate::config::{Layout, Precision};
 use crate::dataset::Geometry;
 use crate::error::{Error, Result};
-use crate::taps;
+use crate::taps::{self, TapModule};
 
 pub struct ZooModel {
     pub name: String,
@@ -27,12 +26,14 @@ pub struct ZooModel {
     pub source: SourceLogits,
     /// Whether its Conv2d-BatchNorm2d pairs run folded (see `load_for_inference`).
     pub batchnorm_folded: bool,
+    /// Whether TorchScript optimised its module for inference (see `ready`).
+    pub optimized: bool,
     /// Whether its rewritten module came from the module cache.
     pub cached_module: bool,
     /// Parameter elements fine-tuning re-trains above each layer (see `capacity`); None where
     /// the listing cannot place the layer.
     pub params_after: Vec<Option<u64>>,
-    module: CModule,
+    module: TapModule,
     /// Taps in `module`: the layers, then the head when it gives the source logits.
     taps: usize,
     /// The floating-point kind the module runs in.
@@ -72,101 +73,173 @@ pub struct Features {
     pub source: Option<Tensor>,
 }
 
-const METHOD: &str = "forward_taps";
-
 /// The model at `path` rewritten to return `layers` too, loaded on `device` in eval mode.
 pub(super) fn load_tapped(
     name: &str,
     path: &Path,
     layers: &[String],
     device: Device,
-) -> Result<CModule> {
-    load_bytes(name, &taps::rewrite(name, path, layers)?, device)
+) -> Result<TapModule> {
+    TapModule::load(name, &taps::rewrite(name, path, layers)?, device)
 }
 
-fn load_bytes(name: &str, bytes: &[u8], device: Device) -> Result<CModule> {
-    let mut module = CModule::load_data_on_device(&mut Cursor::new(bytes), device)
-        .map_err(|e| Error::torch(name, "loading the rewritten module", e))?;
-    // Scripted models read `training` at run time.
-    module
-        .f_set_eval()
-        .map_err(|e| Error::torch(name, "switching to eval mode", e))?;
-    Ok(module)
+/// A module ready for the pass, and what was decided on the way.
+pub(super) struct Ready {
+    pub module: TapModule,
+    /// Whether its Conv2d-BatchNorm2d pairs run folded.
+    pub batchnorm_folded: bool,
+    /// Whether TorchScript optimised it for inference (see `ready`).
+    pub optimized: bool,
+    /// The chosen module's serialized bytes, before the precision change and the optimisation:
+    /// what the module cache keeps (empty when not asked for).
+    pub bytes: Vec<u8>,
+    /// The model file's submodules, as `taps::layers` lists them (empty for a kept module).
+    pub listing: Vec<taps::LayerInfo>,
 }
 
 /// As `load_tapped`, made fast for the pass: Conv2d-BatchNorm2d pairs folded where that
-/// provably changes nothing but rounding, and the parameters in `precision`.
+/// provably changes nothing but rounding, then `ready`.
 ///
 /// TorchScript's folding pass works on every method of every submodule and rewrites shared
 /// convolution weights, so a pair folded in a method the taps do not use can leave a tapped,
 /// unfolded BatchNorm applied twice. So the folded module is kept only if it agrees with the
 /// unfolded one, to 1e-3 of each output's scale, on a probe batch of `size` x `size` images.
-/// Also returns the chosen module's serialized bytes (before the precision change), for the
-/// module cache.
 pub(super) fn load_for_inference(
-    name: &str,
-    path: &Path,
+    spec: &ModelSpec,
     layers: &[String],
     device: Device,
     precision: Precision,
-    size: u32,
-) -> Result<(CModule, bool, Vec<u8>)> {
-    let plain_bytes = taps::rewrite(name, path, layers)?;
-    let plain = load_bytes(name, &plain_bytes, device)?;
-    let folded = taps::rewrite_for_inference(name, path, layers)
-        .and_then(|b| Ok((load_bytes(name, &b, device)?, b)));
-    let (mut module, is_folded, bytes) = match folded {
-        Ok((folded, b)) if agrees(name, &plain, &folded, layers.len(), size, device)? => {
-            (folded, true, b)
+    keep_bytes: bool,
+) -> Result<Ready> {
+    let (name, size) = (spec.name.as_str(), spec.input.size);
+    let taps::Rewritten {
+        mut plain,
+        mut folded,
+        layers: listing,
+    } = taps::prepare(name, &spec.path, layers)?;
+    if device != Device::Cpu {
+        plain.to(name, device, None)?;
+        if let Some(f) = folded.as_mut() {
+            f.to(name, device, None)?;
+        }
+    }
+    let (module, batchnorm_folded) = match folded {
+        Some(folded) if agrees(name, &plain, &folded, layers.len(), size, device, None)? => {
+            (folded, true)
         }
         _ => {
             tracing::debug!(
                 model = name,
                 "folding BatchNorms would change the taps; running unfolded"
             );
-            (plain, false, plain_bytes)
+            (plain, false)
         }
     };
-    to_precision(name, &mut module, device, precision)?;
-    Ok((module, is_folded, bytes))
+    let bytes = if keep_bytes {
+        module.save(name)?
+    } else {
+        Vec::new()
+    };
+    let shape = (spec.layout, layers.len(), size);
+    let (module, optimized) = ready(name, module, device, precision, shape)?;
+    Ok(Ready {
+        module,
+        batchnorm_folded,
+        optimized,
+        bytes,
+        listing,
+    })
 }
 
-/// Converts the parameters of a module loaded in f32.
-fn to_precision(
-    name: &str,
-    module: &mut CModule,
+/// The model with only its own output, as the pass would run it (folded, in `precision`,
+/// optimised where `ready` optimises): the forward-pass yardstick's model.
+pub fn inference_module(
+    spec: &ModelSpec,
     device: Device,
     precision: Precision,
-) -> Result<()> {
-    if precision != Precision::F32 {
-        // tch's CModule::to panics where libtorch refuses; turn that into an error.
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            module.to(device, precision.kind(), false)
-        }))
-        .map_err(|_| Error::Torch {
-            model: name.to_owned(),
-            context: "converting the parameters",
-            message: format!("libtorch cannot run it in {precision:?}"),
-        })?;
-    }
-    Ok(())
+) -> Result<TapModule> {
+    Ok(load_for_inference(spec, &[], device, precision, false)?.module)
 }
 
-/// Whether two versions of a tapped module give the same outputs on a fixed probe batch.
+/// A loaded f32 module made ready to run in `precision`. On the CPU in f32 it is also frozen
+/// and optimised by TorchScript (oneDNN convolutions whose weights are packed once rather than
+/// at every call; ResNets run 1.14-1.40x faster here, see docs/performance.md), kept only if it
+/// agrees with the module as loaded on the probe batch. Returns whether it was optimised.
+///
+/// Not on a GPU: what TorchScript's optimisation does for cuDNN has not been measured there.
+/// `shape`: the taps' layout, their number, and the probe's image size.
+fn ready(
+    name: &str,
+    mut module: TapModule,
+    device: Device,
+    precision: Precision,
+    (layout, taps, size): (Layout, usize, u32),
+) -> Result<(TapModule, bool)> {
+    if precision != Precision::F32 {
+        module.to(name, device, Some(precision.kind()))?;
+        return Ok((module, false));
+    }
+    if device != Device::Cpu {
+        return Ok((module, false));
+    }
+    // Taps laid out (N, H, W, C) would be averaged over the wrong dimensions in the graph.
+    let pooled = (layout == Layout::Nchw).then_some(layout);
+    let optimized = module
+        .optimized(name, pooled.is_some(), true)
+        .and_then(|made| match made {
+            Ok(optimized) => {
+                let same = agrees(name, &module, &optimized, taps, size, device, pooled)?;
+                Ok(if same {
+                    Ok(optimized)
+                } else {
+                    Err("it would change the taps".to_owned())
+                })
+            }
+            Err(why) => Ok(Err(why)),
+        });
+    match optimized {
+        Ok(Ok(optimized)) => Ok((optimized, true)),
+        Ok(Err(why)) => {
+            tracing::debug!(model = name, "not optimised for inference: {why}");
+            Ok((module, false))
+        }
+        Err(e) => {
+            tracing::debug!(model = name, "not optimised for inference: {e}");
+            Ok((module, false))
+        }
+    }
+}
+
+/// Whether two versions of a tapped module give the same outputs on a fixed probe batch; with
+/// `pooled`, the same taps once pooled (as the pass pools them) rather than as captured.
 fn agrees(
     name: &str,
-    a: &CModule,
-    b: &CModule,
+    a: &TapModule,
+    b: &TapModule,
     taps: usize,
     size: u32,
     device: Device,
+    pooled: Option<Layout>,
 ) -> Result<bool> {
     let s = size as i64;
     let probe = Tensor::f_arange(2 * 3 * s * s, (Kind::Float, device))
         .and_then(|t| t.f_mul_scalar(0.37)?.f_sin()?.f_view([2, 3, s, s]))
         .map_err(|e| Error::torch(name, "making the probe input", e))?;
-    let (out_a, taps_a) = run_tapped(name, a, &probe, taps)?;
-    let (out_b, taps_b) = run_tapped(name, b, &probe, taps)?;
+    let (out_a, mut taps_a) = a.run(name, &probe, taps)?;
+    let (out_b, mut taps_b) = b.run(name, &probe, taps)?;
+    if let Some(layout) = pooled {
+        let pool_all = |captured: Vec<Tensor>| -> Result<Option<Vec<Tensor>>> {
+            captured
+                .iter()
+                .map(|t| taps::pool(t, layout).transpose())
+                .collect::<Result<Option<Vec<_>>, _>>()
+                .map_err(|e| Error::torch(name, "pooling the probe", e))
+        };
+        match (pool_all(taps_a)?, pool_all(taps_b)?) {
+            (Some(a), Some(b)) => (taps_a, taps_b) = (a, b),
+            _ => return Ok(false),
+        }
+    }
     let close = |x: &Tensor, y: &Tensor| -> Result<bool, tch::TchError> {
         let scale = x.f_abs()?.f_max()?.f_double_value(&[])?.max(1e-12);
         let diff = x.f_sub(y)?.f_abs()?.f_max()?.f_double_value(&[])?;
@@ -184,43 +257,6 @@ fn agrees(
         }
     }
     Ok(true)
-}
-
-/// Runs `forward_taps`: the model output (if a tensor) and the raw tap tensors, in order.
-pub(super) fn run_tapped(
-    name: &str,
-    module: &CModule,
-    x: &Tensor,
-    taps: usize,
-) -> Result<(Option<Tensor>, Vec<Tensor>)> {
-    let internal = |message: &str| Error::Torch {
-        model: name.to_owned(),
-        context: "running forward_taps",
-        message: message.to_owned(),
-    };
-    let out = tch::no_grad(|| module.method_is(METHOD, &[IValue::Tensor(x.shallow_clone())]))
-        .map_err(|e| Error::torch(name, "forward pass", e))?;
-    let IValue::Tuple(mut items) = out else {
-        return Err(internal("the rewritten forward did not return a tuple"));
-    };
-    if items.len() != taps + 1 {
-        return Err(internal(
-            "the rewritten forward returned the wrong number of values",
-        ));
-    }
-    let tapped = items
-        .split_off(1)
-        .into_iter()
-        .map(|v| match v {
-            IValue::Tensor(t) => Ok(t),
-            _ => Err(internal("a tap is not a tensor")),
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let output = match items.pop() {
-        Some(IValue::Tensor(t)) => Some(t),
-        _ => None,
-    };
-    Ok((output, tapped))
 }
 
 impl ZooModel {
@@ -278,7 +314,7 @@ impl ZooModel {
                 }
             }
         }
-        let (model, bytes) = Self::prepare(spec, device, want_source, precision)?;
+        let (model, bytes) = Self::prepare(spec, device, want_source, precision, keyed.is_some())?;
         if let Some((cache, key)) = &keyed {
             let prepared = Prepared {
                 key: ModuleCache::key_text(key),
@@ -309,14 +345,20 @@ impl ZooModel {
                 message: "its taps do not match the layers".into(),
             });
         }
-        let mut module = load_bytes(&spec.name, bytes, device)?;
-        to_precision(&spec.name, &mut module, device, precision)?;
+        let loaded = TapModule::load(&spec.name, bytes, device)?;
+        let shape = (spec.layout, prepared.taps, spec.input.size);
+        let (module, optimized) = ready(&spec.name, loaded, device, precision, shape)?;
         let mut model = Self::assemble(
             spec,
             device,
             precision,
-            module,
-            prepared.batchnorm_folded,
+            Ready {
+                module,
+                batchnorm_folded: prepared.batchnorm_folded,
+                optimized,
+                bytes: Vec::new(),
+                listing: Vec::new(),
+            },
             prepared.params_after,
         )?;
         model.taps = prepared.taps;
@@ -330,8 +372,7 @@ impl ZooModel {
         spec: &ModelSpec,
         device: Device,
         precision: Precision,
-        module: CModule,
-        batchnorm_folded: bool,
+        ready: Ready,
         params_after: Vec<Option<u64>>,
     ) -> Result<ZooModel> {
         let to_dev = |v: [f64; 3]| {
@@ -349,10 +390,11 @@ impl ZooModel {
             dims: Vec::new(),
             probe: Vec::new(),
             source: SourceLogits::Unwanted,
-            batchnorm_folded,
+            batchnorm_folded: ready.batchnorm_folded,
+            optimized: ready.optimized,
             cached_module: false,
             params_after,
-            module,
+            module: ready.module,
             taps: spec.layers.len(),
             kind: precision.kind(),
             mean: to_dev(spec.input.mean)?,
@@ -368,58 +410,40 @@ impl ZooModel {
     }
 
     /// Rewrites, folds and checks the module, finds the source logits, and probes; also
-    /// returns the chosen module's bytes.
+    /// returns the chosen module's bytes with `keep_bytes`.
     fn prepare(
         spec: &ModelSpec,
         device: Device,
         want_source: bool,
         precision: Precision,
+        keep_bytes: bool,
     ) -> Result<(ZooModel, Vec<u8>)> {
-        let (module, batchnorm_folded, mut bytes) = load_for_inference(
-            &spec.name,
-            &spec.path,
-            &spec.layers,
-            device,
-            precision,
-            spec.input.size,
-        )?;
-        let listing = crate::taps::layers(&spec.path)?;
+        let mut ready = load_for_inference(spec, &spec.layers, device, precision, keep_bytes)?;
+        let mut bytes = std::mem::take(&mut ready.bytes);
+        let listing = std::mem::take(&mut ready.listing);
         let params_after = spec
             .layers
             .iter()
             .map(|l| super::params_after(&listing, l))
             .collect();
-        let mut model = Self::assemble(
-            spec,
-            device,
-            precision,
-            module,
-            batchnorm_folded,
-            params_after,
-        )?;
+        let mut model = Self::assemble(spec, device, precision, ready, params_after)?;
         let blank = model.blank(device)?;
-        let (output, _) = run_tapped(&spec.name, &model.module, &blank, model.taps)?;
+        let (output, _) = model.module.run(&spec.name, &blank, model.taps)?;
         if want_source {
             model.source = match (logit_classes(output.as_ref()), &spec.head) {
                 (Some(classes), _) => SourceLogits::Output { classes },
                 (None, Some(head)) => {
                     let mut taps = spec.layers.clone();
                     taps.push(head.clone());
-                    let (module, folded, head_bytes) = load_for_inference(
-                        &spec.name,
-                        &spec.path,
-                        &taps,
-                        device,
-                        precision,
-                        spec.input.size,
-                    )?;
-                    let (_, tapped) = run_tapped(&spec.name, &module, &blank, taps.len())?;
+                    let headed = load_for_inference(spec, &taps, device, precision, keep_bytes)?;
+                    let (_, tapped) = headed.module.run(&spec.name, &blank, taps.len())?;
                     match logit_classes(tapped.last()) {
                         Some(classes) => {
-                            model.module = module;
-                            model.batchnorm_folded = folded;
+                            model.module = headed.module;
+                            model.batchnorm_folded = headed.batchnorm_folded;
+                            model.optimized = headed.optimized;
                             model.taps = taps.len();
-                            bytes = head_bytes;
+                            bytes = headed.bytes;
                             SourceLogits::Head { classes }
                         }
                         None => SourceLogits::Missing(format!(
@@ -466,7 +490,7 @@ impl ZooModel {
 
     /// One forward pass on a normalised batch; every tap pooled to (B, D) on the device.
     pub fn run(&self, x: &Tensor) -> Result<Features> {
-        let (output, mut tapped) = run_tapped(&self.name, &self.module, x, self.taps)?;
+        let (output, mut tapped) = self.module.run(&self.name, x, self.taps)?;
         let source = match self.source {
             SourceLogits::Output { .. } => output,
             SourceLogits::Head { .. } => tapped.pop(),
