@@ -13,6 +13,13 @@
 //! A device thread off the main thread ran a pass 1.5 times slower for it, so the process keeps
 //! one arena: the device loop of a single-device run stays on the main thread, and the threads
 //! of a run on several devices share its heap (a 2-part CPU run: 14.4 s to 12.4 s).
+//!
+//! A heap that is never trimmed keeps its fragments too. oneDNN's packed convolutions (see
+//! taps/module.cpp) allocate in a pattern that left ever more of it unusable: a ResNet-18 pass
+//! over 1,200 photos grew from 0.9 GB to 1.8 GB of RSS while its live heap stayed under 0.45 GB
+//! (heaptrack). So the pass hands the heap's free pages back every few batches
+//! (`release_freed_memory`): RSS stayed at 0.84-0.89 GB, with the run's time unchanged at one
+//! release per 8 batches (every batch cost 15 %: the pages fault in again).
 
 /// Serve large blocks from the heap and keep freed memory for reuse (glibc only; elsewhere a
 /// no-op). Call once, before any heavy allocation.
@@ -23,5 +30,15 @@ pub fn reuse_freed_memory() {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// Returns the free pages of the heap to the system (glibc's `malloc_trim`; elsewhere a no-op),
+/// keeping what is in use; see above for why and how often.
+pub fn release_freed_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases memory malloc holds free; any thread may call it.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

@@ -29,6 +29,8 @@ const PREFETCH: usize = 4;
 /// Batches between checks for NaN/Inf in the statistics (each check waits for the device).
 const FINITE_CHECK_EVERY: usize = 16;
 const WARN_SKIPS: usize = 20;
+/// Batches between handing freed heap pages back to the system (see allocator.rs).
+const TRIM_EVERY: usize = 8;
 
 pub struct Job<'a> {
     pub plan: &'a Plan,
@@ -437,6 +439,7 @@ impl PartContext<'_> {
         // The fence after the last batch queued, and that batch's number: on a GPU the host
         // queues batch i, then waits for batch i-1 only, so the GPU always has work.
         let mut in_flight: Option<(Fence, u64)> = None;
+        let mut folded = 0usize;
         let mut time = DeviceTime {
             device: crate::device::label(device),
             ..DeviceTime::default()
@@ -498,6 +501,10 @@ impl PartContext<'_> {
             };
             if let Err(e) = self.fold(&batch, device, &models, &geometry_of, &mut stats) {
                 return fail(e);
+            }
+            folded += 1;
+            if folded % TRIM_EVERY == 0 {
+                crate::allocator::release_freed_memory();
             }
             let fence = match Fence::record(device) {
                 Ok(f) => f,

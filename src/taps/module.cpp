@@ -2,20 +2,19 @@
 // inference in the process that runs it.
 //
 // On the CPU, TorchScript's optimize_for_inference turns convolutions into oneDNN ops whose
-// weights are packed once instead of at every call: 1.14-1.40x faster ResNets at 112-224 px on
-// this 2-core machine. tch's CModule cannot be frozen, and the optimised module cannot be
-// serialized (its packed weights have no pickled form), so it cannot travel as bytes either.
+// weights are packed once instead of at every call: ResNet-18 ran 1.07-1.22x faster on this
+// 2-core machine (docs/performance.md, "oneDNN packing"). tch's CModule cannot be frozen, and the
+// optimised module cannot be serialized (its packed weights have no pickled form), so it cannot
+// travel as bytes either.
 // Every entry point catches all exceptions: they must never cross into Rust.
 
 #include "taps.h"
 #include "module.h"
 
+#include <torch/csrc/jit/ir/constants.h>
 #include <torch/csrc/jit/ir/ir.h>
 #include <torch/csrc/jit/python/update_graph_executor_opt.h>
 #include <torch/script.h>
-
-#include <torch/csrc/jit/api/function_impl.h>
-#include <torch/csrc/jit/ir/constants.h>
 
 #include <cstring>
 #include <exception>
@@ -58,8 +57,8 @@ c10::Device device_of(int device) {
   return device < 0 ? c10::Device(c10::kCPU) : c10::Device(c10::kCUDA, device);
 }
 
-// Sets TorchScript's process-wide optimisation flag for a scope. Freezing inlines calls only
-// through optimised graphs, but the pass runs graphs unoptimised (see taps.h).
+// Sets TorchScript's optimisation flag (kept per thread) for a scope. Freezing inlines calls
+// only through optimised graphs, but the pass runs graphs unoptimised (see taps.h).
 struct ExecutorOptimize {
   bool before;
   explicit ExecutorOptimize(bool on) : before(torch::jit::getGraphExecutorOptimize()) {
@@ -69,10 +68,11 @@ struct ExecutorOptimize {
 };
 
 // Why oneDNN's packed convolutions would be slower than the module as it is, judged from the
-// graph: on this machine (docs/performance.md, "oneDNN packing") they made ResNet-18 1.07-1.22x
-// faster, but MobileNetV3-L, EfficientNet-Lite0 and ConvNeXt-atto 0.68-0.94x as fast. The
-// losers have grouped (depthwise) convolutions, and EfficientNet's TensorFlow padding also
-// moves every activation between oneDNN's layout and the dense one. Either declines.
+// graph: on this machine (docs/performance.md, "oneDNN packing") they made ResNet-18, ResNet-50
+// and VGG-11 up to 1.22x faster, but MobileNetV3-L, EfficientNet-Lite0, ConvNeXt-atto (and
+// ResNeXt-50 at 224 px) 0.69-0.93x as fast. The losers have grouped (depthwise) convolutions,
+// and EfficientNet's TensorFlow padding also moves every activation between oneDNN's layout and
+// the dense one. Either declines.
 std::optional<std::string> grouped_convolutions(torch::jit::Graph& graph) {
   for (auto* node : graph.nodes()) {
     // aten::conv1d/2d/3d(input, weight, bias, stride, padding, dilation, groups);

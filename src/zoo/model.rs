@@ -163,8 +163,9 @@ pub fn inference_module(
 
 /// A loaded f32 module made ready to run in `precision`. On the CPU in f32 it is also frozen
 /// and optimised by TorchScript (oneDNN convolutions whose weights are packed once rather than
-/// at every call; ResNets run 1.14-1.40x faster here, see docs/performance.md), kept only if it
-/// agrees with the module as loaded on the probe batch. Returns whether it was optimised.
+/// at every call; ResNet-18 runs up to 1.22x faster here, see docs/performance.md, "oneDNN
+/// packing") where the shim expects a gain, and kept only if its pooled taps agree with the
+/// module as loaded on the probe batch. Returns whether it was optimised.
 ///
 /// Not on a GPU: what TorchScript's optimisation does for cuDNN has not been measured there.
 /// `shape`: the taps' layout, their number, and the probe's image size.
