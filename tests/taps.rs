@@ -53,6 +53,26 @@ fn run_taps(model_file: &str, names: &[String]) -> Vec<Tensor> {
     }
 }
 
+/// A model spec for a fixture file: unnormalised `size` x `size` input, the given layers.
+fn fixture_spec(name: &str, file: &str, size: u32, layers: Vec<String>) -> ModelSpec {
+    ModelSpec {
+        name: name.into(),
+        path: fixture(file),
+        manifest: None,
+        input: InputConfig {
+            size,
+            resize: None,
+            interpolation: Default::default(),
+            mean: [0.0; 3],
+            std: [1.0; 3],
+        },
+        layout: Layout::Nchw,
+        layers,
+        head: None,
+        pretrained: None,
+    }
+}
+
 fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size());
     (a - b).abs().max().double_value(&[])
@@ -288,21 +308,9 @@ fn the_pipeline_folds_batchnorms_only_where_no_tap_changes() {
     // TorchScript's folding pass rewrites shared convolution weights for every method, so with
     // taps that keep some BatchNorms unfolded (here `block.conv1` and `block.bn1`) a folded
     // model would apply a BatchNorm twice; the pipeline checks and runs such a model unfolded.
-    let spec = |layers: &[&str]| ModelSpec {
-        name: "tiny".into(),
-        path: fixture("tiny_scripted.pt"),
-        manifest: None,
-        input: InputConfig {
-            size: 12,
-            resize: None,
-            interpolation: Default::default(),
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        },
-        layout: Layout::Nchw,
-        layers: layers.iter().map(|l| l.to_string()).collect(),
-        head: None,
-        pretrained: None,
+    let spec = |layers: &[&str]| {
+        let layers: Vec<String> = layers.iter().map(|l| l.to_string()).collect();
+        fixture_spec("tiny", "tiny_scripted.pt", 12, layers)
     };
     let names = tap_names();
     let all: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -384,22 +392,7 @@ fn depthwise_networks_are_not_optimised() {
         assert!(max_abs_diff(&a, &b) <= 1e-5 * a.abs().max().double_value(&[]));
     }
     // Through the pipeline's loader: left as it is, and reported so.
-    let spec = ModelSpec {
-        name: "dw".into(),
-        path: fixture("depthwise_scripted.pt"),
-        manifest: None,
-        input: InputConfig {
-            size: 10,
-            resize: None,
-            interpolation: Default::default(),
-            mean: [0.0; 3],
-            std: [1.0; 3],
-        },
-        layout: Layout::Nchw,
-        layers: names,
-        head: None,
-        pretrained: None,
-    };
+    let spec = fixture_spec("dw", "depthwise_scripted.pt", 10, names);
     let model = ZooModel::load(&spec, Device::Cpu, false, Precision::F32).unwrap();
     assert!(!model.optimized);
 }

@@ -28,14 +28,7 @@ namespace {
 const char* const METHOD = "forward_taps";
 
 void fail(zs_error* err, const std::string& message) {
-  if (err == nullptr) return;
-  err->detail.len = message.size();
-  err->detail.data = static_cast<char*>(std::malloc(message.size() + 1));
-  if (err->detail.data == nullptr) {
-    err->detail.len = 0;
-    return;
-  }
-  std::memcpy(err->detail.data, message.c_str(), message.size() + 1);
+  if (err != nullptr) zs_fill(&err->detail, message);
 }
 
 template <typename F>
@@ -175,11 +168,8 @@ int zs_module_save(const zs_module* m, zs_buf* out, zs_error* err) {
   return guarded(err, [&] {
     std::ostringstream buf;
     m->module.save(buf);
-    const std::string bytes = buf.str();
-    out->data = static_cast<char*>(std::malloc(bytes.size() + 1));
+    zs_fill(out, buf.str());
     if (out->data == nullptr) throw std::bad_alloc();
-    std::memcpy(out->data, bytes.data(), bytes.size());
-    out->len = bytes.size();
   });
 }
 

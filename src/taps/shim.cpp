@@ -42,22 +42,10 @@ struct TapError {
   std::string detail;
 };
 
-void fill(zs_buf* out, const std::string& s) {
-  if (out == nullptr) return;
-  out->len = s.size();
-  out->data = static_cast<char*>(std::malloc(s.size() + 1));
-  if (out->data == nullptr) {
-    out->len = 0;
-    return;
-  }
-  std::memcpy(out->data, s.data(), s.size());
-  out->data[s.size()] = '\0';
-}
-
 int report(const TapError& e, zs_error* err) {
   if (err != nullptr) {
-    fill(&err->layer, e.layer);
-    fill(&err->detail, e.detail);
+    zs_fill(&err->layer, e.layer);
+    zs_fill(&err->detail, e.detail);
   }
   return e.code;
 }
@@ -503,7 +491,7 @@ int zs_taps_rewrite(const char* model_path, const char* const* names, size_t n_n
                     zs_buf* module_out, zs_error* err) {
   return guarded(err, [&] {
     std::vector<std::string> specs(names, names + n_names);
-    fill(module_out, serialized(tapped(model_path, specs)));
+    zs_fill(module_out, serialized(tapped(model_path, specs)));
   });
 }
 
@@ -521,13 +509,13 @@ int zs_taps_prepare(const char* model_path, const char* const* names, size_t n_n
     } catch (const std::exception&) {
       // Left unfolded: the caller runs the plain module.
     }
-    fill(listing, listed);
+    zs_fill(listing, listed);
     *plain = root.release();
   });
 }
 
 int zs_taps_layers(const char* model_path, zs_buf* out, zs_error* err) {
-  return guarded(err, [&] { fill(out, layers(load(model_path))); });
+  return guarded(err, [&] { zs_fill(out, layers(load(model_path))); });
 }
 
 void zs_set_graph_executor_optimize(int on) { torch::jit::setGraphExecutorOptimize(on != 0); }

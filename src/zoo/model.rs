@@ -185,30 +185,17 @@ fn ready(
     }
     // Taps laid out (N, H, W, C) would be averaged over the wrong dimensions in the graph.
     let pooled = (layout == Layout::Nchw).then_some(layout);
-    let optimized = module
-        .optimized(name, pooled.is_some(), true)
-        .and_then(|made| match made {
-            Ok(optimized) => {
-                let same = agrees(name, &module, &optimized, taps, size, device, pooled)?;
-                Ok(if same {
-                    Ok(optimized)
-                } else {
-                    Err("it would change the taps".to_owned())
-                })
-            }
-            Err(why) => Ok(Err(why)),
-        });
-    match optimized {
-        Ok(Ok(optimized)) => Ok((optimized, true)),
-        Ok(Err(why)) => {
-            tracing::debug!(model = name, "not optimised for inference: {why}");
-            Ok((module, false))
-        }
-        Err(e) => {
-            tracing::debug!(model = name, "not optimised for inference: {e}");
-            Ok((module, false))
-        }
-    }
+    let why = match module.optimized(name, pooled.is_some(), true) {
+        Ok(Ok(optimized)) => match agrees(name, &module, &optimized, taps, size, device, pooled) {
+            Ok(true) => return Ok((optimized, true)),
+            Ok(false) => "it would change the taps".to_owned(),
+            Err(e) => e.to_string(),
+        },
+        Ok(Err(why)) => why,
+        Err(e) => e.to_string(),
+    };
+    tracing::debug!(model = name, "not optimised for inference: {why}");
+    Ok((module, false))
 }
 
 /// Whether two versions of a tapped module give the same outputs on a fixed probe batch; with
