@@ -17,10 +17,7 @@ fn main() -> anyhow::Result<()> {
     );
     let plan = Plan::new(&config, Overrides::default())?;
     let folder = dataset::scan(&plan.config.dataset.root, plan.config.dataset.max_per_class)?;
-    let mut geometries: Vec<Geometry> =
-        plan.models.iter().map(|m| Geometry::of(&m.input)).collect();
-    geometries.sort();
-    geometries.dedup();
+    let geometries = Geometry::distinct(plan.models.iter().map(|m| &m.input));
     let (mut read, mut decode, mut fit) = (0.0, 0.0, 0.0);
     for item in &folder.items {
         let t = Instant::now();

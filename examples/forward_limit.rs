@@ -31,11 +31,7 @@ fn main() -> anyhow::Result<()> {
     let device = plan.device;
 
     // Decode and fit every image for every geometry, untimed: resident u8 pixels.
-    let geometries: Vec<Geometry> = {
-        let mut g: Vec<Geometry> = plan.models.iter().map(|m| Geometry::of(&m.input)).collect();
-        g.dedup();
-        g
-    };
+    let geometries = Geometry::distinct(plan.models.iter().map(|m| &m.input));
     let decoded: Vec<Vec<Vec<u8>>> = folder
         .items
         .par_iter()

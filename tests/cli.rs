@@ -292,6 +292,24 @@ fn command_line_overrides_the_config() {
     // The cap takes the first files in sorted order; in stripes/ that includes notes.txt, skipped.
     assert_eq!(report["dataset"]["per_class"], serde_json::json!([2, 2, 1]));
     assert_eq!(run.stdout(), "", "-q prints nothing");
+    // Six files looked at, in batches of 3; the device thread's time splits into its parts.
+    let timing = &report["timing"];
+    let device = &timing["devices"][0];
+    assert_eq!(device["batches"], 2);
+    let s = |key: &str| device[key].as_f64().unwrap();
+    let queueing = s("uploading_s") + s("forwards_s") + s("statistics_s");
+    assert!(
+        s("forwards_s") > 0.0 && queueing <= s("queueing_s"),
+        "{device}"
+    );
+    let parts = [
+        "waiting_for_batches_s",
+        "queueing_s",
+        "waiting_for_device_s",
+        "settling_s",
+    ];
+    let accounted: f64 = parts.iter().map(|k| s(k)).sum();
+    assert!(accounted <= timing["pass_s"].as_f64().unwrap(), "{timing}");
 }
 
 #[test]

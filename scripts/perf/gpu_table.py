@@ -47,6 +47,20 @@ def main() -> None:
             f"a batch), against {1000 * 128 / f32['forward_loop_images_per_s']:.0f} ms a batch for the "
             "forward loop alone."
         )
+        if "uploading_s" in d:
+            lines[-1] += (
+                f" Of the queueing: uploads {per(d['uploading_s']):.1f} ms a batch, the forwards "
+                f"{per(d['forwards_s']):.1f} ms, the statistics {per(d['statistics_s']):.1f} ms; filing "
+                f"the rows that came back {per(d['settling_s']):.1f} ms a batch."
+            )
+    if "loader" in r:
+        one, all_ = r["loader"][0], r["loader"][-1]
+        lines.append(
+            f"Decoding alone (`examples/loader_rate`, batch 128): {one['images_per_s']:,.0f} images/s "
+            f"with one worker, {all_['images_per_s']:,.0f} with {all_['workers']} (efficiency "
+            f"{all_['efficiency']:.2f}): the most the pass can reach on these cores, "
+            f"{all_['images_per_s'] / f32['forward_loop_images_per_s']:.2f} of the forward loop."
+        )
     lines += [
         "",
         "| precision | pass images/s | forward loop images/s | loop / f32 loop | pass / loop | TransRate moves by at most | ranking |",

@@ -38,6 +38,19 @@ impl Geometry {
     pub fn bytes(&self) -> usize {
         self.size as usize * self.size as usize * 3
     }
+
+    /// The distinct geometries of `inputs`, in order of first use: each image is fitted once per
+    /// geometry, whatever the number of models that share it.
+    pub fn distinct<'a>(inputs: impl IntoIterator<Item = &'a InputConfig>) -> Vec<Geometry> {
+        let mut out: Vec<Geometry> = Vec::new();
+        for input in inputs {
+            let g = Geometry::of(input);
+            if !out.contains(&g) {
+                out.push(g);
+            }
+        }
+        out
+    }
 }
 
 /// Decodes the file at `path` once and fits it to each geometry. The error is the reason to
@@ -120,6 +133,30 @@ fn crop_offset(side: u32, size: u32) -> u32 {
 mod tests {
     use super::*;
     use image::{GrayImage, Luma, Rgb};
+
+    #[test]
+    fn models_that_share_a_geometry_share_one() {
+        let input = |size, resize| InputConfig {
+            size,
+            resize,
+            interpolation: Interpolation::Bilinear,
+            mean: [0.5; 3],
+            std: [0.25; 3],
+        };
+        let mut other_norm = input(224, Some(256));
+        other_norm.mean = [0.1; 3];
+        let inputs = [
+            input(224, Some(256)),
+            input(112, None),
+            other_norm,
+            input(224, None),
+        ];
+        let sizes: Vec<(u32, u32)> = Geometry::distinct(&inputs)
+            .iter()
+            .map(|g| (g.size, g.resize))
+            .collect();
+        assert_eq!(sizes, [(224, 256), (112, 112), (224, 224)]);
+    }
 
     #[test]
     fn torchvision_arithmetic() {

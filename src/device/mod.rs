@@ -6,7 +6,7 @@ mod fence;
 mod transfer;
 
 pub use fence::Fence;
-pub use transfer::{start_download, to_pageable, upload, upload_bytes, Download};
+pub use transfer::{staging, start_download, to_pageable, upload, upload_staged, Download};
 
 use tch::{Cuda, Device};
 

@@ -1,10 +1,12 @@
 // What tch lacks for feeding a GPU without stalls: fences (a point in a CUDA device's work queue
-// that the host can wait for; see fence.rs) and pinning host memory without the device argument
-// that libtorch 2.11 deprecates with a warning on every call (see transfer.rs). c10::Event
+// that the host can wait for; see fence.rs), pinning host memory without the device argument
+// that libtorch 2.11 deprecates with a warning on every call, and allocating pinned memory
+// without copying into it (see transfer.rs). c10::Event
 // reaches CUDA through libtorch's device-guard registry, so this file needs no CUDA headers and
 // builds against a CPU-only libtorch too (where both fail with libtorch's message).
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <c10/core/Event.h>
 #include <c10/core/impl/VirtualGuardImpl.h>
 
@@ -62,6 +64,20 @@ void* zs_pin_memory(void* tensor, char* err, size_t err_len) {
     set_error(err, err_len, e.what());
   } catch (...) {
     set_error(err, err_len, "unknown error pinning host memory");
+  }
+  return nullptr;
+}
+
+// An uninitialised u8 tensor of `sizes` in pinned host memory (libtorch's caching host
+// allocator), or null.
+void* zs_empty_pinned(const int64_t* sizes, size_t ndim, char* err, size_t err_len) {
+  try {
+    auto options = at::TensorOptions().dtype(at::kByte).pinned_memory(true);
+    return new at::Tensor(at::empty(c10::IntArrayRef(sizes, ndim), options));
+  } catch (const std::exception& e) {
+    set_error(err, err_len, e.what());
+  } catch (...) {
+    set_error(err, err_len, "unknown error allocating pinned host memory");
   }
   return nullptr;
 }

@@ -3,7 +3,10 @@
 //! batch i+1 while batch i computes: the GPU idled between batches (the pass ran at 0.82 of the
 //! forward loop on an H200). Host memory pinned by libtorch's caching host allocator (which
 //! reuses its blocks once the copies that used them are done) lets both directions be queued
-//! asynchronously. On the CPU these are the plain operations.
+//! asynchronously. The decoding threads write a batch's images straight into such memory
+//! (`staging`), so the device thread queues its upload without first copying it (19 MB for 128
+//! images at 224 px, against 20 ms for their ResNet-50 forward on an H200). On the
+//! CPU these are the plain operations, and a batch's images are used where they were written.
 
 use std::ffi::{c_char, c_void};
 
@@ -13,6 +16,12 @@ use super::fence::{message, ERR_LEN};
 
 extern "C" {
     fn zs_pin_memory(tensor: *mut c_void, err: *mut c_char, err_len: usize) -> *mut c_void;
+    fn zs_empty_pinned(
+        sizes: *const i64,
+        ndim: usize,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> *mut c_void;
 }
 
 /// A copy of host tensor `t` in pinned memory (libtorch's caching host allocator).
@@ -36,27 +45,33 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor, TchError> {
     }
 }
 
-/// `bytes` seen as a u8 tensor of `shape`, on `device`: one copy into pinned memory on CUDA,
-/// one into a tensor on the CPU.
-pub fn upload_bytes(bytes: &[u8], shape: &[i64], device: Device) -> Result<Tensor, TchError> {
-    if shape.iter().product::<i64>() != bytes.len() as i64 {
-        return Err(TchError::Shape(format!(
-            "{} bytes cannot be seen as {shape:?}",
-            bytes.len()
-        )));
-    }
+/// Uninitialised u8 host memory of `shape` for the images of a batch bound for `device`, to be
+/// written in place by the decoding threads: pinned on CUDA (so `upload_staged` queues its copy
+/// without a further copy on the device thread), plain memory on the CPU.
+pub fn staging(shape: &[i64], device: Device) -> Result<Tensor, TchError> {
     match device {
         Device::Cuda(_) => {
-            // SAFETY: the view lives only until pin_memory has copied it, while `bytes` is
-            // borrowed; its size was checked against the slice above.
-            let view = unsafe {
-                Tensor::f_from_blob(bytes.as_ptr(), shape, &[], Kind::Uint8, Device::Cpu)?
-            };
-            let host = pinned(&view)?;
-            drop(view);
-            host.f_to_device_(device, Kind::Uint8, true, false)
+            let mut err = [0 as c_char; ERR_LEN];
+            // SAFETY: `shape` is valid for its length; the shim returns a new at::Tensor (owned
+            // by the Tensor made from it) or null, catching every exception.
+            let out =
+                unsafe { zs_empty_pinned(shape.as_ptr(), shape.len(), err.as_mut_ptr(), ERR_LEN) };
+            if out.is_null() {
+                return Err(TchError::Torch(message(&err)));
+            }
+            // SAFETY: `out` is a fresh at::Tensor pointer, not aliased.
+            Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
         }
-        _ => Tensor::f_from_slice(bytes)?.f_view(shape),
+        _ => Tensor::f_empty(shape, (Kind::Uint8, Device::Cpu)),
+    }
+}
+
+/// A `staging` tensor (or a view of it) on `device`: queued without waiting on CUDA, the same
+/// memory on the CPU.
+pub fn upload_staged(t: &Tensor, device: Device) -> Result<Tensor, TchError> {
+    match device {
+        Device::Cuda(_) => t.f_to_device_(device, t.kind(), true, false),
+        _ => Ok(t.shallow_clone()),
     }
 }
 
@@ -105,15 +120,24 @@ mod tests {
     }
 
     #[test]
-    fn bytes_keep_their_values_and_shape() {
-        let bytes: Vec<u8> = (0..24).collect();
-        let t = upload_bytes(&bytes, &[2, 3, 4], Device::Cpu).unwrap();
-        assert_eq!(t.size(), [2, 3, 4]);
-        assert_eq!(t.int64_value(&[1, 2, 3]), 23);
-        let err = upload_bytes(&bytes, &[5, 5], Device::Cpu).unwrap_err();
-        assert!(err
-            .to_string()
-            .contains("24 bytes cannot be seen as [5, 5]"));
+    fn cpu_staging_is_uploaded_without_a_copy() {
+        let mut t = staging(&[2, 3, 4], Device::Cpu).unwrap();
+        assert_eq!((t.size(), t.kind()), (vec![2, 3, 4], Kind::Uint8));
+        let _ = t.fill_(7);
+        let mut on_device = upload_staged(&t.narrow(0, 0, 1), Device::Cpu).unwrap();
+        assert_eq!(on_device.size(), [1, 3, 4]);
+        let _ = on_device.fill_(9);
+        assert_eq!(t.int64_value(&[0, 2, 3]), 9);
+        assert_eq!(t.int64_value(&[1, 0, 0]), 7);
+    }
+
+    #[test]
+    fn pinned_staging_without_a_gpu_is_an_error_not_a_crash() {
+        if tch::Cuda::is_available() {
+            return;
+        }
+        let err = staging(&[2, 3], Device::Cuda(0)).unwrap_err();
+        assert!(!err.to_string().is_empty());
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //! per image is kept, so memory is the models, a few batches in flight and the statistics.
 
 mod checkpoint;
-mod loader;
+pub mod loader;
 mod memory;
 mod pass;
 mod progress;
@@ -89,14 +89,21 @@ pub struct Timing {
 /// Where one device thread's time went during the pass: what bounds the pass is where it spent
 /// the most. Waiting for batches: decoding is slower than the device (more `workers`, smaller
 /// images). Queueing: the host's own per-batch work (on the CPU, the whole forward pass and the
-/// statistics). Waiting for the device: a GPU busy with the batches queued (the best case).
+/// statistics), split into uploading the batches, the forwards and the statistics (on a GPU, the
+/// time to queue their kernels, unless one of them waits for the device). Waiting for the
+/// device: a GPU busy with the batches queued (the best case). Settling: filing the feature rows
+/// that came back from the device in host memory, and spilling rows beyond the memory budget.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeviceTime {
     pub device: String,
     pub batches: usize,
     pub waiting_for_batches_s: f64,
     pub queueing_s: f64,
+    pub uploading_s: f64,
+    pub forwards_s: f64,
+    pub statistics_s: f64,
     pub waiting_for_device_s: f64,
+    pub settling_s: f64,
     pub checkpoints_s: f64,
 }
 

@@ -17,7 +17,7 @@ use super::memory::{self, RowBudget, Spiller};
 use super::stores::Layout;
 use super::{stop_flag, DeviceTime, ModelLoad, Progress};
 use crate::dataset::{Geometry, Item, Skip};
-use crate::device::{upload_bytes, Fence};
+use crate::device::{upload_staged, Fence};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::stats::{BatchLabels, ModelStats};
@@ -234,7 +234,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     let pass_start = Instant::now();
     progress.begin(job.items.len());
     progress.advance(resumed_files);
-    let geometries = geometries_of(&job.specs);
+    let geometries = Geometry::distinct(job.specs.iter().map(|s| &s.input));
     let abort = AtomicBool::new(false);
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..parts)
         .map(|_| crossbeam_channel::bounded(PREFETCH))
@@ -242,8 +242,23 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     let ends: Vec<PartEnd> = std::thread::scope(|scope| {
         let geoms = &geometries;
         let done = &done;
+        // Pinned staging memory serves a CPU part as well as a GPU one.
+        let staging_for = plan
+            .devices
+            .iter()
+            .copied()
+            .find(|d| d.is_cuda())
+            .unwrap_or(Device::Cpu);
         scope.spawn(move || {
-            loader::produce(job.items, geoms, batch_size, plan.workers, senders, done)
+            loader::produce(
+                job.items,
+                geoms,
+                batch_size,
+                plan.workers,
+                staging_for,
+                senders,
+                done,
+            )
         });
         // Part 0 runs on the calling thread, the others on their own: glibc gives every other
         // thread its own malloc arena, whose large blocks are mmapped and unmapped per batch,
@@ -368,17 +383,6 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     })
 }
 
-fn geometries_of(specs: &[ModelSpec]) -> Vec<Geometry> {
-    let mut out: Vec<Geometry> = Vec::new();
-    for s in specs {
-        let g = Geometry::of(&s.input);
-        if !out.contains(&g) {
-            out.push(g);
-        }
-    }
-    out
-}
-
 struct PartContext<'a> {
     job: &'a Job<'a>,
     index: usize,
@@ -499,7 +503,8 @@ impl PartContext<'_> {
                 }
                 Message::Failed(reason) => return fail(Error::Worker(reason)),
             };
-            if let Err(e) = self.fold(&batch, device, &models, &geometry_of, &mut stats) {
+            if let Err(e) = self.fold(&batch, device, &models, &geometry_of, &mut stats, &mut time)
+            {
                 return fail(e);
             }
             folded += 1;
@@ -511,17 +516,23 @@ impl PartContext<'_> {
                 Err(e) => return fail(Error::torch_op("marking the batch on the device", e)),
             };
             lap(&mut time.queueing_s);
-            if let Some((previous, serial)) = in_flight.take() {
-                if let Err(e) = land(Some((previous, serial)), serial, &mut stats) {
+            let previous = in_flight.take();
+            let landed = previous.as_ref().map(|(_, serial)| *serial);
+            in_flight = fence.map(|f| (f, batch.index as u64));
+            if let Err(e) = wait(previous) {
+                return fail(e);
+            }
+            lap(&mut time.waiting_for_device_s);
+            if let Some(serial) = landed {
+                if let Err(e) = settle(serial, &mut stats) {
                     return fail(e);
                 }
             }
-            in_flight = fence.map(|f| (f, batch.index as u64));
-            lap(&mut time.waiting_for_device_s);
             // Only rows already landed (settled) are in the classes to spill.
             if let Err(e) = spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut)) {
                 return fail(e);
             }
+            lap(&mut time.settling_s);
             for skip in &batch.skipped {
                 if skipped.len() < WARN_SKIPS {
                     tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
@@ -588,13 +599,20 @@ impl PartContext<'_> {
         models: &[ZooModel],
         geometry_of: &[usize],
         stats: &mut [ModelStats],
+        time: &mut DeviceTime,
     ) -> Result<()> {
         if batch.labels.is_empty() {
             return Ok(());
         }
+        let mut clock = Instant::now();
+        let mut lap = |into: &mut f64| {
+            let now = Instant::now();
+            *into += now.duration_since(clock).as_secs_f64();
+            clock = now;
+        };
         let _span = tracing::debug_span!("batch", index = batch.index, images = batch.labels.len())
             .entered();
-        let inputs = to_device(batch, self.geometries, device)
+        let inputs = to_device(batch, device)
             .map_err(|e| Error::torch_op("moving a batch to the device", e))?;
         let mut labels = BatchLabels::new(&batch.labels, device)
             .map_err(|e| Error::torch_op("moving labels to the device", e))?
@@ -611,9 +629,11 @@ impl PartContext<'_> {
                 .with_sample(&positions, ids, device)
                 .map_err(|e| Error::torch_op("moving the sample's rows to the device", e))?;
         }
+        lap(&mut time.uploading_s);
         for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(geometry_of) {
             let _span = tracing::debug_span!("model", name = %model.name).entered();
             let features = model.run(&model.normalise(&inputs[g])?)?;
+            lap(&mut time.forwards_s);
             model_stats
                 .update(
                     &features.layers,
@@ -622,26 +642,21 @@ impl PartContext<'_> {
                     &batch.labels,
                 )
                 .map_err(|e| Error::torch(&model.name, "updating the statistics", e))?;
+            lap(&mut time.statistics_s);
         }
         Ok(())
     }
 }
 
 /// One (B, 3, size, size) float tensor in [0, 1] per geometry, on the device.
-fn to_device(
-    batch: &Batch,
-    geometries: &[Geometry],
-    device: Device,
-) -> Result<Vec<Tensor>, tch::TchError> {
-    let rows = batch.labels.len() as i64;
-    geometries
+fn to_device(batch: &Batch, device: Device) -> Result<Vec<Tensor>, tch::TchError> {
+    batch
+        .pixels
         .iter()
-        .zip(&batch.pixels)
-        .map(|(g, pixels)| {
-            let s = g.size as i64;
+        .map(|pixels| {
             // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
             // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
-            upload_bytes(pixels, &[rows, s, s, 3], device)?
+            upload_staged(pixels, device)?
                 .f_permute([0, 3, 1, 2])?
                 .f_to_kind(Kind::Float)?
                 .f_div_scalar(255.0)
@@ -651,11 +666,22 @@ fn to_device(
 
 /// Waits for the batch behind `fence` and makes the host rows of batches up to `done` readable.
 fn land(fence: Option<(Fence, u64)>, done: u64, stats: &mut [ModelStats]) -> Result<()> {
-    if let Some((fence, _)) = fence {
-        fence
+    wait(fence)?;
+    settle(done, stats)
+}
+
+/// Waits for the batch behind `fence`, if any.
+fn wait(fence: Option<(Fence, u64)>) -> Result<()> {
+    match fence {
+        Some((fence, _)) => fence
             .wait()
-            .map_err(|e| Error::torch_op("waiting for the device", e))?;
+            .map_err(|e| Error::torch_op("waiting for the device", e)),
+        None => Ok(()),
     }
+}
+
+/// Makes the host rows of batches up to `done`, which the device has finished, readable.
+fn settle(done: u64, stats: &mut [ModelStats]) -> Result<()> {
     for s in stats.iter_mut() {
         s.settle(done)
             .map_err(|e| Error::torch_op("copying feature rows to the host", e))?;
