@@ -17,7 +17,7 @@ use super::memory::{self, RowBudget, Spiller};
 use super::stores::Layout;
 use super::{stop_flag, DeviceTime, ModelLoad, Progress};
 use crate::dataset::{Geometry, Item, Skip};
-use crate::device::{upload_staged, Fence};
+use crate::device::{start_download, upload_staged, Fence};
 use crate::error::{Error, Result};
 use crate::plan::Plan;
 use crate::stats::{BatchLabels, ModelStats};
@@ -26,7 +26,7 @@ use crate::zoo::{ModelSpec, ModuleCache, ZooModel};
 
 /// Batches decoded ahead of each device thread.
 const PREFETCH: usize = 4;
-/// Batches between checks for NaN/Inf in the statistics (each check waits for the device).
+/// Batches between checks for NaN/Inf in the statistics (queued behind a batch, read when it lands).
 const FINITE_CHECK_EVERY: usize = 16;
 const WARN_SKIPS: usize = 20;
 /// Batches between handing freed heap pages back to the system (see allocator.rs).
@@ -443,6 +443,7 @@ impl PartContext<'_> {
         // The fence after the last batch queued, and that batch's number: on a GPU the host
         // queues batch i, then waits for batch i-1 only, so the GPU always has work.
         let mut in_flight: Option<(Fence, u64)> = None;
+        let mut finite_check: Option<FiniteCheck> = None;
         let mut folded = 0usize;
         let mut time = DeviceTime {
             device: crate::device::label(device),
@@ -511,13 +512,24 @@ impl PartContext<'_> {
             if folded % TRIM_EVERY == 0 {
                 crate::allocator::release_freed_memory();
             }
+            if folded % FINITE_CHECK_EVERY == 0 && finite_check.is_none() {
+                match FiniteCheck::queue(&stats, batch.index as u64) {
+                    Ok(check) => finite_check = check,
+                    Err(e) => return fail(Error::torch_op("checking the statistics", e)),
+                }
+            }
             let fence = match Fence::record(device) {
                 Ok(f) => f,
                 Err(e) => return fail(Error::torch_op("marking the batch on the device", e)),
             };
             lap(&mut time.queueing_s);
             let previous = in_flight.take();
-            let landed = previous.as_ref().map(|(_, serial)| *serial);
+            // On the CPU a batch is done when its calls return; on a GPU the previous batch is
+            // done once its fence has passed.
+            let landed = match (&fence, &previous) {
+                (None, _) => Some(batch.index as u64),
+                (Some(_), previous) => previous.as_ref().map(|(_, serial)| *serial),
+            };
             in_flight = fence.map(|f| (f, batch.index as u64));
             if let Err(e) = wait(previous) {
                 return fail(e);
@@ -526,6 +538,11 @@ impl PartContext<'_> {
             if let Some(serial) = landed {
                 if let Err(e) = settle(serial, &mut stats) {
                     return fail(e);
+                }
+                if let Some(check) = finite_check.take_if(|c| c.serial <= serial) {
+                    if let Err(e) = check.read(&models) {
+                        return fail(e);
+                    }
                 }
             }
             // Only rows already landed (settled) are in the classes to spill.
@@ -544,12 +561,6 @@ impl PartContext<'_> {
             progress.batches_done += 1;
             progress.files_done += batch.files;
             self.progress.advance(batch.files);
-            if (progress.batches_done) % FINITE_CHECK_EVERY == 0 {
-                if let Err(e) = check_finite(&models, &stats) {
-                    return fail(e);
-                }
-                lap(&mut time.waiting_for_device_s);
-            }
             let stopping = stop.load(Ordering::SeqCst);
             if stopping || last_checkpoint.elapsed() >= every {
                 let _span = tracing::debug_span!("checkpoint", part = self.index).entered();
@@ -687,6 +698,53 @@ fn settle(done: u64, stats: &mut [ModelStats]) -> Result<()> {
             .map_err(|e| Error::torch_op("copying feature rows to the host", e))?;
     }
     Ok(())
+}
+
+/// A check that every layer's sums are still finite, queued behind a batch: its flags come back
+/// to host memory with that batch, so a NaN stops the run a batch or two after it appears without
+/// the host ever waiting for the device to read them.
+struct FiniteCheck {
+    serial: u64,
+    /// (models x layers,) u8 in host memory once batch `serial` is done: 1 where finite.
+    flags: Tensor,
+}
+
+impl FiniteCheck {
+    /// The check behind batch `serial` (None when there are no layers to check).
+    fn queue(stats: &[ModelStats], serial: u64) -> Result<Option<FiniteCheck>, tch::TchError> {
+        let flags = stats
+            .iter()
+            .flat_map(|s| (0..s.layers.len()).map(|i| s.first(i).finite()))
+            .collect::<Result<Vec<Tensor>, _>>()?;
+        if flags.is_empty() {
+            return Ok(None);
+        }
+        let flags = Tensor::f_stack(&flags, 0)?.f_to_kind(Kind::Uint8)?;
+        Ok(Some(FiniteCheck {
+            serial,
+            flags: start_download(&flags)?.tensor,
+        }))
+    }
+
+    /// Its verdict, once batch `serial` is done: the first (model, layer) that is not finite.
+    fn read(&self, models: &[ZooModel]) -> Result<()> {
+        let layers = models
+            .iter()
+            .flat_map(|m| m.layers.iter().map(move |l| (m, l)));
+        for (i, (model, layer)) in layers.enumerate() {
+            let finite = self
+                .flags
+                .f_int64_value(&[i as i64])
+                .map_err(|e| Error::torch(&model.name, "checking the statistics", e))?;
+            if finite == 0 {
+                return Err(Error::NonFinite {
+                    model: model.name.clone(),
+                    layer: layer.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
 }
 
 fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {

@@ -629,7 +629,13 @@ impl ClassMoments {
 
     /// False as soon as a NaN or an infinity has reached the sums.
     pub fn all_finite(&self) -> Result<bool, TchError> {
-        Ok(self.sums.f_isfinite()?.f_all()?.f_int64_value(&[])? != 0)
+        Ok(self.finite()?.f_int64_value(&[])? != 0)
+    }
+
+    /// Whether every class sum is finite, as a 0-d bool tensor on the store's device: a check
+    /// that can be queued without waiting for it.
+    pub fn finite(&self) -> Result<Tensor, TchError> {
+        self.sums.f_isfinite()?.f_all()
     }
 }
 

@@ -22,7 +22,7 @@ use tch::{Device, Kind, TchError, Tensor};
 
 use super::spill::{Array, Chunk, RowChunks, SpillFile};
 use super::BatchLabels;
-use crate::device::{start_download, to_pageable};
+use crate::device::{start_download, to_pageable, upload};
 
 /// What centring a class's rows by the global mean takes, for either form.
 pub struct ClassCentre<'a> {
@@ -207,8 +207,9 @@ impl ClassSecond {
                         .map(move |&(_, first, len)| l.rows.f_narrow(0, first, len))
                 });
                 for chunk in chunks.iter().map(Chunk::load).chain(landing) {
-                    let y = chunk?
-                        .f_to_device(self.device)?
+                    // Through pinned memory: a copy from pageable memory would wait for the
+                    // device's whole queue.
+                    let y = upload(&chunk?, self.device)?
                         .f_to_kind(Kind::Double)?
                         .f_sub(shift)?;
                     let _ = s.f_addmm_(&y.f_transpose(0, 1)?, &y)?;

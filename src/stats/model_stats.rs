@@ -34,11 +34,15 @@ impl ModelStats {
         Ok(())
     }
 
-    /// Makes the host rows of batches up to `done` readable, once the device has finished them
-    /// (the pass waited on their fence); u64::MAX after waiting for the whole device.
+    /// Makes the host rows (class rows, source softmax rows) of batches up to `done` readable,
+    /// once the device has finished them (the pass waited on their fence); u64::MAX after
+    /// waiting for the whole device.
     pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
         for (_, store) in self.layers.iter_mut().flatten() {
             store.settle(done)?;
+        }
+        if let Some(source) = &mut self.source {
+            source.settle(done)?;
         }
         Ok(())
     }

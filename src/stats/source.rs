@@ -6,13 +6,17 @@
 //! the softmax rows theta_i cannot be folded into a sum: they are written, in f32, to a
 //! temporary file (N x C_s x 4 bytes of disk, nothing in memory) and read back once at the end.
 //! That beats a second pass over the images, which would cost a second forward of every model.
+//! From a GPU the rows leave through pinned memory without making the host wait, and are written
+//! once the device has finished their batch (`settle`), as the class rows of `class_second` are.
 
+use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 
 use tch::{Device, Kind, TchError, Tensor};
 
 use super::{BatchLabels, Needs};
+use crate::device::start_download;
 
 pub struct SourceStats {
     classes: usize,
@@ -24,6 +28,12 @@ pub struct SourceStats {
     soft: Option<Tensor>,
     /// Each image's label (i32) and softmax row (C_s f32), in order.
     rows: Option<Spill>,
+    /// Batches' softmax rows (B, C_s) f32 on their way to host memory, with their labels and
+    /// their batch's number, oldest first: written to `rows` at `settle`.
+    landing: VecDeque<(u64, Tensor, Vec<i64>)>,
+    /// Takes the GPU's way (rows written at `settle`) for logits on the CPU too: for tests of
+    /// that way on machines without a GPU.
+    land_on_host: bool,
 }
 
 /// A temporary file (deleted on drop) appended to through one handle and read through fresh
@@ -79,6 +89,8 @@ impl SourceStats {
             } else {
                 None
             },
+            landing: VecDeque::new(),
+            land_on_host: false,
         })
     }
 
@@ -110,12 +122,31 @@ impl SourceStats {
         if let Some(soft) = &mut self.soft {
             let _ = soft.f_index_add_(0, &batch.labels, &probs)?;
         }
-        if let Some(rows) = &mut self.rows {
-            let host = probs
-                .f_to_kind(Kind::Float)?
-                .f_to_device(Device::Cpu)?
-                .f_contiguous()?;
-            let count = (b as usize) * self.source_classes;
+        if self.rows.is_some() {
+            let download = start_download(&probs.f_to_kind(Kind::Float)?)?;
+            self.landing
+                .push_back((batch.serial, download.tensor, labels.to_vec()));
+            if !download.staged && !self.land_on_host {
+                self.settle(batch.serial)?;
+            }
+        }
+        self.n += b as u64;
+        Ok(())
+    }
+
+    /// Writes the softmax rows of batches up to `done`, which the device has finished, to the
+    /// rows' file, in order.
+    pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
+        while self
+            .landing
+            .front()
+            .is_some_and(|(serial, _, _)| *serial <= done)
+        {
+            let (Some((_, host, labels)), Some(rows)) = (self.landing.pop_front(), &mut self.rows)
+            else {
+                break;
+            };
+            let count = labels.len() * self.source_classes;
             let mut values = vec![0f32; count];
             host.f_copy_data(&mut values, count)?;
             for (label, row) in labels.iter().zip(values.chunks(self.source_classes)) {
@@ -127,12 +158,23 @@ impl SourceStats {
                 }
             }
         }
-        self.n += b as u64;
         Ok(())
+    }
+
+    /// An error unless every batch's rows have been written (a reader would miss some).
+    fn settled(&self) -> Result<(), TchError> {
+        match self.landing.front() {
+            None => Ok(()),
+            Some((serial, _, _)) => Err(TchError::Shape(format!(
+                "the softmax rows of batch {serial} have not been written yet"
+            ))),
+        }
     }
 
     /// Adds another store of the same shape (fed other images).
     pub fn merge(&mut self, other: &mut SourceStats) -> Result<(), TchError> {
+        self.settled()?;
+        other.settled()?;
         if (self.classes, self.source_classes) != (other.classes, other.source_classes)
             || self.hard.is_some() != other.hard.is_some()
             || self.soft.is_some() != other.soft.is_some()
@@ -171,6 +213,9 @@ impl SourceStats {
 
     /// The spilled softmax rows as bytes (`spilled_bytes` of them), for a statistics file.
     pub fn rows_reader(&mut self) -> Option<std::io::Result<BufReader<File>>> {
+        if let Err(e) = self.settled() {
+            return Some(Err(std::io::Error::other(e.to_string())));
+        }
         self.rows.as_mut().map(Spill::reader)
     }
 
@@ -223,11 +268,14 @@ impl SourceStats {
             hard,
             soft,
             rows,
+            landing: VecDeque::new(),
+            land_on_host: false,
         })
     }
 
     /// A copy of the joint counts on `device` (the rows stay in their file, shared by neither).
     pub fn to_device(&mut self, device: Device) -> Result<SourceStats, TchError> {
+        self.settled()?;
         let mv = |t: &Option<Tensor>| t.as_ref().map(|t| t.f_to_device(device)).transpose();
         let rows = match &mut self.rows {
             Some(rows) => {
@@ -244,6 +292,8 @@ impl SourceStats {
             hard: mv(&self.hard)?,
             soft: mv(&self.soft)?,
             rows,
+            landing: VecDeque::new(),
+            land_on_host: false,
         })
     }
 
@@ -276,6 +326,7 @@ impl SourceStats {
         chunk: usize,
         mut f: impl FnMut(&[i64], &Tensor) -> Result<(), TchError>,
     ) -> Result<(), TchError> {
+        self.settled()?;
         let Some(rows) = &mut self.rows else {
             return Err(TchError::Kind(
                 "these statistics were gathered without the softmax rows".into(),
@@ -318,5 +369,55 @@ impl SourceStats {
         } else {
             0
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Labels and softmax rows (flattened) of a chunk of images.
+    type Chunk = (Vec<i64>, Vec<f32>);
+
+    /// Each chunk that `for_each_rows` hands out, two images at a time.
+    fn rows_of(stats: &mut SourceStats) -> Result<Vec<Chunk>, TchError> {
+        let mut out = Vec::new();
+        stats.for_each_rows(2, |labels, theta| {
+            out.push((labels.to_vec(), Vec::<f32>::try_from(theta.flatten(0, -1))?));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    #[test]
+    fn rows_landing_late_are_written_in_order_once_their_batch_is_done() {
+        let needs = Needs {
+            source_soft: true,
+            ..Needs::default()
+        };
+        let mut direct = SourceStats::new(3, 4, &needs, Device::Cpu).unwrap();
+        let mut late = SourceStats::new(3, 4, &needs, Device::Cpu).unwrap();
+        late.land_on_host = true;
+        tch::manual_seed(3);
+        for serial in 0..3u64 {
+            let labels = vec![serial as i64, 2, 0];
+            let batch = BatchLabels::new(&labels, Device::Cpu)
+                .unwrap()
+                .numbered(serial);
+            let logits = Tensor::randn([3, 4], (Kind::Float, Device::Cpu));
+            direct.update(&logits, &batch, &labels).unwrap();
+            late.update(&logits, &batch, &labels).unwrap();
+        }
+        // A reader is refused, not handed some of the rows, until every batch's are written.
+        let refused = |s: &mut SourceStats| rows_of(s).unwrap_err().to_string();
+        assert!(refused(&mut late).contains("batch 0 have not been written"));
+        late.settle(1).unwrap();
+        assert!(refused(&mut late).contains("batch 2 have not been written"));
+        assert!(late.rows_reader().unwrap().is_err());
+        late.settle(u64::MAX).unwrap();
+        let want = rows_of(&mut direct).unwrap();
+        assert_eq!(want.len(), 5);
+        assert_eq!(want[0].0, [0, 2]);
+        assert_eq!(rows_of(&mut late).unwrap(), want);
     }
 }
