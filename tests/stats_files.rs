@@ -643,23 +643,46 @@ fn rewritten_modules_are_kept_and_reused() {
     assert_same_scores(&fresh, &cached, 0.0);
     assert!(!setup.out("fresh").join("stats").join("modules").exists());
 
-    // A damaged module is rewritten, with a warning, and changes nothing.
+    // A module torn by a crash (a block of zeros, which TorchScript would load as zero weights)
+    // fails its checksum; a whole module that libtorch cannot load is unusable. Either is
+    // rewritten, with a warning, and changes nothing.
     let pt = modules.join(&first[1].0);
-    std::fs::write(&pt, b"not a module").unwrap();
-    image::RgbImage::from_pixel(16, 16, image::Rgb([7, 8, 9]))
-        .save(&img)
-        .unwrap();
-    // Without -q, which shows errors only.
-    let config = setup.config();
-    let out = setup.out("out").display().to_string();
-    let o = common::zoo_select(&["--config", &config, "-o", &out]);
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let stderr = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        stderr.contains("the cached rewritten module of tiny_a is unusable"),
-        "{stderr}"
-    );
-    assert_eq!(std::fs::read(&pt).unwrap(), first[1].2);
+    let meta = modules.join(&first[0].0);
+    let mut torn = first[1].2.clone();
+    let middle = torn.len() / 2;
+    torn[middle..middle + 64].fill(0);
+    let unloadable = b"not a module".to_vec();
+    let mut entry: serde_json::Value = serde_json::from_slice(&first[0].2).unwrap();
+    entry["module_crc32"] = crc32fast::hash(&unloadable).into();
+    let damages = [
+        (
+            torn,
+            None,
+            "is damaged (its checksum does not match); rebuilding",
+        ),
+        (
+            unloadable,
+            Some(serde_json::to_vec(&entry).unwrap()),
+            "the cached rewritten module of tiny_a is unusable",
+        ),
+    ];
+    for (i, (module, json, warning)) in damages.into_iter().enumerate() {
+        std::fs::write(&pt, module).unwrap();
+        if let Some(json) = json {
+            std::fs::write(&meta, json).unwrap();
+        }
+        image::RgbImage::from_pixel(16, 16, image::Rgb([7, 8, i as u8]))
+            .save(&img)
+            .unwrap();
+        // Without -q, which shows errors only.
+        let config = setup.config();
+        let out = setup.out("out").display().to_string();
+        let o = common::zoo_select(&["--config", &config, "-o", &out]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        assert!(stderr.contains(warning), "{stderr}");
+        assert_eq!(std::fs::read(&pt).unwrap(), first[1].2);
+    }
     let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
     assert_same_scores(&fresh, &report(&setup.out("out")), 0.0);
 }
