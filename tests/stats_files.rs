@@ -653,6 +653,9 @@ fn rewritten_modules_are_kept_and_reused() {
     torn[middle..middle + 64].fill(0);
     let unloadable = b"not a module".to_vec();
     let mut entry: serde_json::Value = serde_json::from_slice(&first[0].2).unwrap();
+    // The blank image's features are kept too, a vector per layer, so no probe forward runs.
+    let probe = entry["probe"].as_array().unwrap();
+    assert!(!probe.is_empty() && probe.iter().all(|v| !v.as_array().unwrap().is_empty()));
     entry["module_crc32"] = crc32fast::hash(&unloadable).into();
     let damages = [
         (

@@ -310,6 +310,7 @@ impl ZooModel {
                 taps: model.taps,
                 source: model.source.clone(),
                 params_after: model.params_after.clone(),
+                probe: model.probe_values(),
             };
             cache.put(key, &bytes, &prepared);
         }
@@ -352,7 +353,10 @@ impl ZooModel {
         model.taps = prepared.taps;
         model.source = prepared.source;
         model.cached_module = true;
-        model.probed()
+        match prepared.probe {
+            Some(probe) if probe.len() == spec.layers.len() => model.with_probe(&probe),
+            _ => model.probed(),
+        }
     }
 
     /// A model with its module and the decisions about it; not yet probed.
@@ -449,6 +453,27 @@ impl ZooModel {
             };
         }
         Ok((model.probed()?, bytes))
+    }
+
+    /// The probe's features as kept in the module cache (None if they cannot be read back).
+    fn probe_values(&self) -> Option<Vec<Vec<f32>>> {
+        self.probe
+            .iter()
+            .map(|t| Vec::<f32>::try_from(t.f_to_kind(Kind::Float).ok()?).ok())
+            .collect()
+    }
+
+    /// The model with the probe's features kept from an earlier load, on its device.
+    fn with_probe(mut self, probe: &[Vec<f32>]) -> Result<ZooModel> {
+        let device = self.mean.device();
+        self.probe = probe
+            .iter()
+            .map(|v| Tensor::f_from_slice(v).and_then(|t| t.f_to_device(device)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| Error::torch(&self.name, "placing the kept probe on the device", e))?;
+        self.dims = probe.iter().map(Vec::len).collect();
+        tracing::debug!(dims = ?self.dims, source = ?self.source, "probe kept");
+        Ok(self)
     }
 
     /// Probes the layers' widths, and where their features sit, with one blank image.

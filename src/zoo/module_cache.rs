@@ -1,12 +1,13 @@
 //! Rewritten modules kept on disk. Making a model ready for the pass rewrites its graph twice
 //! (plain, and with BatchNorms folded), loads both, compares them on a probe batch, parses the
 //! file again for its layer listing and probes its head: 1.84 s of a 4.79 s ResNet-50 run on an
-//! H200, 0.2 to 0.75 s per model on a CPU, where a kept module loads in 60 to 80 % of that. What comes out depends only on the model file, the taps,
-//! the precision, the device kind and this program, so the cache folder keeps it
-//! (`<cache>/modules/<name>-<hash>.pt`, with what was decided beside it in a `.json`) and the
-//! next run loads the chosen module straight away. An entry that cannot be read or loaded, or
-//! whose module does not match the checksum kept beside it, is rebuilt with a warning; failing
-//! to write one costs only the next run's time.
+//! H200, 0.2 to 0.75 s per model on a CPU, where a kept module loads in half to three quarters
+//! of that. What comes out depends only on the model file, the taps, the precision, the device
+//! kind and this program, so the cache folder keeps it (`<cache>/modules/<name>-<hash>.pt`,
+//! with what was decided and the blank image's features beside it in a `.json`) and the next
+//! run loads the chosen module straight away. An entry that cannot be read or loaded, or whose
+//! module does not match the checksum kept beside it, is rebuilt with a warning; failing to
+//! write one costs only the next run's time.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,11 @@ pub struct Prepared {
     pub taps: usize,
     pub source: SourceLogits,
     pub params_after: Vec<Option<u64>>,
+    /// Each layer's pooled features of one blank image (the model's `probe`), so a kept module
+    /// runs no probe forward: on a GPU, the first forward of each batch shape sets up every
+    /// convolution's kernels, which the pass's first batch does anyway.
+    #[serde(default)]
+    pub probe: Option<Vec<Vec<f32>>>,
 }
 
 /// An entry's `.json`: the decisions, and the CRC-32 of the module file beside it. TorchScript
@@ -208,6 +214,7 @@ mod tests {
             taps: 1,
             source: SourceLogits::Unwanted,
             params_after: vec![Some(7)],
+            probe: Some(vec![vec![0.5, -0.25]]),
         };
         cache.put(&k, b"module bytes", &prepared);
         let (bytes, got) = cache.get(&k).unwrap();
