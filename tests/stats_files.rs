@@ -623,7 +623,7 @@ fn rewritten_modules_are_kept_and_reused() {
         files.sort();
         files
     };
-    setup.ok(&[], "out", &[]);
+    let kept = setup.ok(&[], "out", &[]);
     let first = listing();
     let names: Vec<&str> = first.iter().map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(names.len(), 4, "{names:?}");
@@ -639,6 +639,25 @@ fn rewritten_modules_are_kept_and_reused() {
     let cached = setup.ok(&[], "out", &[]);
     assert_eq!(strings(&cached["statistics"]["computed"]).len(), 8);
     assert_eq!(listing(), first);
+    // Each kept module is optimised for inference, or not, as when it was first made.
+    let loads = |r: &Value| -> Vec<(bool, bool)> {
+        r["timing"]["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                (
+                    m["cached_module"].as_bool().unwrap(),
+                    m["optimized"].as_bool().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (made, reused) = (loads(&kept), loads(&cached));
+    assert_eq!(made.len(), 2);
+    assert!(made.iter().all(|(c, _)| !c) && reused.iter().all(|(c, _)| *c));
+    let optimized = |l: &[(bool, bool)]| l.iter().map(|(_, o)| *o).collect::<Vec<_>>();
+    assert_eq!(optimized(&made), optimized(&reused));
     let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
     assert_same_scores(&fresh, &cached, 0.0);
     assert!(!setup.out("fresh").join("stats").join("modules").exists());

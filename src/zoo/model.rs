@@ -141,7 +141,7 @@ pub(super) fn load_for_inference(
         Vec::new()
     };
     let shape = (spec.layout, layers.len(), size);
-    let (module, optimized) = ready(name, module, device, precision, shape)?;
+    let (module, optimized) = ready(name, module, device, precision, shape, None)?;
     Ok(Ready {
         module,
         batchnorm_folded,
@@ -168,13 +168,15 @@ pub fn inference_module(
 /// module as loaded on the probe batch. Returns whether it was optimised.
 ///
 /// Not on a GPU: what TorchScript's optimisation does for cuDNN has not been measured there.
-/// `shape`: the taps' layout, their number, and the probe's image size.
+/// `shape`: the taps' layout, their number, and the probe's image size. `known`: the verdict of
+/// an earlier load of the same module (the module cache's), which the probe need not repeat.
 fn ready(
     name: &str,
     mut module: TapModule,
     device: Device,
     precision: Precision,
     (layout, taps, size): (Layout, usize, u32),
+    known: Option<bool>,
 ) -> Result<(TapModule, bool)> {
     if precision != Precision::F32 {
         module.to(name, device, Some(precision.kind()))?;
@@ -183,9 +185,13 @@ fn ready(
     if device != Device::Cpu {
         return Ok((module, false));
     }
+    if known == Some(false) {
+        return Ok((module, false));
+    }
     // Taps laid out (N, H, W, C) would be averaged over the wrong dimensions in the graph.
     let pooled = (layout == Layout::Nchw).then_some(layout);
     let why = match module.optimized(name, pooled.is_some(), true) {
+        Ok(Ok(optimized)) if known == Some(true) => return Ok((optimized, true)),
         Ok(Ok(optimized)) => match agrees(name, &module, &optimized, taps, size, device, pooled) {
             Ok(true) => return Ok((optimized, true)),
             Ok(false) => "it would change the taps".to_owned(),
@@ -311,6 +317,7 @@ impl ZooModel {
                 source: model.source.clone(),
                 params_after: model.params_after.clone(),
                 probe: model.probe_values(),
+                optimized: Some(model.optimized),
             };
             cache.put(key, &bytes, &prepared);
         }
@@ -336,7 +343,14 @@ impl ZooModel {
         }
         let loaded = TapModule::load(&spec.name, bytes, device)?;
         let shape = (spec.layout, prepared.taps, spec.input.size);
-        let (module, optimized) = ready(&spec.name, loaded, device, precision, shape)?;
+        let (module, optimized) = ready(
+            &spec.name,
+            loaded,
+            device,
+            precision,
+            shape,
+            prepared.optimized,
+        )?;
         let mut model = Self::assemble(
             spec,
             device,

@@ -1,13 +1,13 @@
 //! Rewritten modules kept on disk. Making a model ready for the pass rewrites its graph twice
 //! (plain, and with BatchNorms folded), loads both, compares them on a probe batch, parses the
 //! file again for its layer listing and probes its head: 1.84 s of a 4.79 s ResNet-50 run on an
-//! H200, 0.2 to 0.75 s per model on a CPU, where a kept module loads in half to three quarters
-//! of that. What comes out depends only on the model file, the taps, the precision, the device
+//! H200, 0.2 to 0.75 s per model on a CPU, where a kept module loads in a quarter to a half of
+//! that. What comes out depends only on the model file, the taps, the precision, the device
 //! kind and this program, so the cache folder keeps it (`<cache>/modules/<name>-<hash>.pt`,
-//! with what was decided and the blank image's features beside it in a `.json`) and the next
-//! run loads the chosen module straight away. An entry that cannot be read or loaded, or whose
-//! module does not match the checksum kept beside it, is rebuilt with a warning; failing to
-//! write one costs only the next run's time.
+//! with what was decided, the blank image's features and the optimisation's verdict beside it
+//! in a `.json`) and the next run loads the chosen module straight away. An entry that cannot
+//! be read or loaded, or whose module does not match the checksum kept beside it, is rebuilt
+//! with a warning; failing to write one costs only the next run's time.
 
 use std::path::{Path, PathBuf};
 
@@ -31,6 +31,11 @@ pub struct Prepared {
     /// convolution's kernels, which the pass's first batch does anyway.
     #[serde(default)]
     pub probe: Option<Vec<Vec<f32>>>,
+    /// Whether TorchScript's optimisation for inference was kept (on the CPU: it gave the same
+    /// taps on the probe batch), so loading the module again optimises it, or not, without
+    /// running the probe twice more.
+    #[serde(default)]
+    pub optimized: Option<bool>,
 }
 
 /// An entry's `.json`: the decisions, and the CRC-32 of the module file beside it. TorchScript
@@ -215,6 +220,7 @@ mod tests {
             source: SourceLogits::Unwanted,
             params_after: vec![Some(7)],
             probe: Some(vec![vec![0.5, -0.25]]),
+            optimized: Some(true),
         };
         cache.put(&k, b"module bytes", &prepared);
         let (bytes, got) = cache.get(&k).unwrap();
