@@ -26,10 +26,15 @@ extern "C" {
 
 /// A copy of host tensor `t` in pinned memory (libtorch's caching host allocator).
 fn pinned(t: &Tensor) -> Result<Tensor, TchError> {
+    // SAFETY: tch's tensor handles are at::Tensor pointers; the shim only reads it.
+    shim_tensor(|err| unsafe { zs_pin_memory(t.as_ptr() as *mut c_void, err, ERR_LEN) })
+}
+
+/// The tensor a shim call returns (a new at::Tensor, owned by the Tensor made from it), or the
+/// message it wrote to `err` when it returned null; the shims catch every exception.
+fn shim_tensor(call: impl FnOnce(*mut c_char) -> *mut c_void) -> Result<Tensor, TchError> {
     let mut err = [0 as c_char; ERR_LEN];
-    // SAFETY: tch's tensor handles are at::Tensor pointers; the shim only reads it and returns
-    // a new at::Tensor (owned by the Tensor made from it) or null, catching every exception.
-    let out = unsafe { zs_pin_memory(t.as_ptr() as *mut c_void, err.as_mut_ptr(), ERR_LEN) };
+    let out = call(err.as_mut_ptr());
     if out.is_null() {
         return Err(TchError::Torch(message(&err)));
     }
@@ -51,16 +56,8 @@ pub fn upload(t: &Tensor, device: Device) -> Result<Tensor, TchError> {
 pub fn staging(shape: &[i64], device: Device) -> Result<Tensor, TchError> {
     match device {
         Device::Cuda(_) => {
-            let mut err = [0 as c_char; ERR_LEN];
-            // SAFETY: `shape` is valid for its length; the shim returns a new at::Tensor (owned
-            // by the Tensor made from it) or null, catching every exception.
-            let out =
-                unsafe { zs_empty_pinned(shape.as_ptr(), shape.len(), err.as_mut_ptr(), ERR_LEN) };
-            if out.is_null() {
-                return Err(TchError::Torch(message(&err)));
-            }
-            // SAFETY: `out` is a fresh at::Tensor pointer, not aliased.
-            Ok(unsafe { Tensor::from_ptr(out as *mut torch_sys::C_tensor) })
+            // SAFETY: `shape` is valid for its length.
+            shim_tensor(|err| unsafe { zs_empty_pinned(shape.as_ptr(), shape.len(), err, ERR_LEN) })
         }
         _ => Tensor::f_empty(shape, (Kind::Uint8, Device::Cpu)),
     }

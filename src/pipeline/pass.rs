@@ -482,7 +482,7 @@ impl PartContext<'_> {
                             memory::gib(spiller.written)
                         );
                     }
-                    if let Err(e) = check_finite(&models, &stats) {
+                    if let Err(e) = check_finite(&models, &stats, device) {
                         return fail(e);
                     }
                     tracing::debug!(
@@ -747,20 +747,15 @@ impl FiniteCheck {
     }
 }
 
-fn check_finite(models: &[ZooModel], stats: &[ModelStats]) -> Result<()> {
-    for (model, model_stats) in models.iter().zip(stats) {
-        for (i, layer) in model.layers.iter().enumerate() {
-            let finite = model_stats
-                .first(i)
-                .all_finite()
-                .map_err(|e| Error::torch(&model.name, "checking the statistics", e))?;
-            if !finite {
-                return Err(Error::NonFinite {
-                    model: model.name.clone(),
-                    layer: layer.clone(),
-                });
-            }
-        }
-    }
-    Ok(())
+/// The same check at once: queued, waited for and read.
+fn check_finite(models: &[ZooModel], stats: &[ModelStats], device: Device) -> Result<()> {
+    let check = FiniteCheck::queue(stats, u64::MAX)
+        .map_err(|e| Error::torch_op("checking the statistics", e))?;
+    let Some(check) = check else {
+        return Ok(());
+    };
+    let fence =
+        Fence::record(device).map_err(|e| Error::torch_op("marking the check on the device", e))?;
+    wait(fence.map(|f| (f, u64::MAX)))?;
+    check.read(models)
 }

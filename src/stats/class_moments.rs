@@ -627,13 +627,9 @@ impl ClassMoments {
         8 * (parts.into_iter().flatten().map(numel).sum::<usize>() + fourth) + scatters
     }
 
-    /// False as soon as a NaN or an infinity has reached the sums.
-    pub fn all_finite(&self) -> Result<bool, TchError> {
-        Ok(self.finite()?.f_int64_value(&[])? != 0)
-    }
-
-    /// Whether every class sum is finite, as a 0-d bool tensor on the store's device: a check
-    /// that can be queued without waiting for it.
+    /// Whether every class sum is finite (false as soon as a NaN or an infinity has reached
+    /// them), as a 0-d bool tensor on the store's device: a check that can be queued without
+    /// waiting for it.
     pub fn finite(&self) -> Result<Tensor, TchError> {
         self.sums.f_isfinite()?.f_all()
     }
