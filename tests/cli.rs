@@ -307,9 +307,18 @@ fn command_line_overrides_the_config() {
         "queueing_s",
         "waiting_for_device_s",
         "settling_s",
+        "spilling_s",
     ];
     let accounted: f64 = parts.iter().map(|k| s(k)).sum();
     assert!(accounted <= timing["pass_s"].as_f64().unwrap(), "{timing}");
+    // The same steps on the device thread's CPU clock, none longer than on the wall (a clock
+    // tick of slack): the forwards ran on this thread, so they took CPU time.
+    let cpu = &device["cpu"];
+    for key in parts.iter().chain(&["uploading_s", "forwards_s", "statistics_s"]) {
+        let c = cpu[key].as_f64().unwrap();
+        assert!(c <= s(key) + 0.01, "{key}: {device}");
+    }
+    assert!(cpu["forwards_s"].as_f64().unwrap() > 0.0, "{device}");
 }
 
 #[test]

@@ -1,15 +1,106 @@
 #!/usr/bin/env python3
-"""Writes docs/performance.md's GPU section from the JSON that scripts/gpu-check made on a lent GPU.
+"""Writes docs/performance.md's GPU sections from what scripts/gpu-check and scripts/perf/gpu-pass
+made on a lent GPU.
 
-    python3 scripts/perf/gpu_table.py docs/data/gpu-check.json
+    python3 scripts/perf/gpu_table.py [docs/data/gpu-check.json]
 
-Replaces what lies between <!-- gpu:start --> and <!-- gpu:end -->.
+Replaces what lies between <!-- gpu:start --> and <!-- gpu:end --> (gpu-check's JSON, and its
+Nsight Compute summary docs/data/gpu-kernels.csv when there is one), between
+<!-- gpu-pass:start --> and <!-- gpu-pass:end --> (docs/data/gpu-pass.json, and the -v log of a
+run from the module cache, docs/data/gpu-pass-zoo-warm.log), and the README's GPU sentence.
 """
+
+import csv
 
 import json
 import pathlib
 import re
 import sys
+
+
+def kernel_shares(path: pathlib.Path) -> list[str]:
+    """GPU time by kind of kernel in Nsight Compute's per-kernel summary of a 200-image run."""
+    rows = list(csv.reader(path.open()))
+    head = next(i for i, r in enumerate(rows) if "Kernel Name" in r)
+    h = rows[head]
+    name, count, mean = h.index("Kernel Name"), h.index("Invocations"), h.index("Average")
+    kinds = [
+        ("f64 statistics and scoring (eigenvalues, log-determinants, scatters)",
+         lambda k: "double" in k or "f64" in k),
+        ("BatchNorm (not folded into the convolutions on a GPU)", lambda k: "bn_fw" in k),
+        ("convolutions and matrix products", lambda k: any(w in k for w in ("fprop", "gemm", "conv", "Nhwc", "nhwc"))),
+        ("element-wise (ReLU as clamp, residual adds, copies)", lambda k: "elementwise" in k or "copy" in k),
+    ]
+    total = {label: 0.0 for label, _ in kinds}
+    other = 0.0
+    for r in rows[head + 1:]:
+        if len(r) < len(h):
+            continue
+        ms = int(r[count].replace(",", "")) * float(r[mean].replace(",", "")) / 1e6
+        label = next((label for label, test in kinds if test(r[name])), None)
+        if label:
+            total[label] += ms
+        else:
+            other += ms
+    whole = sum(total.values()) + other
+    parts = ", ".join(f"{label} {ms:.1f} ms" for label, ms in total.items())
+    return [
+        "",
+        f"GPU time of every kernel of a 200-image run (ResNet-50, TransRate and k-NN; `PROFILE=1`, "
+        f"Nsight Compute, `{path}`): {whole:.1f} ms in all: {parts}, other {other:.1f} ms.",
+    ]
+
+
+def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
+    r = json.loads(path.read_text())
+    loops = r["forward_loop"]
+    lines = [
+        f"`QUICK=1 scripts/perf/gpu-pass` on a lent {r['gpu'].split(',')[0]} ({r['cores']} CPU cores), "
+        f"the same images and models as above, f32; figures in `{path}`. Each step of the device "
+        "thread on the wall clock and on that thread's CPU clock (report.json `timing.devices`, "
+        "`cpu`): a step far longer on the wall was waiting for something, not working.",
+        "",
+        "| run | pass images/s | forward loop images/s | pass / loop | waiting for batches (s) | "
+        "uploads (s) | forwards (s) | statistics (s) | filing rows (s) |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    names = {
+        "r50": "ResNet-50, defaults",
+        "r50-again": "ResNet-50, defaults, again",
+        "r50-threads": f"ResNet-50, `threads: {r['cores']}`",
+        "r50-fewer": "ResNet-50, two workers fewer",
+        "zoo3": "three models, defaults",
+        "zoo3-threads": f"three models, `threads: {r['cores']}`",
+    }
+    for name, run in r["runs"].items():
+        d = run["timing"]["devices"][0]
+        c = d["cpu"]
+        loop = loops["zoo3" if name.startswith("zoo3") else "r50"]["images_per_s"]
+        step = lambda k: f"{d[k]:.2f} / {c[k]:.2f}"
+        lines.append(
+            f"| {names.get(name, name)} | {run['timing']['images_per_s']:,.0f} | {loop:,.0f} | "
+            f"{run['pass_over_forward_loop']:.2f} | {d['waiting_for_batches_s']:.2f} | {step('uploading_s')} | "
+            f"{step('forwards_s')} | {step('statistics_s')} | {step('settling_s')} |"
+        )
+    z = {m["model"]: m["seconds"] for m in loops["zoo3"]["models"]}
+    lines += [
+        "",
+        "Steps are wall / CPU seconds over the 63 batches. Forward loops alone, per model, for the "
+        "8,000 images: " + ", ".join(f"{m} {s:.2f} s" for m, s in z.items()) + ".",
+    ]
+    if log.exists():
+        kept = re.findall(r"load\{model=([^}]+)\}.*kept module: ([0-9.]+) s deserialising", log.read_text())
+        read = re.findall(r"load\{model=([^}]+)\}.*\(([0-9.]+) s reading and checking it\)", log.read_text())
+        if kept:
+            lines += [
+                "",
+                "Where a kept module's load goes (`-v` log of a run from the module cache, "
+                f"`{log}`): " + "; ".join(
+                    f"{m} {float(t):.3f} s deserialising onto the GPU"
+                    + "".join(f", {float(x):.3f} s reading and checking the file" for n, x in read if n == m)
+                    for m, t in kept) + ".",
+            ]
+    return "<!-- gpu-pass:start -->\n" + "\n".join(lines) + "\n<!-- gpu-pass:end -->"
 
 
 def main() -> None:
@@ -109,20 +200,42 @@ def main() -> None:
            f"{round(c['images'] * max(abs(v - c['knn_cpu'][k]) for k, v in c['knn_cuda'].items()))} image(s): "
            "the rounding of TF32 convolutions reorders near-equal neighbours).")
     )
+    if "fewer_workers" in r:
+        fw = r["fewer_workers"]
+        lines.append(
+            f"With {fw['workers']} decoding workers instead of {r['cores']}: {fw['pass_images_per_s']:,.0f} "
+            "images/s during the pass."
+        )
+    kernels = src.parent / "gpu-kernels.csv"
+    if kernels.exists():
+        lines += kernel_shares(kernels)
     section = "<!-- gpu:start -->\n" + "\n".join(lines) + "\n<!-- gpu:end -->"
     doc = pathlib.Path("docs/performance.md")
     text = doc.read_text()
     if "<!-- gpu:start -->" not in text:
         sys.exit("docs/performance.md has no <!-- gpu:start --> marker")
-    doc.write_text(re.sub(r"<!-- gpu:start -->.*<!-- gpu:end -->", lambda _: section, text, flags=re.S))
+    text = re.sub(r"<!-- gpu:start -->.*<!-- gpu:end -->", lambda _: section, text, flags=re.S)
+    passes = src.parent / "gpu-pass.json"
+    if passes.exists():
+        if "<!-- gpu-pass:start -->" not in text:
+            sys.exit("docs/performance.md has no <!-- gpu-pass:start --> marker")
+        part = pass_section(passes, src.parent / "gpu-pass-zoo-warm.log")
+        text = re.sub(r"<!-- gpu-pass:start -->.*<!-- gpu-pass:end -->", lambda _: part, text, flags=re.S)
+    doc.write_text(text)
     readme = pathlib.Path("README.md")
+    passes = json.loads((src.parent / "gpu-pass.json").read_text()) if (src.parent / "gpu-pass.json").exists() else None
+    if passes:  # the later measurement, at the current defaults
+        run = passes["runs"]["r50"]
+        pass_rate, ratio, by = run["timing"]["images_per_s"], run["pass_over_forward_loop"], "`scripts/perf/gpu-pass`"
+    else:
+        pass_rate, ratio, by = f32["pass_images_per_s"], f32["pass_over_forward_loop"], "`scripts/gpu-check`"
     summary = (
-        f"<!-- gpu-readme:start -->\nOn a lent {gpu} (ResNet-50 at 224 px, {r['images']:,} JPEGs, "
-        f"`scripts/gpu-check`): {f32['pass_images_per_s']:,.0f} images/s during the pass, "
-        f"{f32['pass_over_forward_loop']:.2f} of the forward loop alone (the goal is 0.95: "
-        "docs/performance.md says where the time goes), "
+        f"<!-- gpu-readme:start -->\nOn a lent {gpu} (ResNet-50 at 224 px, {r['images']:,} JPEGs): "
+        f"{pass_rate:,.0f} images/s during the pass ({by}), "
+        f"{ratio:.2f} of the forward loop alone (the goal is 0.95: "
+        "docs/performance.md says where the time goes and why it is not reached), "
         f"{f32['end_to_end_images_per_s'] / r['peer_images_per_s']:.1f} times the Python pipeline end "
-        f"to end, and `device: cuda` scores equal to the CPU's to "
+        f"to end (`scripts/gpu-check`), and `device: cuda` scores equal to the CPU's to "
         f"{r['cuda_vs_cpu']['transrate_worst_relative_difference']:.1e} relative.\n<!-- gpu-readme:end -->"
     )
     text = readme.read_text()

@@ -61,7 +61,7 @@ pub struct Config {
     /// Image decoding threads; default: the number of cores.
     pub workers: Option<usize>,
     /// libtorch's threads; default: the cores, less those other processes keep busy while the
-    /// models load (src/threading.rs).
+    /// models load, and one during a pass on GPUs only (src/threading.rs).
     pub threads: Option<usize>,
     /// GiB of memory the statistics may take (host memory, and device memory on a CPU run);
     /// default: 80 % of the memory available when the run starts. Checked before the pass.

@@ -12,6 +12,7 @@ mod memory;
 mod pass;
 mod progress;
 mod scoring;
+mod stopwatch;
 mod stores;
 
 pub use loader::DECODE_THREAD;
@@ -92,11 +93,21 @@ pub struct Timing {
 /// statistics), split into uploading the batches, the forwards and the statistics (on a GPU, the
 /// time to queue their kernels, unless one of them waits for the device). Waiting for the
 /// device: a GPU busy with the batches queued (the best case). Settling: filing the feature rows
-/// that came back from the device in host memory, and spilling rows beyond the memory budget.
+/// that came back from the device in host memory; spilling: writing rows beyond the memory
+/// budget to disk. `cpu` holds the same steps on the device thread's CPU clock: a step far
+/// longer on the wall was waiting, not working.
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct DeviceTime {
     pub device: String,
     pub batches: usize,
+    #[serde(flatten)]
+    pub wall: Steps,
+    pub cpu: Steps,
+}
+
+/// The device thread's steps, in seconds.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Steps {
     pub waiting_for_batches_s: f64,
     pub queueing_s: f64,
     pub uploading_s: f64,
@@ -104,6 +115,7 @@ pub struct DeviceTime {
     pub statistics_s: f64,
     pub waiting_for_device_s: f64,
     pub settling_s: f64,
+    pub spilling_s: f64,
     pub checkpoints_s: f64,
 }
 

@@ -14,6 +14,7 @@ use tch::{Device, Kind, Tensor};
 use super::checkpoint::{self, PartMeta, Restored};
 use super::loader::{self, Batch, Message};
 use super::memory::{self, RowBudget, Spiller};
+use super::stopwatch::Stopwatch;
 use super::stores::Layout;
 use super::{stop_flag, DeviceTime, ModelLoad, Progress};
 use crate::dataset::{Geometry, Item, Skip};
@@ -175,8 +176,12 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         loads.extend(timed);
     }
     let row_budget = memory::check(job, &models[0])?;
+    let mut _gpu_threads = None;
     match (plan.config.threads, &load) {
         (Some(threads), _) => tch::set_num_threads(threads as i32),
+        (None, _) if plan.devices.iter().all(|d| d.is_cuda()) => {
+            _gpu_threads = crate::threading::GpuPassThreads::one_if_all_gpus(&plan.devices);
+        }
         (None, Some(load)) => {
             crate::threading::fit_to_load(load);
         }
@@ -347,14 +352,18 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         device_times.push(part.time.clone());
     }
     for t in &device_times {
+        let (w, c) = (&t.wall, &t.cpu);
         tracing::debug!(
-            "{}: {} batches; waited {:.2} s for batches, queued for {:.2} s, waited {:.2} s for the device, {:.2} s checkpointing",
+            "{}: {} batches; waited {:.2} s for batches, queued for {:.2} s ({:.2} s of CPU), waited {:.2} s for the device, settled for {:.2} s ({:.2} s of CPU), {:.2} s checkpointing",
             t.device,
             t.batches,
-            t.waiting_for_batches_s,
-            t.queueing_s,
-            t.waiting_for_device_s,
-            t.checkpoints_s
+            w.waiting_for_batches_s,
+            w.queueing_s,
+            c.queueing_s,
+            w.waiting_for_device_s,
+            w.settling_s,
+            c.settling_s,
+            w.checkpoints_s
         );
     }
     total.skipped.sort_by(|a, b| a.path.cmp(&b.path));
@@ -454,14 +463,9 @@ impl PartContext<'_> {
         if let Err(e) = spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut)) {
             return fail(e);
         }
-        let mut clock = Instant::now();
-        let mut lap = |into: &mut f64| {
-            let now = Instant::now();
-            *into += now.duration_since(clock).as_secs_f64();
-            clock = now;
-        };
+        let mut watch = Stopwatch::start();
         for message in rx {
-            lap(&mut time.waiting_for_batches_s);
+            watch.lap(&mut time, |s| &mut s.waiting_for_batches_s);
             if self.abort.load(Ordering::SeqCst) {
                 return PartEnd::Failed(Error::Worker("another device failed".into()));
             }
@@ -473,7 +477,7 @@ impl PartContext<'_> {
                     }) {
                         return fail(e);
                     }
-                    lap(&mut time.waiting_for_device_s);
+                    watch.lap(&mut time, |s| &mut s.waiting_for_device_s);
                     time.batches = progress.batches_done;
                     if spiller.written > 0 {
                         tracing::info!(
@@ -522,7 +526,7 @@ impl PartContext<'_> {
                 Ok(f) => f,
                 Err(e) => return fail(Error::torch_op("marking the batch on the device", e)),
             };
-            lap(&mut time.queueing_s);
+            watch.lap(&mut time, |s| &mut s.queueing_s);
             let previous = in_flight.take();
             // On the CPU a batch is done when its calls return; on a GPU the previous batch is
             // done once its fence has passed.
@@ -534,7 +538,7 @@ impl PartContext<'_> {
             if let Err(e) = wait(previous) {
                 return fail(e);
             }
-            lap(&mut time.waiting_for_device_s);
+            watch.lap(&mut time, |s| &mut s.waiting_for_device_s);
             if let Some(serial) = landed {
                 if let Err(e) = settle(serial, &mut stats) {
                     return fail(e);
@@ -545,11 +549,12 @@ impl PartContext<'_> {
                     }
                 }
             }
+            watch.lap(&mut time, |s| &mut s.settling_s);
             // Only rows already landed (settled) are in the classes to spill.
             if let Err(e) = spiller.spill_over(stats.iter_mut().flat_map(ModelStats::stores_mut)) {
                 return fail(e);
             }
-            lap(&mut time.settling_s);
+            watch.lap(&mut time, |s| &mut s.spilling_s);
             for skip in &batch.skipped {
                 if skipped.len() < WARN_SKIPS {
                     tracing::warn!("skipped {}: {}", skip.path.display(), skip.reason);
@@ -580,7 +585,7 @@ impl PartContext<'_> {
                     t.elapsed().as_secs_f64()
                 );
                 last_checkpoint = Instant::now();
-                lap(&mut time.checkpoints_s);
+                watch.lap(&mut time, |s| &mut s.checkpoints_s);
             }
             if stopping {
                 return PartEnd::Stopped {
@@ -615,12 +620,7 @@ impl PartContext<'_> {
         if batch.labels.is_empty() {
             return Ok(());
         }
-        let mut clock = Instant::now();
-        let mut lap = |into: &mut f64| {
-            let now = Instant::now();
-            *into += now.duration_since(clock).as_secs_f64();
-            clock = now;
-        };
+        let mut watch = Stopwatch::start();
         let _span = tracing::debug_span!("batch", index = batch.index, images = batch.labels.len())
             .entered();
         let inputs = to_device(batch, device)
@@ -640,11 +640,11 @@ impl PartContext<'_> {
                 .with_sample(&positions, ids, device)
                 .map_err(|e| Error::torch_op("moving the sample's rows to the device", e))?;
         }
-        lap(&mut time.uploading_s);
+        watch.lap(time, |s| &mut s.uploading_s);
         for ((model, model_stats), &g) in models.iter().zip(stats.iter_mut()).zip(geometry_of) {
             let _span = tracing::debug_span!("model", name = %model.name).entered();
             let features = model.run(&model.normalise(&inputs[g])?)?;
-            lap(&mut time.forwards_s);
+            watch.lap(time, |s| &mut s.forwards_s);
             model_stats
                 .update(
                     &features.layers,
@@ -653,7 +653,7 @@ impl PartContext<'_> {
                     &batch.labels,
                 )
                 .map_err(|e| Error::torch(&model.name, "updating the statistics", e))?;
-            lap(&mut time.statistics_s);
+            watch.lap(time, |s| &mut s.statistics_s);
         }
         Ok(())
     }

@@ -295,10 +295,15 @@ impl ZooModel {
             )
         });
         if let Some((cache, key)) = &keyed {
+            let read = std::time::Instant::now();
             if let Some((bytes, prepared)) = cache.get(key) {
+                let read_s = read.elapsed().as_secs_f64();
                 match Self::from_prepared(spec, device, precision, &bytes, prepared) {
                     Ok(model) => {
-                        tracing::debug!("loaded the cached rewritten module");
+                        tracing::debug!(
+                            "loaded the cached rewritten module ({:.3} s reading and checking it)",
+                            read_s
+                        );
                         return Ok(model);
                     }
                     Err(e) => tracing::warn!(
@@ -341,7 +346,9 @@ impl ZooModel {
                 message: "its taps do not match the layers".into(),
             });
         }
+        let t = std::time::Instant::now();
         let loaded = TapModule::load(&spec.name, bytes, device)?;
+        let load_s = t.elapsed().as_secs_f64();
         let shape = (spec.layout, prepared.taps, spec.input.size);
         let (module, optimized) = ready(
             &spec.name,
@@ -351,6 +358,10 @@ impl ZooModel {
             shape,
             prepared.optimized,
         )?;
+        tracing::debug!(
+            "kept module: {load_s:.3} s deserialising it onto the device, {:.3} s readying it",
+            t.elapsed().as_secs_f64() - load_s
+        );
         let mut model = Self::assemble(
             spec,
             device,
