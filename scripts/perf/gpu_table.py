@@ -27,7 +27,7 @@ def kernel_shares(path: pathlib.Path) -> list[str]:
     kinds = [
         ("f64 statistics and scoring (eigenvalues, log-determinants, scatters)",
          lambda k: "double" in k or "f64" in k),
-        ("BatchNorm (not folded into the convolutions on a GPU)", lambda k: "bn_fw" in k),
+        ("BatchNorm (left unfolded on the GPU by that binary)", lambda k: "bn_fw" in k),
         ("convolutions and matrix products", lambda k: any(w in k for w in ("fprop", "gemm", "conv", "Nhwc", "nhwc"))),
         ("element-wise (ReLU as clamp, residual adds, copies)", lambda k: "elementwise" in k or "copy" in k),
     ]

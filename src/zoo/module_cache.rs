@@ -65,10 +65,15 @@ pub struct ModuleKey<'a> {
     pub size: u32,
 }
 
+/// Raised when the way a kept module's decisions are made changes, so that entries made the
+/// old way are rebuilt rather than reused (2: BatchNorm folding decided on the CPU, where GPUs
+/// had kept every pair unfolded).
+const RULES: u32 = 2;
+
 impl ModuleKey<'_> {
     fn text(&self) -> String {
         format!(
-            "zoo-select {}\n{}\n{}\n{:?}\n{:?}\n{}\n{}\n{}\n{}\n",
+            "zoo-select {} rules {RULES}\n{}\n{}\n{:?}\n{:?}\n{}\n{}\n{}\n{}\n",
             env!("CARGO_PKG_VERSION"),
             self.name,
             self.sha256,
