@@ -70,6 +70,7 @@ fn fixture_spec(name: &str, file: &str, size: u32, layers: Vec<String>) -> Model
         layers,
         head: None,
         pretrained: None,
+        sha256: None,
     }
 }
 

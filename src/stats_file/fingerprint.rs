@@ -64,12 +64,17 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The identities of the models' statistics, in order. Each distinct file is hashed once, the
-/// files in parallel: hashing is most of the time a cached run takes (a zoo's files run to
+/// The identities of the models' statistics, in order. A model read from a manifest brings its
+/// file's hash, checked when the manifest was read; each other distinct file is hashed once,
+/// the files in parallel: hashing is most of the time a cached run takes (a zoo's files run to
 /// gigabytes), and zoos list one file under several configurations.
 pub fn model_keys(specs: &[ModelSpec], precision: Precision) -> Result<Vec<ModelKey>> {
     use rayon::prelude::*;
-    let mut paths: Vec<&std::path::Path> = specs.iter().map(|s| s.path.as_path()).collect();
+    let mut paths: Vec<&std::path::Path> = specs
+        .iter()
+        .filter(|s| s.sha256.is_none())
+        .map(|s| s.path.as_path())
+        .collect();
     paths.sort();
     paths.dedup();
     let hashes: Vec<std::io::Result<String>> = paths
@@ -79,6 +84,9 @@ pub fn model_keys(specs: &[ModelSpec], precision: Precision) -> Result<Vec<Model
     specs
         .iter()
         .map(|spec| {
+            if let Some(sha256) = &spec.sha256 {
+                return Ok(model_key(spec, sha256.clone(), precision));
+            }
             let at = paths
                 .binary_search(&spec.path.as_path())
                 .unwrap_or_default();
@@ -100,5 +108,52 @@ fn model_key(spec: &ModelSpec, sha256: String, precision: Precision) -> ModelKey
         sha256,
         preprocessing: format!("{:?} {:?}", spec.input, spec.layout),
         precision: format!("{precision:?}").to_lowercase(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::InputConfig;
+
+    fn spec(name: &str, path: &std::path::Path, sha256: Option<&str>) -> ModelSpec {
+        ModelSpec {
+            name: name.into(),
+            path: path.to_owned(),
+            manifest: None,
+            input: InputConfig {
+                size: 8,
+                resize: None,
+                interpolation: Default::default(),
+                mean: [0.0; 3],
+                std: [1.0; 3],
+            },
+            layout: Default::default(),
+            layers: vec!["a".into()],
+            head: None,
+            pretrained: None,
+            sha256: sha256.map(Into::into),
+        }
+    }
+
+    #[test]
+    fn a_manifest_checked_hash_is_reused_and_other_files_are_hashed() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("m.pt");
+        std::fs::write(&file, b"abc").unwrap();
+        // Not a file: a key made from it must come from the hash the spec brings.
+        let gone = dir.path().join("gone.pt");
+        let keys = model_keys(
+            &[spec("a", &gone, Some("feed")), spec("b", &file, None)],
+            Precision::F32,
+        )
+        .unwrap();
+        assert_eq!(keys[0].sha256, "feed");
+        assert_eq!(
+            keys[1].sha256,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let err = model_keys(&[spec("c", &gone, None)], Precision::F32).unwrap_err();
+        assert!(err.to_string().contains("gone.pt"), "{err}");
     }
 }

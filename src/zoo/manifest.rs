@@ -75,6 +75,7 @@ impl Manifest {
                 m.sha256.trim().get(..12).unwrap_or(m.sha256.trim())
             )));
         }
+        m.sha256 = actual;
         Ok(m)
     }
 

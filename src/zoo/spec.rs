@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use globset::{Glob, GlobSet, GlobSetBuilder};
+use rayon::prelude::*;
 
 use super::manifest::Manifest;
 use crate::config::{
@@ -26,6 +27,9 @@ pub struct ModelSpec {
     /// The submodule producing source-task logits, when a manifest names it.
     pub head: Option<String>,
     pub pretrained: Option<bool>,
+    /// The model file's sha256 from its manifest, checked against the file when the manifest
+    /// was read: the statistics' key reuses it rather than reading the file again.
+    pub sha256: Option<String>,
 }
 
 /// Every model of a config: `models` in order, then the `zoo` folder's manifests by name.
@@ -107,6 +111,7 @@ fn from_entry(entry: &ModelConfig) -> Result<ModelSpec> {
         layers,
         head: None,
         pretrained: None,
+        sha256: None,
     })
 }
 
@@ -130,6 +135,7 @@ fn from_manifest(
         layers,
         head: m.head,
         pretrained: Some(m.pretrained),
+        sha256: Some(m.sha256),
     })
 }
 
@@ -148,7 +154,7 @@ fn from_folder(zoo: &ZooConfig, config_path: &Path) -> Result<Vec<ModelSpec>> {
         .filter(|p| p.extension().is_some_and(|x| x == "yaml"))
         .collect();
     manifests.sort();
-    let mut specs = Vec::new();
+    let mut wanted = Vec::new();
     for path in manifests {
         // Filter on the name first: a left-out model is neither hashed nor required to exist.
         let Some(name) = Manifest::peek_name(&path)? else {
@@ -158,16 +164,18 @@ fn from_folder(zoo: &ZooConfig, config_path: &Path) -> Result<Vec<ModelSpec>> {
             );
             continue;
         };
-        let wanted =
-            (zoo.include.is_empty() || include.is_match(&name)) && !exclude.is_match(&name);
-        if wanted {
-            specs.push(from_manifest(
-                Manifest::load(&path)?,
-                &path,
-                zoo.layers.as_ref(),
-            )?);
+        if (zoo.include.is_empty() || include.is_match(&name)) && !exclude.is_match(&name) {
+            wanted.push(path);
         }
     }
+    // Checking each file against its manifest reads it whole: a zoo's files run to gigabytes,
+    // so they are read side by side. The first error in listing order is the one reported.
+    let specs = wanted
+        .par_iter()
+        .map(|path| from_manifest(Manifest::load(path)?, path, zoo.layers.as_ref()))
+        .collect::<Vec<Result<ModelSpec>>>()
+        .into_iter()
+        .collect::<Result<Vec<ModelSpec>>>()?;
     if specs.is_empty() {
         return Err(config_err(format!(
             "zoo: no manifest in {} matches include {:?} and exclude {:?}; export models with scripts/export_zoo.py",
