@@ -314,7 +314,10 @@ fn command_line_overrides_the_config() {
     // The same steps on the device thread's CPU clock, none longer than on the wall (a clock
     // tick of slack): the forwards ran on this thread, so they took CPU time.
     let cpu = &device["cpu"];
-    for key in parts.iter().chain(&["uploading_s", "forwards_s", "statistics_s"]) {
+    for key in parts
+        .iter()
+        .chain(&["uploading_s", "forwards_s", "statistics_s"])
+    {
         let c = cpu[key].as_f64().unwrap();
         assert!(c <= s(key) + 0.01, "{key}: {device}");
     }

@@ -15,7 +15,7 @@ use std::path::Path;
 
 use image::{ImageError, ImageReader, RgbImage};
 
-use super::resample::{nearest_crop, resize_crop, Kernel};
+use super::resample::{nearest_crop, resize_crop, Crop, Kernel};
 use crate::config::{InputConfig, Interpolation};
 
 /// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
@@ -89,15 +89,19 @@ pub fn fit(image: &RgbImage, g: Geometry) -> Result<Vec<u8>, String> {
     if (new_w, new_h) == (w, h) {
         return Ok(crop(image, left, top, g.size));
     }
-    let (w, h, nw, nh) = (w as usize, h as usize, new_w as usize, new_h as usize);
-    let (left, top, size) = (left as usize, top as usize, g.size as usize);
+    let (w, h) = (w as usize, h as usize);
+    let at = Crop {
+        out_w: new_w as usize,
+        out_h: new_h as usize,
+        left: left as usize,
+        top: top as usize,
+        size: g.size as usize,
+    };
     let raw = image.as_raw();
     Ok(match g.filter {
-        Interpolation::Bilinear => {
-            resize_crop(Kernel::Bilinear, raw, w, h, nw, nh, left, top, size)
-        }
-        Interpolation::Bicubic => resize_crop(Kernel::Bicubic, raw, w, h, nw, nh, left, top, size),
-        Interpolation::Nearest => nearest_crop(raw, w, h, nw, nh, left, top, size),
+        Interpolation::Bilinear => resize_crop(Kernel::Bilinear, raw, w, h, at),
+        Interpolation::Bicubic => resize_crop(Kernel::Bicubic, raw, w, h, at),
+        Interpolation::Nearest => nearest_crop(raw, w, h, at),
     })
 }
 

@@ -99,62 +99,50 @@ fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
 }
 
-/// The `size` x `size` centre crop, at (`left`, `top`), of the `out_w` x `out_h` resize of an
-/// interleaved RGB image, as row-major RGB bytes.
-#[allow(clippy::too_many_arguments)]
-pub fn resize_crop(
-    kernel: Kernel,
-    rgb: &[u8],
-    width: usize,
-    height: usize,
-    out_w: usize,
-    out_h: usize,
-    left: usize,
-    top: usize,
-    size: usize,
-) -> Vec<u8> {
+/// Where a crop lies in a resize: the resize's width and height, and the crop's corner and side.
+#[derive(Debug, Clone, Copy)]
+pub struct Crop {
+    pub out_w: usize,
+    pub out_h: usize,
+    pub left: usize,
+    pub top: usize,
+    pub size: usize,
+}
+
+/// The `crop` of the resize of a `width` x `height` interleaved RGB image, as row-major RGB
+/// bytes.
+pub fn resize_crop(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
     // The same integer arithmetic, compiled for AVX2 where the CPU has it: the build targets
     // plain x86-64, whose SSE2 has no 32-bit multiply across lanes.
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe {
-            resize_crop_avx2(kernel, rgb, width, height, out_w, out_h, left, top, size)
-        };
+        return unsafe { resize_crop_avx2(kernel, rgb, width, height, crop) };
     }
-    resize_crop_any(kernel, rgb, width, height, out_w, out_h, left, top, size)
+    resize_crop_any(kernel, rgb, width, height, crop)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[allow(clippy::too_many_arguments)]
 unsafe fn resize_crop_avx2(
     kernel: Kernel,
     rgb: &[u8],
     width: usize,
     height: usize,
-    out_w: usize,
-    out_h: usize,
-    left: usize,
-    top: usize,
-    size: usize,
+    crop: Crop,
 ) -> Vec<u8> {
-    resize_crop_any(kernel, rgb, width, height, out_w, out_h, left, top, size)
+    resize_crop_any(kernel, rgb, width, height, crop)
 }
 
 #[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn resize_crop_any(
-    kernel: Kernel,
-    rgb: &[u8],
-    width: usize,
-    height: usize,
-    out_w: usize,
-    out_h: usize,
-    left: usize,
-    top: usize,
-    size: usize,
-) -> Vec<u8> {
+fn resize_crop_any(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
+    let Crop {
+        out_w,
+        out_h,
+        left,
+        top,
+        size,
+    } = crop;
     let columns = taps(kernel, width, out_w, left, size);
     let rows = taps(kernel, height, out_h, top, size);
     let first_row = rows.first().map_or(0, |t| t.start);
@@ -207,7 +195,10 @@ fn horizontal(
     size: usize,
     half: i32,
 ) {
-    for (src, out_row) in rows.chunks_exact(width * 3).zip(temp.chunks_exact_mut(size * 3)) {
+    for (src, out_row) in rows
+        .chunks_exact(width * 3)
+        .zip(temp.chunks_exact_mut(size * 3))
+    {
         for (t, px) in columns.iter().zip(out_row.chunks_exact_mut(3)) {
             let (mut a0, mut a1, mut a2) = (half, half, half);
             let pixels = &src[t.start * 3..(t.start + t.weights.len()) * 3];
@@ -249,7 +240,10 @@ fn horizontal_fixed<const K: usize, const K3: usize>(
             (start * 3, w)
         })
         .collect();
-    for (src, out_row) in rows.chunks_exact(width * 3).zip(temp.chunks_exact_mut(size * 3)) {
+    for (src, out_row) in rows
+        .chunks_exact(width * 3)
+        .zip(temp.chunks_exact_mut(size * 3))
+    {
         for ((start, w), px) in padded.iter().zip(out_row.chunks_exact_mut(3)) {
             let pixels: &[u8; K3] = match src[*start..*start + K3].try_into() {
                 Ok(p) => p,
@@ -272,17 +266,14 @@ fn horizontal_fixed<const K: usize, const K3: usize>(
 /// PIL's nearest neighbour, its ImagingScaleAffine: source coordinates start at scale / 2 and
 /// grow by `scale` per output pixel, added up in f64 as PIL does (so a pixel centre that lands
 /// on an integer is truncated the same way), and truncated.
-#[allow(clippy::too_many_arguments)]
-pub fn nearest_crop(
-    rgb: &[u8],
-    width: usize,
-    height: usize,
-    out_w: usize,
-    out_h: usize,
-    left: usize,
-    top: usize,
-    size: usize,
-) -> Vec<u8> {
+pub fn nearest_crop(rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
+    let Crop {
+        out_w,
+        out_h,
+        left,
+        top,
+        size,
+    } = crop;
     let picks = |n_in: usize, n_out: usize, first: usize| -> Vec<usize> {
         let scale = n_in as f64 / n_out as f64;
         let mut at = scale * 0.5;
@@ -311,15 +302,28 @@ mod tests {
     use super::*;
 
     /// The generic loop, without the fixed-width windows or AVX2: the reference.
-    fn reference(kernel: Kernel, rgb: &[u8], w: usize, h: usize, geometry: [usize; 5]) -> Vec<u8> {
-        let [out_w, out_h, left, top, size] = geometry;
+    fn reference(kernel: Kernel, rgb: &[u8], w: usize, h: usize, crop: Crop) -> Vec<u8> {
+        let Crop {
+            out_w,
+            out_h,
+            left,
+            top,
+            size,
+        } = crop;
         let columns = taps(kernel, w, out_w, left, size);
         let rows = taps(kernel, h, out_h, top, size);
         let first = rows.first().map_or(0, |t| t.start);
         let last = rows.last().map_or(0, |t| t.start + t.weights.len());
         let half = 1i32 << (PRECISION_BITS - 1);
         let mut temp = vec![0u8; (last - first) * size * 3];
-        horizontal(&columns, w, &rgb[first * w * 3..last * w * 3], &mut temp, size, half);
+        horizontal(
+            &columns,
+            w,
+            &rgb[first * w * 3..last * w * 3],
+            &mut temp,
+            size,
+            half,
+        );
         let stride = size * 3;
         let mut out = vec![0u8; size * stride];
         for (t, row) in rows.iter().zip(out.chunks_exact_mut(stride)) {
@@ -363,10 +367,20 @@ mod tests {
             let size = short.min(out_w).min(out_h);
             let (left, top) = ((out_w - size) / 2, (out_h - size) / 2);
             for kernel in [Kernel::Bilinear, Kernel::Bicubic] {
-                let g = [out_w, out_h, left, top, size];
-                let got = resize_crop(kernel, &rgb, w, h, out_w, out_h, left, top, size);
-                assert_eq!(got, reference(kernel, &rgb, w, h, g), "{w}x{h} -> {short}");
-                let any = resize_crop_any(kernel, &rgb, w, h, out_w, out_h, left, top, size);
+                let crop = Crop {
+                    out_w,
+                    out_h,
+                    left,
+                    top,
+                    size,
+                };
+                let got = resize_crop(kernel, &rgb, w, h, crop);
+                assert_eq!(
+                    got,
+                    reference(kernel, &rgb, w, h, crop),
+                    "{w}x{h} -> {short}"
+                );
+                let any = resize_crop_any(kernel, &rgb, w, h, crop);
                 assert_eq!(any, got, "{w}x{h} -> {short}, without AVX2");
             }
         }
