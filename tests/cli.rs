@@ -322,6 +322,13 @@ fn command_line_overrides_the_config() {
         assert!(c <= s(key) + 0.01, "{key}: {device}");
     }
     assert!(cpu["forwards_s"].as_f64().unwrap() > 0.0, "{device}");
+    // The decoding side: its workers decoded the six files, and handed over two batches.
+    let decoding = &timing["decoding"];
+    assert!(decoding["workers"].as_u64().unwrap() >= 1, "{timing}");
+    assert!(decoding["decoding_s"].as_f64().unwrap() > 0.0, "{timing}");
+    let handing = decoding["waiting_for_workers_s"].as_f64().unwrap()
+        + decoding["waiting_for_devices_s"].as_f64().unwrap();
+    assert!(handing <= timing["pass_s"].as_f64().unwrap(), "{timing}");
 }
 
 #[test]

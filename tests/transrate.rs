@@ -117,7 +117,11 @@ fn f32_features_give_the_same_statistics_as_their_f64_values() {
     let shift = x32.get(0).to_kind(Kind::Double);
     let a = accumulate(&x32, &s.labels, &shift);
     let b = accumulate(&x32.to_kind(Kind::Double), &s.labels, &shift);
-    assert_eq!(score(s.eps, &a), score(s.eps, &b));
+    // Equal to f64 rounding: statistics kept in f32 anywhere would differ by about 1e-7. Not
+    // bit for bit: with tests running side by side, the f64 products can split their work
+    // differently from one call to the next (seen once in a full `cargo test`).
+    let (sa, sb) = (score(s.eps, &a), score(s.eps, &b));
+    assert!(rel(sa, sb) < 1e-12, "{sa} against {sb}");
 }
 
 #[test]

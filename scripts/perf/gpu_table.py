@@ -82,6 +82,14 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
             f"{run['pass_over_forward_loop']:.2f} | {d['waiting_for_batches_s']:.2f} | {step('uploading_s')} | "
             f"{step('forwards_s')} | {step('statistics_s')} | {step('settling_s')} |"
         )
+    sides = [(n, run["timing"]["decoding"], run["timing"]["pass_s"]) for n, run in r["runs"].items()
+             if run["timing"].get("decoding")]
+    if sides:
+        lines += ["", "The decoding side (report.json `timing.decoding`): " + "; ".join(
+            f"{names.get(n, n)}: its {d['workers']} workers busy {d['decoding_s'] / d['workers']:.2f} s "
+            f"each of a {p:.2f} s pass, staging memory {d['staging_s']:.2f} s, handing over waited "
+            f"{d['waiting_for_workers_s']:.2f} s for the workers and {d['waiting_for_devices_s']:.2f} s "
+            "for the device" for n, d, p in sides) + "."]
     z = {m["model"]: m["seconds"] for m in loops["zoo3"]["models"]}
     lines += [
         "",

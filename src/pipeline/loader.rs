@@ -14,6 +14,8 @@
 
 use std::collections::BTreeMap;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
 
 use crossbeam_channel::Sender;
 use rayon::prelude::*;
@@ -44,6 +46,37 @@ pub struct Batch {
     pub files: usize,
 }
 
+/// Where the decoding side's time went during a pass: with `timing.devices`, it says which side
+/// bounds the pass. The workers' times are summed over workers: `decoding_s / workers` near the
+/// pass's length means the workers never idled.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct DecodingTime {
+    pub workers: usize,
+    /// Reading, decoding and fitting images, summed over workers.
+    pub decoding_s: f64,
+    /// Allocating each batch's staging memory (pinned for a GPU), summed over batches.
+    pub staging_s: f64,
+    /// The thread that hands batches over in order, waiting for the next one to be decoded.
+    pub waiting_for_workers_s: f64,
+    /// The same thread, waiting for room in a device's queue: the devices were the slower side.
+    pub waiting_for_devices_s: f64,
+}
+
+/// Nanoseconds added up by many threads.
+#[derive(Default)]
+struct Clock(AtomicU64);
+
+impl Clock {
+    fn add_since(&self, since: Instant) {
+        let ns = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.0.fetch_add(ns, Ordering::Relaxed);
+    }
+
+    fn seconds(&self) -> f64 {
+        self.0.load(Ordering::Relaxed) as f64 * 1e-9
+    }
+}
+
 pub enum Message {
     Batch(Batch),
     /// Every batch of this device's part has been sent.
@@ -53,6 +86,7 @@ pub enum Message {
 
 /// Sends batch i of `items` to `parts[i % parts.len()]`, in order, except the batches `done` says
 /// a checkpoint already holds, then `End` to every part. Stops early when a receiver is gone.
+/// Returns where its time went.
 pub fn produce(
     items: &[Item],
     geometries: &[Geometry],
@@ -61,7 +95,12 @@ pub fn produce(
     device: Device,
     parts: Vec<Sender<Message>>,
     done: &[usize],
-) {
+) -> DecodingTime {
+    let (decoding, staging) = (Clock::default(), Clock::default());
+    let mut time = DecodingTime {
+        workers,
+        ..DecodingTime::default()
+    };
     let fail_all = |reason: String| {
         for tx in &parts {
             let _ = tx.send(Message::Failed(reason.clone()));
@@ -75,7 +114,7 @@ pub fn produce(
         Ok(pool) => pool,
         Err(e) => {
             fail_all(format!("cannot start decoding threads: {e}"));
-            return;
+            return time;
         }
     };
     let n = parts.len();
@@ -92,9 +131,10 @@ pub fn produce(
             while *started < todo.len() && *started < sent + DECODING {
                 let (index, chunk) = todo[*started];
                 let (made_tx, position) = (made_tx.clone(), *started);
+                let clocks = (&decoding, &staging);
                 scope.spawn(move |_| {
                     let made = catch_unwind(AssertUnwindSafe(|| {
-                        make_batch(index, chunk, geometries, device)
+                        make_batch(index, chunk, geometries, device, clocks)
                     }))
                     .unwrap_or_else(|panic| Err(panic_text(panic.as_ref())));
                     let _ = made_tx.send((position, made));
@@ -105,6 +145,7 @@ pub fn produce(
         for sent in 0..todo.len() {
             start_more(sent, &mut started);
             // Batches finish in any order; they leave in order.
+            let waiting = Instant::now();
             let batch = loop {
                 if let Some(batch) = ready.remove(&sent) {
                     break batch;
@@ -123,26 +164,35 @@ pub fn produce(
                     }
                 }
             };
+            let handing = Instant::now();
+            time.waiting_for_workers_s += handing.duration_since(waiting).as_secs_f64();
             if parts[batch.index % n].send(Message::Batch(batch)).is_err() {
                 return;
             }
+            time.waiting_for_devices_s += handing.elapsed().as_secs_f64();
         }
         for tx in &parts {
             let _ = tx.send(Message::End);
         }
     });
+    time.decoding_s = decoding.seconds();
+    time.staging_s = staging.seconds();
+    time
 }
 
 /// Decodes and fits one batch's images into fresh staging memory, each worker writing its images'
 /// rows; rows of files that fail are then closed up. Err only when the memory cannot be had.
+/// `clocks`: where it adds its workers' decoding time and its staging allocation's.
 fn make_batch(
     index: usize,
     chunk: &[Item],
     geometries: &[Geometry],
     device: Device,
+    (decoding, staging_time): (&Clock, &Clock),
 ) -> Result<Batch, String> {
     let _span = tracing::trace_span!("decode", batch = index).entered();
     let rows = chunk.len();
+    let allocating = Instant::now();
     let mut pixels = geometries
         .iter()
         .map(|g| {
@@ -151,6 +201,7 @@ fn make_batch(
                 .map_err(|e| format!("cannot allocate host memory for a batch of images: {e}"))
         })
         .collect::<Result<Vec<Tensor>, String>>()?;
+    staging_time.add_since(allocating);
     let mut buffers: Vec<&mut [u8]> = pixels
         .iter_mut()
         .zip(geometries)
@@ -172,6 +223,7 @@ fn make_batch(
         .par_iter()
         .zip(slots.into_par_iter())
         .map(|(item, mut slot)| {
+            let started = Instant::now();
             let images = catch_unwind(AssertUnwindSafe(|| dataset::load(&item.path, geometries)))
                 .unwrap_or_else(|panic| {
                 Err(format!(
@@ -182,6 +234,7 @@ fn make_batch(
             for (row, image) in slot.iter_mut().zip(images) {
                 row.copy_from_slice(&image);
             }
+            decoding.add_since(started);
             Ok(())
         })
         .collect();
@@ -264,6 +317,30 @@ mod tests {
         (dir, items)
     }
 
+    #[test]
+    fn a_slow_device_shows_as_waiting_for_devices() {
+        let (_dir, items) = folder("slow", 8, 2);
+        let (tx, rx) = crossbeam_channel::bounded(0);
+        let consumer = std::thread::spawn(move || {
+            let mut batches = 0;
+            for m in rx {
+                if let Message::Batch(_) = m {
+                    batches += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(60));
+                }
+            }
+            batches
+        });
+        let time = produce(&items, &geometries(), 2, 1, Device::Cpu, vec![tx], &[0]);
+        assert_eq!(consumer.join().unwrap(), 4);
+        // Each batch after the first waits for the device to take it: at least three sleeps.
+        assert!(time.waiting_for_devices_s >= 0.15, "{time:?}");
+        assert!(
+            time.waiting_for_workers_s < time.waiting_for_devices_s,
+            "{time:?}"
+        );
+    }
+
     fn geometries() -> Vec<Geometry> {
         [(4, 4), (2, 3)]
             .map(|(size, resize)| Geometry {
@@ -281,7 +358,11 @@ mod tests {
         let (a, ra) = crossbeam_channel::unbounded();
         let (b, rb) = crossbeam_channel::unbounded();
         let done = [1, 0];
-        produce(&items, &geometries, 3, 2, Device::Cpu, vec![a, b], &done);
+        let time = produce(&items, &geometries, 3, 2, Device::Cpu, vec![a, b], &done);
+        // Three batches decoded by two workers, handed to queues that never fill.
+        assert_eq!(time.workers, 2);
+        assert!(time.decoding_s > 0.0 && time.staging_s > 0.0, "{time:?}");
+        assert!(time.waiting_for_devices_s < 0.05, "{time:?}");
         let drain = |rx: crossbeam_channel::Receiver<Message>| {
             let mut batches = Vec::new();
             for m in rx {
@@ -319,7 +400,8 @@ mod tests {
     #[test]
     fn a_batch_of_bad_files_only_is_empty_not_an_error() {
         let (dir, items) = folder("empty", 1, 0);
-        let batch = make_batch(0, &items, &geometries(), Device::Cpu).unwrap();
+        let clocks = (&Clock::default(), &Clock::default());
+        let batch = make_batch(0, &items, &geometries(), Device::Cpu, clocks).unwrap();
         assert!(batch.labels.is_empty());
         assert_eq!(batch.pixels[0].size(), [0, 4, 4, 3]);
         assert_eq!(batch.skipped.len(), 1);

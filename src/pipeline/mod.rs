@@ -85,6 +85,8 @@ pub struct Timing {
     pub models: Vec<ModelLoad>,
     /// Where each device thread's pass time went.
     pub devices: Vec<DeviceTime>,
+    /// Where the decoding side's time went (none when no pass ran).
+    pub decoding: Option<loader::DecodingTime>,
 }
 
 /// Where one device thread's time went during the pass: what bounds the pass is where it spent
@@ -153,6 +155,7 @@ pub struct Gathered {
     pub load_s: f64,
     pub loads: Vec<ModelLoad>,
     pub device_times: Vec<DeviceTime>,
+    pub decoding: Option<loader::DecodingTime>,
     pub pass_s: f64,
     pub accumulator_bytes: usize,
     pub statistics: StatsReport,
@@ -276,6 +279,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let (mut skipped, mut load_s, mut pass_s, mut accumulator_bytes) = (None, 0.0, 0.0, 0);
     let mut loads = Vec::new();
     let mut device_times = Vec::new();
+    let mut decoding = None;
     let mut checkpoints = Vec::new();
     if !todo.is_empty() {
         if !statistics.reused.is_empty() {
@@ -296,6 +300,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         load_s = out.load_s;
         loads = out.loads;
         device_times = out.device_times;
+        decoding = Some(out.decoding);
         pass_s = out.pass_s;
         accumulator_bytes = out.accumulator_bytes;
         skipped = Some(out.skipped);
@@ -353,6 +358,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         load_s: load_s.max(start.elapsed().as_secs_f64() - pass_s),
         loads,
         device_times,
+        decoding,
         pass_s,
         accumulator_bytes,
         statistics,
@@ -561,6 +567,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
         load_s: start.elapsed().as_secs_f64(),
         loads: Vec::new(),
         device_times: Vec::new(),
+        decoding: None,
         pass_s,
         accumulator_bytes,
         statistics: StatsReport {
@@ -690,6 +697,7 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
             pass_s: gathered.pass_s,
             models: gathered.loads,
             devices: gathered.device_times,
+            decoding: gathered.decoding,
             score_s,
             total_s: start.elapsed().as_secs_f64(),
             images_per_s: if gathered.pass_s > 0.0 {

@@ -12,7 +12,7 @@ use crossbeam_channel::Receiver;
 use tch::{Device, Kind, Tensor};
 
 use super::checkpoint::{self, PartMeta, Restored};
-use super::loader::{self, Batch, Message};
+use super::loader::{self, Batch, DecodingTime, Message};
 use super::memory::{self, RowBudget, Spiller};
 use super::stopwatch::Stopwatch;
 use super::stores::Layout;
@@ -53,6 +53,7 @@ pub struct Output {
     pub load_s: f64,
     pub loads: Vec<ModelLoad>,
     pub device_times: Vec<DeviceTime>,
+    pub decoding: DecodingTime,
     pub pass_s: f64,
     /// Files a checkpoint had already folded in.
     pub resumed_files: usize,
@@ -244,7 +245,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     let (senders, receivers): (Vec<_>, Vec<_>) = (0..parts)
         .map(|_| crossbeam_channel::bounded(PREFETCH))
         .unzip();
-    let ends: Vec<PartEnd> = std::thread::scope(|scope| {
+    let (ends, decoding): (Vec<PartEnd>, DecodingTime) = std::thread::scope(|scope| {
         let geoms = &geometries;
         let done = &done;
         // Pinned staging memory serves a CPU part as well as a GPU one.
@@ -254,7 +255,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
             .copied()
             .find(|d| d.is_cuda())
             .unwrap_or(Device::Cpu);
-        scope.spawn(move || {
+        let producer = scope.spawn(move || {
             loader::produce(
                 job.items,
                 geoms,
@@ -302,7 +303,8 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
                 PartEnd::Failed(Error::Worker("a device thread panicked".into()))
             })
         }));
-        ends
+        // A producer that panicked has already failed the parts; its times are then unknown.
+        (ends, producer.join().unwrap_or_default())
     });
     progress.finish();
 
@@ -385,6 +387,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         load_s,
         loads,
         device_times,
+        decoding,
         pass_s: pass_start.elapsed().as_secs_f64(),
         resumed_files,
         accumulator_bytes,
