@@ -177,17 +177,20 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         loads.extend(timed);
     }
     let row_budget = memory::check(job, &models[0])?;
-    let mut _gpu_threads = None;
-    match (plan.config.threads, &load) {
-        (Some(threads), _) => tch::set_num_threads(threads as i32),
-        (None, _) if plan.devices.iter().all(|d| d.is_cuda()) => {
-            _gpu_threads = crate::threading::GpuPassThreads::one_if_all_gpus(&plan.devices);
+    // Held for the pass: dropping it gives scoring libtorch's threads back.
+    let _gpu_threads = match (plan.config.threads, &load) {
+        (Some(threads), _) => {
+            tch::set_num_threads(threads as i32);
+            None
         }
-        (None, Some(load)) => {
-            crate::threading::fit_to_load(load);
+        (None, load) => {
+            let one = crate::threading::GpuPassThreads::one_if_all_gpus(&plan.devices);
+            if let (None, Some(load)) = (&one, load) {
+                crate::threading::fit_to_load(load);
+            }
+            one
         }
-        (None, None) => {}
-    }
+    };
     let mut stats: Vec<Vec<ModelStats>> = Vec::with_capacity(parts);
     for (d, device_models) in models.iter().enumerate() {
         stats.push(match restored[d].take() {
