@@ -9,6 +9,9 @@
 //! resize would use, and the horizontal pass runs only over the source rows the crop's rows
 //! read. Nearest neighbour follows PIL's affine scaling path.
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
+
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
 /// A separable filter: its support (radius at scale 1) and its kernel.
@@ -119,7 +122,7 @@ pub fn resize_crop(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop
         // SAFETY: the CPU has AVX2, checked just above.
         return unsafe { resize_crop_avx2(kernel, rgb, width, height, crop) };
     }
-    resize_crop_any(kernel, rgb, width, height, crop)
+    resize_crop_any(kernel, rgb, width, height, crop, no_simd)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -131,11 +134,27 @@ unsafe fn resize_crop_avx2(
     height: usize,
     crop: Crop,
 ) -> Vec<u8> {
-    resize_crop_any(kernel, rgb, width, height, crop)
+    // The closure inherits this function's AVX2, which the caller checked.
+    resize_crop_any(kernel, rgb, width, height, crop, |c, w, r, t, s, h| {
+        avx2::horizontal(c, w, r, t, s, h)
+    })
 }
 
+/// A horizontal pass that does nothing (false): where there is no vectorised one.
+fn no_simd(_: &[Taps], _: usize, _: &[u8], _: &mut [u8], _: usize, _: i32) -> bool {
+    false
+}
+
+/// `simd` is a vectorised horizontal pass, tried first: false when it did nothing.
 #[inline(always)]
-fn resize_crop_any(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
+fn resize_crop_any(
+    kernel: Kernel,
+    rgb: &[u8],
+    width: usize,
+    height: usize,
+    crop: Crop,
+    simd: impl FnOnce(&[Taps], usize, &[u8], &mut [u8], usize, i32) -> bool,
+) -> Vec<u8> {
     let Crop {
         out_w,
         out_h,
@@ -154,12 +173,13 @@ fn resize_crop_any(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop
     let mut temp = vec![0u8; band * size * 3];
     let rows_in = &rgb[first_row * width * 3..last_row * width * 3];
     let widest = columns.iter().map(|t| t.weights.len()).max().unwrap_or(0);
-    let done = match widest {
-        0..=4 => horizontal_fixed::<4, 12>(&columns, width, rows_in, &mut temp, size, half),
-        5..=6 => horizontal_fixed::<6, 18>(&columns, width, rows_in, &mut temp, size, half),
-        7..=8 => horizontal_fixed::<8, 24>(&columns, width, rows_in, &mut temp, size, half),
-        _ => false,
-    };
+    let done = simd(&columns, width, rows_in, &mut temp, size, half)
+        || match widest {
+            0..=4 => horizontal_fixed::<4, 12>(&columns, width, rows_in, &mut temp, size, half),
+            5..=6 => horizontal_fixed::<6, 18>(&columns, width, rows_in, &mut temp, size, half),
+            7..=8 => horizontal_fixed::<8, 24>(&columns, width, rows_in, &mut temp, size, half),
+            _ => false,
+        };
     if !done {
         horizontal(&columns, width, rows_in, &mut temp, size, half);
     }
@@ -357,6 +377,10 @@ mod tests {
             (3, 9, 12),
             (2, 2, 2),
             (400, 300, 60),
+            (640, 427, 224),
+            (1024, 683, 256),
+            (100, 80, 256),
+            (9, 301, 5),
         ] {
             let rgb: Vec<u8> = (0..w * h * 3).map(|_| next() as u8).collect();
             let (out_w, out_h) = if w < h {
@@ -380,7 +404,7 @@ mod tests {
                     reference(kernel, &rgb, w, h, crop),
                     "{w}x{h} -> {short}"
                 );
-                let any = resize_crop_any(kernel, &rgb, w, h, crop);
+                let any = resize_crop_any(kernel, &rgb, w, h, crop, no_simd);
                 assert_eq!(any, got, "{w}x{h} -> {short}, without AVX2");
             }
         }
