@@ -676,7 +676,7 @@ fn to_device(batch: &Batch, device: Device) -> Result<Vec<Tensor>, tch::TchError
             upload_staged(pixels, device)?
                 .f_permute([0, 3, 1, 2])?
                 .f_to_kind(Kind::Float)?
-                .f_div_scalar(255.0)
+                .f_div_scalar_(255.0)
         })
         .collect()
 }

@@ -524,8 +524,10 @@ impl ZooModel {
 
     /// (B, 3, H, W) in [0, 1] -> normalised with this model's mean and std.
     pub fn normalise(&self, x: &Tensor) -> Result<Tensor> {
+        // In place after the first op: the same arithmetic, one fresh batch-sized tensor
+        // instead of two.
         x.f_sub(&self.mean)
-            .and_then(|t| t.f_div(&self.std))
+            .and_then(|mut t| t.f_div_(&self.std))
             .and_then(|t| t.f_to_kind(self.kind))
             .map_err(|e| Error::torch(&self.name, "normalising the batch", e))
     }
