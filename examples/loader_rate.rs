@@ -5,6 +5,10 @@
 //!
 //!     . scripts/env.sh && cargo run --release --example loader_rate -- CONFIG [BATCH] [WORKERS...]
 //!
+//! The allocator is set as the binary sets it (one heap, freed memory handed back every few
+//! batches), so that the ceiling is the pass's own; with ZS_GLIBC_ARENAS=1 glibc keeps its
+//! defaults (an arena per thread), to tell what the one heap costs many decoding threads.
+//!
 //! Prints, per worker count, images per second and the efficiency against that many times the
 //! rate of one worker (1.0: no worker ever waits for another): a line of text on stderr and a
 //! JSON object on stdout (scripts/gpu-check reads those).
@@ -17,6 +21,10 @@ use zoo_select::pipeline::loader::{self, Message};
 use zoo_select::plan::{Overrides, Plan};
 
 fn main() -> anyhow::Result<()> {
+    let one_heap = std::env::var_os("ZS_GLIBC_ARENAS").is_none();
+    if one_heap {
+        zoo_select::allocator::reuse_freed_memory();
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let config = PathBuf::from(
         args.first()
@@ -43,10 +51,16 @@ fn main() -> anyhow::Result<()> {
         let (items, geoms) = (&folder.items, &geometries);
         let images = std::thread::scope(|scope| -> anyhow::Result<usize> {
             scope.spawn(move || loader::produce(items, geoms, batch, w, device, vec![tx], &[0]));
-            let mut images = 0;
+            let (mut images, mut batches) = (0, 0);
             for message in rx {
                 match message {
-                    Message::Batch(b) => images += b.labels.len(),
+                    Message::Batch(b) => {
+                        images += b.labels.len();
+                        batches += 1;
+                        if one_heap && batches % zoo_select::allocator::RELEASE_EVERY == 0 {
+                            zoo_select::allocator::release_freed_memory();
+                        }
+                    }
                     Message::End => break,
                     Message::Failed(e) => anyhow::bail!("decoding failed: {e}"),
                 }
@@ -60,7 +74,8 @@ fn main() -> anyhow::Result<()> {
         println!(
             "{}",
             serde_json::json!({"workers": w, "batch": batch, "images": images,
-                "images_per_s": rate, "efficiency": efficiency})
+                "images_per_s": rate, "efficiency": efficiency,
+                "allocator": if one_heap { "one heap" } else { "glibc arenas" }})
         );
     }
     Ok(())

@@ -21,6 +21,9 @@
 //! (`release_freed_memory`): RSS stayed at 0.84-0.89 GB, with the run's time unchanged at one
 //! release per 8 batches (every batch cost 15 %: the pages fault in again).
 
+/// Batches between two `release_freed_memory` calls in a pass.
+pub const RELEASE_EVERY: usize = 8;
+
 /// Serve large blocks from the heap and keep freed memory for reuse (glibc only; elsewhere a
 /// no-op). Call once, before any heavy allocation.
 pub fn reuse_freed_memory() {

@@ -90,6 +90,10 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
             f"each of a {p:.2f} s pass, staging memory {d['staging_s']:.2f} s, handing over waited "
             f"{d['waiting_for_workers_s']:.2f} s for the workers and {d['waiting_for_devices_s']:.2f} s "
             "for the device" for n, d, p in sides) + "."]
+    if r.get("loader"):
+        lines += ["", "Decoding alone (`examples/loader_rate`, batch 128): " + "; ".join(
+            f"{l['workers']} workers, {l.get('allocator', 'glibc arenas')}: {l['images_per_s']:,.0f} images/s"
+            for l in r["loader"]) + "."]
     z = {m["model"]: m["seconds"] for m in loops["zoo3"]["models"]}
     lines += [
         "",

@@ -30,8 +30,6 @@ const PREFETCH: usize = 4;
 /// Batches between checks for NaN/Inf in the statistics (queued behind a batch, read when it lands).
 const FINITE_CHECK_EVERY: usize = 16;
 const WARN_SKIPS: usize = 20;
-/// Batches between handing freed heap pages back to the system (see allocator.rs).
-const TRIM_EVERY: usize = 8;
 
 pub struct Job<'a> {
     pub plan: &'a Plan,
@@ -519,7 +517,7 @@ impl PartContext<'_> {
                 return fail(e);
             }
             folded += 1;
-            if folded % TRIM_EVERY == 0 {
+            if folded % crate::allocator::RELEASE_EVERY == 0 {
                 crate::allocator::release_freed_memory();
             }
             if folded % FINITE_CHECK_EVERY == 0 && finite_check.is_none() {
