@@ -9,6 +9,8 @@ this script wrote.
   tests/fixtures/transrate/*.npz   feature sets with the reference TransRate (scripts/reference)
   tests/fixtures/taps/*.pt         tiny scripted/traced/frozen modules (one with depthwise convs)
   tests/fixtures/taps/expected.npz input batch and what PyTorch forward hooks saw
+  tests/fixtures/jpeg/             JPEGs of several kinds and PIL's pixels of them (decoded, and
+                                   through Resize + CenterCrop)
   tests/fixtures/images/           a tiny ImageFolder (plus broken files) for end-to-end runs
   tests/fixtures/metrics/*.npz     feature sets with every metric's reference value (NCTI: its
                                    raw terms per set, and its score with the sets as the zoo)
@@ -429,6 +431,45 @@ def resize_fixtures():
     print(f"resize: {len(arrays)} cases")
 
 
+# --------------------------------------------------------------------------- JPEG decoding
+JPEG_KINDS = {
+    # name: (size, mode, save options); odd sizes leave partial MCUs at the edges.
+    "420": ((161, 117), "RGB", {"quality": 90, "subsampling": 2}),
+    "422": ((161, 117), "RGB", {"quality": 90, "subsampling": 1}),
+    "444": ((161, 117), "RGB", {"quality": 95, "subsampling": 0}),
+    "progressive": ((161, 117), "RGB", {"quality": 85, "progressive": True}),
+    "grey": ((161, 117), "L", {"quality": 90}),
+    "cmyk": ((64, 48), "CMYK", {"quality": 90}),
+    "photo": ((500, 375), "RGB", {"quality": 85}),
+}
+
+
+def jpeg_fixtures():
+    """JPEGs of the kinds datasets hold, and what PIL decodes from them: convert('RGB') of the
+    small ones (not the CMYK one, which zoo-select leaves to the `image` crate), and torchvision's
+    Resize(256) + CenterCrop(224) of the 500x375 photo."""
+    from torchvision import transforms
+
+    out = FIX / "jpeg"
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(5)
+    arrays = {}
+    for name, ((w, h), mode, options) in JPEG_KINDS.items():
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+        img = np.stack([128 + 100 * np.sin(xx / 13 + c) * np.cos(yy / 19 - c) for c in range(4)], axis=2)
+        img = np.clip(img + rng.normal(scale=8, size=img.shape), 0, 255).astype(np.uint8)
+        picture = Image.fromarray(img[:, :, :3]) if mode != "CMYK" else Image.fromarray(img, "CMYK")
+        if mode == "L":
+            picture = picture.convert("L")
+        picture.save(out / f"{name}.jpg", **options)
+        if mode != "CMYK" and name != "photo":
+            arrays[f"decoded_{name}"] = np.asarray(Image.open(out / f"{name}.jpg").convert("RGB"))
+    tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
+    arrays["fitted_photo_256_224"] = np.asarray(tf(Image.open(out / "photo.jpg").convert("RGB")))
+    np.savez_compressed(out / "expected.npz", **arrays)
+    print(f"jpeg: {len(JPEG_KINDS)} files, {len(arrays)} arrays")
+
+
 # --------------------------------------------------------------------------- images + e2e
 SIZE = 16
 E2E_MEAN = [0.5, 0.4, 0.3]
@@ -610,6 +651,7 @@ if __name__ == "__main__":
     transrate_sets()
     metric_sets()
     resize_fixtures()
+    jpeg_fixtures()
     tap_fixtures()
     image_fixtures()
     e2e_fixture()

@@ -2,9 +2,11 @@
 //! pixels a model sees.
 //!
 //! `folder` lists the images and their labels without opening them; `preprocess` decodes one
-//! image once and cuts it to every input geometry the zoo needs.
+//! image once (JPEGs with `jpeg`, libjpeg-turbo as PIL) and cuts it to every input geometry the
+//! zoo needs.
 
 mod folder;
+mod jpeg;
 mod preprocess;
 mod resample;
 mod sample;

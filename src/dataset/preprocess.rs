@@ -15,6 +15,7 @@ use std::path::Path;
 
 use image::{ImageError, ImageReader, RgbImage};
 
+use super::jpeg;
 use super::resample::{nearest_crop, resize_crop, Crop, Kernel};
 use crate::config::{InputConfig, Interpolation};
 
@@ -61,8 +62,17 @@ pub fn load(path: &Path, geometries: &[Geometry]) -> Result<Vec<Vec<u8>>, String
     geometries.iter().map(|g| fit(&image, *g)).collect()
 }
 
-/// Any format the `image` crate reads, as 8-bit RGB.
+/// Any format the `image` crate reads, as 8-bit RGB; JPEGs with libjpeg-turbo where it can.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
+    if jpeg::is_jpeg(bytes) {
+        match jpeg::decode(bytes) {
+            jpeg::Decoded::Rgb(image) => return Ok(image),
+            jpeg::Decoded::Truncated => {
+                return Err("corrupt or truncated image: the JPEG data ends early".to_owned())
+            }
+            jpeg::Decoded::Declined => {}
+        }
+    }
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;

@@ -1,6 +1,7 @@
 //! Resize-then-centre-crop with the arithmetic of PIL's `Image.resize` (Pillow's Resample.c,
-//! which torchvision's `Resize` calls on PIL images), so that on lossless images zoo-select's
-//! pixels are bit for bit those of `Resize(resize) + CenterCrop(size)` in a torchvision pipeline.
+//! which torchvision's `Resize` calls on PIL images), so that zoo-select's pixels are bit for bit
+//! those of `Resize(resize) + CenterCrop(size)` in a torchvision pipeline wherever the decoded
+//! image is PIL's (lossless formats, and JPEGs through jpeg.rs).
 //!
 //! PIL resamples in two separable passes, horizontal then vertical, each an antialiased
 //! convolution whose weights are normalised to sum 1 in f64 and rounded to 22-bit fixed point;
