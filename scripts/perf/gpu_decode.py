@@ -47,12 +47,14 @@ import signal
 import subprocess
 import sys
 import time
-import traceback
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from guarded import Run, sync  # noqa: E402
 
 START = time.perf_counter()
 RESIZE, CROP = 256, 224
@@ -67,55 +69,9 @@ except Exception as e:  # noqa: BLE001 (an import error is a result here, not a 
     TV_ERROR = f"{type(e).__name__}: {e}"[:2000]
 
 
-class Run:
-    """The JSON being built, written out after every measurement."""
-
-    def __init__(self, out: Path | None, budget_s: float):
-        self.out, self.budget_s = out, budget_s
-        self.data: dict = {"errors": []}
-
-    def save(self):
-        self.data["elapsed_s"] = round(time.perf_counter() - START, 3)
-        if self.out is None:
-            return
-        tmp = self.out.with_name(self.out.name + ".tmp")
-        tmp.write_text(json.dumps(self.data, indent=2, default=str))
-        os.replace(tmp, self.out)
-
-    def guarded(self, where: str, slot: dict, key: str, fn, *args, **kw):
-        """slot[key] = fn(...), or {"error": ...} without stopping; skipped past the budget."""
-        if time.perf_counter() - START > self.budget_s:
-            slot[key] = {"skipped": f"over the time budget ({self.budget_s:.0f} s)"}
-        else:
-            try:
-                t = time.perf_counter()
-                slot[key] = fn(*args, **kw)
-                if isinstance(slot[key], dict):
-                    slot[key]["measure_s"] = round(time.perf_counter() - t, 3)
-            except Exception as e:  # noqa: BLE001 (any failure must leave the rest running)
-                msg = f"{type(e).__name__}: {e}".strip()[:2000]
-                slot[key] = {"error": msg}
-                self.data["errors"].append(f"{where}: {msg}")
-                print(f"[gpu_decode] {where}: {msg}", file=sys.stderr)
-                traceback.print_exc(limit=3, file=sys.stderr)
-                if torch.cuda.is_available():
-                    # An out-of-memory error leaves cached blocks the next measurement may need.
-                    try:
-                        torch.cuda.empty_cache()
-                    except Exception:  # noqa: BLE001
-                        pass
-        self.save()
-        return slot[key]
-
-
 def need_torchvision():
     if torchvision is None:
         raise RuntimeError(f"torchvision did not import: {TV_ERROR}")
-
-
-def sync(device: torch.device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 # ---- the photos -------------------------------------------------------------------------------
@@ -522,7 +478,7 @@ def main():
     ap.add_argument("--out", type=Path, help="the JSON (default: none, table only)")
     args = ap.parse_args()
 
-    run = Run(args.out, args.budget_s)
+    run = Run(args.out, args.budget_s, "gpu_decode", START)
     data = run.data
 
     def stopped(signum, _frame):

@@ -1,0 +1,60 @@
+"""What the scripts a lent GPU runs once share (gpu_profile.py, gpu_decode.py): its minutes are
+scarce, so a failing measurement is recorded, not raised, the JSON is rewritten after every
+measurement (an outer timeout's kill keeps what was done), and measurements past a time budget
+are marked skipped rather than run."""
+
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+
+class Run:
+    """The JSON being built, written out after every measurement."""
+
+    def __init__(self, out: Path | None, budget_s: float, tag: str, start: float):
+        self.out, self.budget_s, self.tag, self.start = out, budget_s, tag, start
+        self.data: dict = {"errors": []}
+
+    def save(self):
+        self.data["elapsed_s"] = round(time.perf_counter() - self.start, 3)
+        if self.out is None:
+            return
+        tmp = self.out.with_name(self.out.name + ".tmp")
+        tmp.write_text(json.dumps(self.data, indent=2, default=str))
+        os.replace(tmp, self.out)
+
+    def guarded(self, where: str, slot: dict, key: str, fn, *args, **kw):
+        """slot[key] = fn(...), or {"error": ...} without stopping; skipped past the budget. A
+        dict result gains the seconds it took (`measure_s`)."""
+        if time.perf_counter() - self.start > self.budget_s:
+            slot[key] = {"skipped": f"over the time budget ({self.budget_s:.0f} s)"}
+        else:
+            try:
+                t = time.perf_counter()
+                slot[key] = fn(*args, **kw)
+                if isinstance(slot[key], dict):
+                    slot[key]["measure_s"] = round(time.perf_counter() - t, 3)
+            except Exception as e:  # noqa: BLE001 (any failure must leave the rest running)
+                msg = f"{type(e).__name__}: {e}".strip()[:2000]
+                slot[key] = {"error": msg}
+                self.data["errors"].append(f"{where}: {msg}")
+                print(f"[{self.tag}] {where}: {msg}", file=sys.stderr)
+                traceback.print_exc(limit=3, file=sys.stderr)
+                if torch.cuda.is_available():
+                    # An out-of-memory error leaves cached blocks the next measurement may need.
+                    try:
+                        torch.cuda.empty_cache()
+                    except Exception:  # noqa: BLE001
+                        pass
+        self.save()
+        return slot[key]
+
+
+def sync(device: torch.device):
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
