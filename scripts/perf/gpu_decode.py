@@ -41,7 +41,6 @@ import ctypes
 import glob
 import io
 import json
-import math
 import os
 import signal
 import subprocess
@@ -54,7 +53,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from guarded import Run, sync  # noqa: E402
+from guarded import Run, fmt, note, sync  # noqa: E402
 
 START = time.perf_counter()
 RESIZE, CROP = 256, 224
@@ -399,15 +398,6 @@ def environment(device: torch.device) -> dict:
 
 
 # ---- the table ------------------------------------------------------------------------------------
-
-def note(v) -> str:
-    v = v or {}
-    return str(v.get("error") or v.get("skipped") or v)[:100]
-
-
-def fmt(v, width=8, digits=1):
-    return f"{v:{width}.{digits}f}" if isinstance(v, (int, float)) and not math.isnan(v) else f"{'-':>{width}}"
-
 
 def table(data: dict) -> str:
     env = data.get("environment", {})

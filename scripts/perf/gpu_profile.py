@@ -34,7 +34,6 @@ table. Not a test: a measurement.
 
 import argparse
 import json
-import math
 import os
 import re
 import signal
@@ -47,7 +46,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from guarded import Run, sync  # noqa: E402
+import guarded  # noqa: E402
+from guarded import Run, note, sync  # noqa: E402
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -312,14 +312,8 @@ def environment(device: torch.device) -> dict:
     return env
 
 
-def note(v) -> str:
-    """An error or skip, shortened for the table."""
-    v = v or {}
-    return str(v.get("error") or v.get("skipped") or v)[:100]
-
-
 def fmt(v, width=7, digits=1):
-    return f"{v:{width}.{digits}f}" if isinstance(v, (int, float)) and not math.isnan(v) else f"{'-':>{width}}"
+    return guarded.fmt(v, width, digits)
 
 
 def table(data: dict) -> str:

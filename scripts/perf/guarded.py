@@ -4,6 +4,7 @@ measurement (an outer timeout's kill keeps what was done), and measurements past
 are marked skipped rather than run."""
 
 import json
+import math
 import os
 import sys
 import time
@@ -58,3 +59,14 @@ class Run:
 def sync(device: torch.device):
     if device.type == "cuda":
         torch.cuda.synchronize(device)
+
+
+def note(v) -> str:
+    """An error or skip, shortened for a table."""
+    v = v or {}
+    return str(v.get("error") or v.get("skipped") or v)[:100]
+
+
+def fmt(v, width=8, digits=1):
+    """A number right-aligned in `width`, or a dash."""
+    return f"{v:{width}.{digits}f}" if isinstance(v, (int, float)) and not math.isnan(v) else f"{'-':>{width}}"
