@@ -42,7 +42,6 @@ import glob
 import io
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -470,15 +469,7 @@ def main():
 
     run = Run(args.out, args.budget_s, "gpu_decode", START)
     data = run.data
-
-    def stopped(signum, _frame):
-        # An outer `timeout` still gets the table of what was measured (the JSON is already out).
-        data["errors"].append(f"stopped by signal {signum}")
-        run.save()
-        print(table(data), flush=True)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stopped)
+    run.print_on_sigterm(table)
     data["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
     if TV_ERROR:
         data["errors"].append(f"import torchvision: {TV_ERROR}")

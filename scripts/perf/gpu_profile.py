@@ -36,7 +36,6 @@ import argparse
 import json
 import os
 import re
-import signal
 import statistics
 import sys
 import time
@@ -398,15 +397,7 @@ def main():
 
     run = Run(args.out, args.budget_s, "gpu_profile", START)
     data = run.data
-
-    def stopped(signum, _frame):
-        # An outer `timeout` still gets the table of what was measured (the JSON is already out).
-        data["errors"].append(f"stopped by signal {signum}")
-        run.save()
-        print(table(data), flush=True)
-        sys.exit(128 + signum)
-
-    signal.signal(signal.SIGTERM, stopped)
+    run.print_on_sigterm(table)
     warnings.filterwarnings("ignore", category=UserWarning)  # the profiler's, once per run
     data["settings"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "models"}
     data["models"] = {}

@@ -6,6 +6,7 @@ are marked skipped rather than run."""
 import json
 import math
 import os
+import signal
 import sys
 import time
 import traceback
@@ -28,6 +29,17 @@ class Run:
         tmp = self.out.with_name(self.out.name + ".tmp")
         tmp.write_text(json.dumps(self.data, indent=2, default=str))
         os.replace(tmp, self.out)
+
+    def print_on_sigterm(self, table):
+        """On SIGTERM (an outer `timeout`), save and print `table(data)` of what was measured."""
+
+        def stopped(signum, _frame):
+            self.data["errors"].append(f"stopped by signal {signum}")
+            self.save()
+            print(table(self.data), flush=True)
+            sys.exit(128 + signum)
+
+        signal.signal(signal.SIGTERM, stopped)
 
     def guarded(self, where: str, slot: dict, key: str, fn, *args, **kw):
         """slot[key] = fn(...), or {"error": ...} without stopping; skipped past the budget. A
