@@ -100,4 +100,19 @@ mod tests {
         }
         assert!(matches!(decode(&whole[..3]), Decoded::Declined));
     }
+
+    #[test]
+    fn a_refusal_leaves_the_threads_decompressor_as_it_was() {
+        let whole = fixture("420.jpg");
+        let Decoded::Rgb(before) = decode(&whole) else {
+            panic!("420.jpg is decoded")
+        };
+        for bad in [&whole[..whole.len() / 2], &fixture("cmyk.jpg")[..], &whole[..40]] {
+            assert!(!matches!(decode(bad), Decoded::Rgb(_)));
+            let Decoded::Rgb(after) = decode(&whole) else {
+                panic!("420.jpg is decoded after a refusal")
+            };
+            assert_eq!(after, before);
+        }
+    }
 }
