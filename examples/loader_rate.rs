@@ -51,13 +51,14 @@ fn main() -> anyhow::Result<()> {
         let (items, geoms) = (&folder.items, &geometries);
         let images = std::thread::scope(|scope| -> anyhow::Result<usize> {
             scope.spawn(move || loader::produce(items, geoms, batch, w, device, vec![tx], &[0]));
-            let (mut images, mut batches) = (0, 0);
+            let (mut images, mut batches) = (0, 0usize);
             for message in rx {
                 match message {
                     Message::Batch(b) => {
                         images += b.labels.len();
                         batches += 1;
-                        if one_heap && batches % zoo_select::allocator::RELEASE_EVERY == 0 {
+                        if one_heap && batches.is_multiple_of(zoo_select::allocator::RELEASE_EVERY)
+                        {
                             zoo_select::allocator::release_freed_memory();
                         }
                     }

@@ -359,6 +359,51 @@ mod tests {
         out
     }
 
+    /// The AVX2 horizontal pass on its own against the scalar one, where the CPU has AVX2 (the
+    /// test below goes through the dispatch, which falls back to scalar code without it).
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_horizontal_pass_gives_the_scalar_passs_bytes() {
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("no AVX2 on this CPU: nothing to compare");
+            return;
+        }
+        let mut state = 0x2545f4914f6cdd1du64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let half = 1i32 << (PRECISION_BITS - 1);
+        let mut ran = 0;
+        for &(width, out_w) in &[
+            (500, 341),
+            (640, 224),
+            (1024, 200),
+            (100, 256),
+            (9, 5),
+            (37, 19),
+        ] {
+            for kernel in [Kernel::Bilinear, Kernel::Bicubic] {
+                let size = out_w.min(224);
+                let columns = taps(kernel, width, out_w, (out_w - size) / 2, size);
+                // Three rows, so that the last one is read from the padded copy.
+                let rows: Vec<u8> = (0..width * 3 * 3).map(|_| next() as u8).collect();
+                let mut want = vec![0u8; 3 * size * 3];
+                horizontal(&columns, width, &rows, &mut want, size, half);
+                let mut got = vec![0u8; 3 * size * 3];
+                // SAFETY: the CPU has AVX2, checked above.
+                if unsafe { avx2::horizontal(&columns, width, &rows, &mut got, size, half) } {
+                    assert_eq!(got, want, "{width} -> {out_w}, {kernel:?}");
+                    ran += 1;
+                }
+            }
+        }
+        // Every case has rows at least as wide as its windows.
+        assert_eq!(ran, 12, "the AVX2 pass declined some cases");
+    }
+
     #[test]
     fn every_path_gives_the_generic_loops_bytes() {
         let mut state = 0x9e3779b97f4a7c15u64;

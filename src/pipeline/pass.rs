@@ -517,10 +517,10 @@ impl PartContext<'_> {
                 return fail(e);
             }
             folded += 1;
-            if folded % crate::allocator::RELEASE_EVERY == 0 {
+            if folded.is_multiple_of(crate::allocator::RELEASE_EVERY) {
                 crate::allocator::release_freed_memory();
             }
-            if folded % FINITE_CHECK_EVERY == 0 && finite_check.is_none() {
+            if folded.is_multiple_of(FINITE_CHECK_EVERY) && finite_check.is_none() {
                 match FiniteCheck::queue(&stats, batch.index as u64) {
                     Ok(check) => finite_check = check,
                     Err(e) => return fail(Error::torch_op("checking the statistics", e)),
