@@ -470,4 +470,8 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        # The table of a saved JSON, for scripts/perf/gpu_table.py.
+        print(table(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main()

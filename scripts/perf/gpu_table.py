@@ -7,7 +7,10 @@ made on a lent GPU.
 Replaces what lies between <!-- gpu:start --> and <!-- gpu:end --> (gpu-check's JSON, and its
 Nsight Compute summary docs/data/gpu-kernels.csv when there is one), between
 <!-- gpu-pass:start --> and <!-- gpu-pass:end --> (docs/data/gpu-pass.json, and the -v log of a
-run from the module cache, docs/data/gpu-pass-zoo-warm.log), and the README's GPU sentence.
+run from the module cache, docs/data/gpu-pass-zoo-warm.log), between <!-- gpu-profile:start -->
+and <!-- gpu-profile:end --> and between <!-- gpu-decode:start --> and <!-- gpu-decode:end --> (the
+tables scripts/perf/gpu_profile.py and gpu_decode.py print of docs/data/gpu-profile.json and
+gpu-decode.json, where those exist), and the README's GPU sentence.
 """
 
 import csv
@@ -15,6 +18,7 @@ import csv
 import json
 import pathlib
 import re
+import subprocess
 import sys
 
 
@@ -113,6 +117,18 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
                     for m, t in kept) + ".",
             ]
     return "<!-- gpu-pass:start -->\n" + "\n".join(lines) + "\n<!-- gpu-pass:end -->"
+
+
+def script_section(text: str, name: str, script: str, saved: pathlib.Path) -> str:
+    """`text` with the section between <!-- NAME:start --> and <!-- NAME:end --> replaced by the
+    table the script prints of its saved JSON (the scripts need torch: the project's .venv)."""
+    if f"<!-- {name}:start -->" not in text:
+        sys.exit(f"docs/performance.md has no <!-- {name}:start --> marker")
+    table = subprocess.run([".venv/bin/python", f"scripts/perf/{script}", "--table", str(saved)],
+                           check=True, capture_output=True, text=True).stdout.rstrip()
+    part = (f"<!-- {name}:start -->\n`scripts/perf/{script}`, from `{saved}`:\n\n```\n{table}\n```\n"
+            f"<!-- {name}:end -->")
+    return re.sub(f"<!-- {name}:start -->.*<!-- {name}:end -->", lambda _: part, text, flags=re.S)
 
 
 def main() -> None:
@@ -233,6 +249,10 @@ def main() -> None:
             sys.exit("docs/performance.md has no <!-- gpu-pass:start --> marker")
         part = pass_section(passes, src.parent / "gpu-pass-zoo-warm.log")
         text = re.sub(r"<!-- gpu-pass:start -->.*<!-- gpu-pass:end -->", lambda _: part, text, flags=re.S)
+    for name, script in (("gpu-profile", "gpu_profile.py"), ("gpu-decode", "gpu_decode.py")):
+        saved = src.parent / f"{name}.json"
+        if saved.exists():
+            text = script_section(text, name, script, saved)
     doc.write_text(text)
     readme = pathlib.Path("README.md")
     passes = json.loads((src.parent / "gpu-pass.json").read_text()) if (src.parent / "gpu-pass.json").exists() else None
