@@ -52,7 +52,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from guarded import Run, fmt, note, sync  # noqa: E402
+from guarded import Run, fmt, main_or_table, note, sync  # noqa: E402
 
 START = time.perf_counter()
 RESIZE, CROP = 256, 224
@@ -546,8 +546,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--table":
-        # The table of a saved JSON, for scripts/perf/gpu_table.py.
-        print(table(json.loads(Path(sys.argv[2]).read_text())))
-    else:
-        main()
+    main_or_table(main, table)

@@ -46,7 +46,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import guarded  # noqa: E402
-from guarded import Run, note, sync  # noqa: E402
+from guarded import Run, main_or_table, note, sync  # noqa: E402
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -470,8 +470,4 @@ def main():
 
 
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--table":
-        # The table of a saved JSON, for scripts/perf/gpu_table.py.
-        print(table(json.loads(Path(sys.argv[2]).read_text())))
-    else:
-        main()
+    main_or_table(main, table)

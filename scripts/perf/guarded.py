@@ -82,3 +82,11 @@ def note(v) -> str:
 def fmt(v, width=8, digits=1):
     """A number right-aligned in `width`, or a dash."""
     return f"{v:{width}.{digits}f}" if isinstance(v, (int, float)) and not math.isnan(v) else f"{'-':>{width}}"
+
+
+def main_or_table(main, table):
+    """main(), or with `--table JSON` only the table of a saved JSON (for gpu_table.py)."""
+    if len(sys.argv) == 3 and sys.argv[1] == "--table":
+        print(table(json.loads(Path(sys.argv[2]).read_text())))
+    else:
+        main()
