@@ -114,13 +114,7 @@ def timing(module, x: torch.Tensor, device: torch.device, batches: int, warmup: 
     out: dict = {"executor_optimize": torch._C._get_graph_executor_optimize(), "batches": batches}
     with torch.no_grad():  # zoo-select runs under a NoGradGuard
         # Warm-up one at a time, kept: the optimising executor's profiling runs show here.
-        warm = []
-        for _ in range(warmup):
-            t = time.perf_counter()
-            module(x)
-            sync(device)
-            warm.append(ms(time.perf_counter() - t))
-        out["warmup_ms"] = warm
+        out["warmup_ms"] = warm_up(module, x, device, warmup)
 
         # The stream, as the pass queues batches: synchronize only at the end. A call's return
         # time and its thread CPU time grow past the idle-queue figures below when the launch
@@ -253,16 +247,22 @@ def profile(module, x: torch.Tensor, device: torch.device, batches: int) -> dict
     return out
 
 
+def warm_up(module, x, device, batches) -> list:
+    """Forwards one at a time, each waited for: ms each."""
+    warm = []
+    for _ in range(batches):
+        t = time.perf_counter()
+        module(x)
+        sync(device)
+        warm.append(ms(time.perf_counter() - t))
+    return warm
+
+
 def stream_only(module, x, device, batches, warmup) -> dict:
     """Wall ms a batch, back to back (for the variants of phase 4)."""
     set_executor(False)
     with torch.no_grad():
-        warm = []
-        for _ in range(warmup):
-            t = time.perf_counter()
-            module(x)
-            sync(device)
-            warm.append(ms(time.perf_counter() - t))
+        warm = warm_up(module, x, device, warmup)
         sync(device)
         t0 = time.perf_counter()
         for _ in range(batches):

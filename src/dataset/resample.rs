@@ -359,6 +359,16 @@ mod tests {
         out
     }
 
+    /// A seeded xorshift64 generator: random test images without a dependency.
+    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+        move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        }
+    }
+
     /// The AVX2 horizontal pass on its own against the scalar one, where the CPU has AVX2 (the
     /// test below goes through the dispatch, which falls back to scalar code without it).
     #[cfg(target_arch = "x86_64")]
@@ -368,13 +378,7 @@ mod tests {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }
-        let mut state = 0x2545f4914f6cdd1du64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x2545f4914f6cdd1du64);
         let half = 1i32 << (PRECISION_BITS - 1);
         let mut ran = 0;
         for &(width, out_w) in &[
@@ -406,13 +410,7 @@ mod tests {
 
     #[test]
     fn every_path_gives_the_generic_loops_bytes() {
-        let mut state = 0x9e3779b97f4a7c15u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut next = xorshift(0x9e3779b97f4a7c15u64);
         // Down- and upscales, from 1 to 12 taps, narrow images (wider windows than the row).
         for &(w, h, short) in &[
             (500, 375, 256),
