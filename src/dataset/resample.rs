@@ -98,6 +98,19 @@ fn taps(kernel: Kernel, in_size: usize, out_size: usize, first: usize, count: us
         .collect()
 }
 
+impl Taps {
+    /// Fills `w` (zeros beyond the taps) with the weights of a window of `w.len()` pixels and
+    /// returns its first pixel: the taps' own, moved left where the window would pass the row's
+    /// end (`width`, at least `w.len()`). Integer sums, so the zeros change no bit.
+    fn window(&self, width: usize, w: &mut [i32]) -> usize {
+        let start = self.start.min(width - w.len());
+        w.fill(0);
+        w[self.start - start..self.start - start + self.weights.len()]
+            .copy_from_slice(&self.weights);
+        start
+    }
+}
+
 #[inline(always)]
 fn clip8(acc: i32) -> u8 {
     (acc >> PRECISION_BITS).clamp(0, 255) as u8
@@ -255,10 +268,8 @@ fn horizontal_fixed<const K: usize, const K3: usize>(
     let padded: Vec<(usize, [i32; K])> = columns
         .iter()
         .map(|t| {
-            let start = t.start.min(width - K);
             let mut w = [0i32; K];
-            w[t.start - start..t.start - start + t.weights.len()].copy_from_slice(&t.weights);
-            (start * 3, w)
+            (t.window(width, &mut w) * 3, w)
         })
         .collect();
     for (src, out_row) in rows

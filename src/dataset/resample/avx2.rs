@@ -36,12 +36,9 @@ impl Windows {
         }
         let mut starts = Vec::with_capacity(columns.len());
         let mut weights = Vec::with_capacity(columns.len() * groups);
+        let mut w = vec![0i32; taps];
         for t in columns {
-            // Moved left where it would pass the row's end; the zeros keep the sum.
-            let start = t.start.min(width - taps);
-            let mut w = vec![0i32; taps];
-            w[t.start - start..t.start - start + t.weights.len()].copy_from_slice(&t.weights);
-            starts.push(start * 3);
+            starts.push(t.window(width, &mut w) * 3);
             for g in w.chunks_exact(GROUP) {
                 let high: [i16; GROUP] = std::array::from_fn(|k| (g[k] >> 11) as i16);
                 let low: [i16; GROUP] = std::array::from_fn(|k| (g[k] & 0x7ff) as i16);
