@@ -14,7 +14,7 @@ mod shard;
 
 pub(crate) use folder::class_list;
 pub use folder::{scan, ImageFolder, Item};
-pub use preprocess::{decode, fit, load, Geometry};
+pub use preprocess::{decode, fit, load, load_into, Geometry};
 pub use sample::sample_flags;
 pub use shard::shard_items;
 

@@ -6,17 +6,19 @@
 //! The arithmetic is torchvision's `Resize(resize)` + `CenterCrop(size)` on a PIL image: the
 //! longer side becomes `floor(resize * long / short)`, the crop offset is `round((side - size) /
 //! 2)` with ties to even, as Python's `round`, and the resampling is PIL's to the bit
-//! (resample.rs), computed for the crop only. An image whose shorter side already equals
-//! `resize` is not resampled at all, so a `size` x `size` image with no `resize` passes through
-//! untouched.
+//! (resample.rs), computed for the crop only; of a JPEG, only the rectangle the crops read is
+//! decoded (jpeg.rs). An image whose shorter side already equals `resize` is not resampled at
+//! all, so a `size` x `size` image with no `resize` passes through untouched. Each decoding
+//! thread keeps its buffers from one image to the next.
 
-use std::io::Cursor;
+use std::cell::RefCell;
+use std::io::{Cursor, Read};
 use std::path::Path;
 
 use image::{ImageError, ImageReader, RgbImage};
 
 use super::jpeg;
-use super::resample::{nearest_crop, resize_crop, Crop, Kernel};
+use super::resample::{Crop, Kernel, Method, Pixels, Rect, Resample};
 use crate::config::{InputConfig, Interpolation};
 
 /// The input geometry of a model: the models of a zoo that share it share one preprocessed image.
@@ -28,6 +30,24 @@ pub struct Geometry {
 }
 
 impl Geometry {
+    /// How this geometry cuts a `width` x `height` image.
+    fn resample(&self, width: usize, height: usize) -> Resample {
+        let (out_w, out_h) = resized_dims(width as u32, height as u32, self.resize);
+        let crop = Crop {
+            out_w: out_w as usize,
+            out_h: out_h as usize,
+            left: crop_offset(out_w, self.size) as usize,
+            top: crop_offset(out_h, self.size) as usize,
+            size: self.size as usize,
+        };
+        let method = match self.filter {
+            Interpolation::Bilinear => Method::Filter(Kernel::Bilinear),
+            Interpolation::Bicubic => Method::Filter(Kernel::Bicubic),
+            Interpolation::Nearest => Method::Nearest,
+        };
+        Resample::new(method, width, height, crop)
+    }
+
     pub fn of(input: &InputConfig) -> Geometry {
         Geometry {
             size: input.size,
@@ -54,25 +74,144 @@ impl Geometry {
     }
 }
 
-/// Decodes the file at `path` once and fits it to each geometry. The error is the reason to
-/// show in the report's `skipped` list.
+/// Decodes the file at `path` once and fits it to each geometry, into fresh buffers. The error
+/// is the reason to show in the report's `skipped` list.
 pub fn load(path: &Path, geometries: &[Geometry]) -> Result<Vec<Vec<u8>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let image = decode(&bytes)?;
-    geometries.iter().map(|g| fit(&image, *g)).collect()
+    let mut images: Vec<Vec<u8>> = geometries.iter().map(|g| vec![0u8; g.bytes()]).collect();
+    let mut slots: Vec<&mut [u8]> = images.iter_mut().map(|v| &mut v[..]).collect();
+    load_into(path, geometries, &mut slots)?;
+    Ok(images)
 }
+
+/// Decodes the file at `path` once and fits it to each geometry, writing geometry i's
+/// `g.bytes()` into `out[i]`. Of a JPEG, only the part the crops read is decoded. The error is
+/// the reason to show in the report's `skipped` list.
+pub fn load_into(
+    path: &Path,
+    geometries: &[Geometry],
+    out: &mut [&mut [u8]],
+) -> Result<(), String> {
+    SCRATCH.with(|cell| {
+        let scratch = &mut *cell.borrow_mut();
+        let result = scratch.read(path).and_then(|()| {
+            let Scratch { file, pixels, band } = scratch;
+            fit_into(file, geometries, out, pixels, band)
+        });
+        scratch.settle();
+        result
+    })
+}
+
+/// A decoding thread's buffers, kept from one image to the next: the file's bytes, the decoded
+/// pixels, the resample's band. Allocating and clearing them for every image cost their page
+/// faults and memsets, and, on a GPU machine's many decoding threads, turns on the one heap the
+/// process keeps (allocator.rs).
+#[derive(Default)]
+struct Scratch {
+    file: Vec<u8>,
+    pixels: Vec<u8>,
+    band: Vec<u8>,
+}
+
+/// Buffers above this are let go after their image: one huge image does not keep its memory on
+/// every decoding thread.
+const KEEP: usize = 16 << 20;
+
+impl Scratch {
+    fn read(&mut self, path: &Path) -> Result<(), String> {
+        self.file.clear();
+        std::fs::File::open(path)
+            .and_then(|mut f| f.read_to_end(&mut self.file))
+            .map(|_| ())
+            .map_err(|e| format!("cannot read: {e}"))
+    }
+
+    fn settle(&mut self) {
+        for buffer in [&mut self.file, &mut self.pixels, &mut self.band] {
+            if buffer.capacity() > KEEP {
+                *buffer = Vec::new();
+            }
+        }
+    }
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// `fit` for every geometry, from the file's bytes; a JPEG decoded only where the crops read.
+fn fit_into(
+    bytes: &[u8],
+    geometries: &[Geometry],
+    out: &mut [&mut [u8]],
+    pixels: &mut Vec<u8>,
+    band: &mut Vec<u8>,
+) -> Result<(), String> {
+    let mut plans = Vec::new();
+    if jpeg::is_jpeg(bytes) {
+        let wanted = |width, height| {
+            plans = geometries
+                .iter()
+                .map(|g| g.resample(width, height))
+                .collect();
+            plans
+                .iter()
+                .map(Resample::reads)
+                .reduce(|a, b| a.union(&b))
+                .unwrap_or_else(|| Rect::whole(width, height))
+        };
+        match jpeg::decode(bytes, wanted, pixels) {
+            jpeg::Decoded::Rgb(rect) => {
+                let len = rect.cols.len() * rect.rows.len() * 3;
+                let src = Pixels {
+                    rgb: &pixels[..len],
+                    rect,
+                };
+                for (plan, o) in plans.into_iter().zip(out.iter_mut()) {
+                    plan.run(&src, o, band);
+                }
+                return Ok(());
+            }
+            jpeg::Decoded::Truncated => return Err(TRUNCATED_JPEG.to_owned()),
+            jpeg::Decoded::Declined => {}
+        }
+    }
+    let image = decode_other(bytes)?;
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let src = Pixels {
+        rgb: image.as_raw(),
+        rect: Rect::whole(width, height),
+    };
+    for (g, o) in geometries.iter().zip(out.iter_mut()) {
+        g.resample(width, height).run(&src, o, band);
+    }
+    Ok(())
+}
+
+const TRUNCATED_JPEG: &str = "corrupt or truncated image: the JPEG data ends early";
 
 /// Any format the `image` crate reads, as 8-bit RGB; JPEGs with libjpeg-turbo where it can.
 pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
     if jpeg::is_jpeg(bytes) {
-        match jpeg::decode(bytes) {
-            jpeg::Decoded::Rgb(image) => return Ok(image),
-            jpeg::Decoded::Truncated => {
-                return Err("corrupt or truncated image: the JPEG data ends early".to_owned())
+        let mut pixels = Vec::new();
+        let whole = |width, height| Rect::whole(width, height);
+        match jpeg::decode(bytes, whole, &mut pixels) {
+            jpeg::Decoded::Rgb(rect) => {
+                let (w, h) = (rect.cols.len() as u32, rect.rows.len() as u32);
+                pixels.truncate(rect.cols.len() * rect.rows.len() * 3);
+                if let Some(image) = RgbImage::from_raw(w, h, pixels) {
+                    return Ok(image);
+                }
             }
+            jpeg::Decoded::Truncated => return Err(TRUNCATED_JPEG.to_owned()),
             jpeg::Decoded::Declined => {}
         }
     }
+    decode_other(bytes)
+}
+
+/// The `image` crate's decoders: every format but the JPEGs libjpeg-turbo decodes.
+fn decode_other(bytes: &[u8]) -> Result<RgbImage, String> {
     let reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| format!("cannot read: {e}"))?;
@@ -91,39 +230,15 @@ pub fn decode(bytes: &[u8]) -> Result<RgbImage, String> {
 }
 
 /// Resize the shorter side to `g.resize`, then centre-crop `g.size`; row-major H x W x 3 bytes.
-pub fn fit(image: &RgbImage, g: Geometry) -> Result<Vec<u8>, String> {
-    let (w, h) = image.dimensions();
-    let (new_w, new_h) = resized_dims(w, h, g.resize);
-    let left = crop_offset(new_w, g.size);
-    let top = crop_offset(new_h, g.size);
-    if (new_w, new_h) == (w, h) {
-        return Ok(crop(image, left, top, g.size));
-    }
-    let (w, h) = (w as usize, h as usize);
-    let at = Crop {
-        out_w: new_w as usize,
-        out_h: new_h as usize,
-        left: left as usize,
-        top: top as usize,
-        size: g.size as usize,
+pub fn fit(image: &RgbImage, g: Geometry) -> Vec<u8> {
+    let (width, height) = (image.width() as usize, image.height() as usize);
+    let mut out = vec![0u8; g.bytes()];
+    let src = Pixels {
+        rgb: image.as_raw(),
+        rect: Rect::whole(width, height),
     };
-    let raw = image.as_raw();
-    Ok(match g.filter {
-        Interpolation::Bilinear => resize_crop(Kernel::Bilinear, raw, w, h, at),
-        Interpolation::Bicubic => resize_crop(Kernel::Bicubic, raw, w, h, at),
-        Interpolation::Nearest => nearest_crop(raw, w, h, at),
-    })
-}
-
-fn crop(image: &RgbImage, left: u32, top: u32, size: u32) -> Vec<u8> {
-    let row = size as usize * 3;
-    let src_row = image.width() as usize * 3;
-    let raw = image.as_raw();
-    let mut out = Vec::with_capacity(row * size as usize);
-    for y in 0..size as usize {
-        let start = (top as usize + y) * src_row + left as usize * 3;
-        out.extend_from_slice(&raw[start..start + row]);
-    }
+    g.resample(width, height)
+        .run(&src, &mut out, &mut Vec::new());
     out
 }
 
@@ -192,8 +307,7 @@ mod tests {
                 resize: 4,
                 filter: Interpolation::Bilinear,
             },
-        )
-        .unwrap();
+        );
         assert_eq!(out, img.as_raw().clone());
     }
 
@@ -214,8 +328,7 @@ mod tests {
                 resize: 4,
                 filter: Interpolation::Bilinear,
             },
-        )
-        .unwrap();
+        );
         assert_eq!(out.len(), 4 * 4 * 3);
         let first_row: Vec<u8> = out[..12].iter().step_by(3).copied().collect();
         assert_eq!(first_row, [10, 10, 200, 200]);
@@ -233,8 +346,7 @@ mod tests {
                     resize: 10,
                     filter,
                 },
-            )
-            .unwrap();
+            );
             assert!(out.chunks(3).all(|p| p == [9, 99, 199]), "{filter:?}");
         }
     }
@@ -250,8 +362,7 @@ mod tests {
                 resize: 256,
                 filter: Interpolation::Bilinear,
             },
-        )
-        .unwrap();
+        );
         assert_eq!(out.len(), 224 * 224 * 3);
         assert!(out.chunks(3).all(|p| p == [1, 2, 3]));
     }

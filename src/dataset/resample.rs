@@ -8,10 +8,13 @@
 //! the horizontal pass is rounded to 8 bits before the vertical one. Only the crop is computed:
 //! output column j of the crop is column `left + j` of the full resize, with the weights the full
 //! resize would use, and the horizontal pass runs only over the source rows the crop's rows
-//! read. Nearest neighbour follows PIL's affine scaling path.
+//! read. Nearest neighbour follows PIL's affine scaling path. A `Resample` is planned from the
+//! image's size alone and says which pixels it reads, so the decoder can decode only those.
 
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+
+use std::ops::Range;
 
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 
@@ -126,32 +129,207 @@ pub struct Crop {
     pub size: usize,
 }
 
-/// The `crop` of the resize of a `width` x `height` interleaved RGB image, as row-major RGB
-/// bytes.
-pub fn resize_crop(kernel: Kernel, rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
-    // The same integer arithmetic, compiled for AVX2 where the CPU has it: the build targets
-    // plain x86-64, whose SSE2 has no 32-bit multiply across lanes.
+/// How a resample computes its pixels.
+#[derive(Debug, Clone, Copy)]
+pub enum Method {
+    Filter(Kernel),
+    Nearest,
+}
+
+/// A rectangle of an image: the columns `cols` of the rows `rows`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rect {
+    pub cols: Range<usize>,
+    pub rows: Range<usize>,
+}
+
+impl Rect {
+    pub fn whole(width: usize, height: usize) -> Rect {
+        Rect {
+            cols: 0..width,
+            rows: 0..height,
+        }
+    }
+
+    /// The smallest rectangle that holds both.
+    pub fn union(&self, other: &Rect) -> Rect {
+        Rect {
+            cols: self.cols.start.min(other.cols.start)..self.cols.end.max(other.cols.end),
+            rows: self.rows.start.min(other.rows.start)..self.rows.end.max(other.rows.end),
+        }
+    }
+
+    pub fn contains(&self, other: &Rect) -> bool {
+        self.cols.start <= other.cols.start
+            && other.cols.end <= self.cols.end
+            && self.rows.start <= other.rows.start
+            && other.rows.end <= self.rows.end
+    }
+}
+
+/// Interleaved RGB bytes of the rectangle `rect` of an image, row after row.
+pub struct Pixels<'a> {
+    pub rgb: &'a [u8],
+    pub rect: Rect,
+}
+
+/// The crop of a resize of one image, planned from the image's size alone: which of its pixels
+/// it reads (so that a decoder may decode only those), then computed from any rectangle that
+/// holds them.
+pub struct Resample {
+    size: usize,
+    how: How,
+}
+
+enum How {
+    /// The resize keeps the size: PIL copies the image, so the crop is cut out of it.
+    Cut {
+        left: usize,
+        top: usize,
+    },
+    /// The source column and row of each output column and row.
+    Nearest {
+        xs: Vec<usize>,
+        ys: Vec<usize>,
+    },
+    Filter {
+        columns: Vec<Taps>,
+        rows: Vec<Taps>,
+    },
+}
+
+impl Resample {
+    /// The `crop` of a resize of a `width` x `height` image.
+    pub fn new(method: Method, width: usize, height: usize, crop: Crop) -> Resample {
+        let Crop {
+            out_w,
+            out_h,
+            left,
+            top,
+            size,
+        } = crop;
+        let how = if (out_w, out_h) == (width, height) {
+            How::Cut { left, top }
+        } else {
+            match method {
+                Method::Nearest => How::Nearest {
+                    xs: nearest_picks(width, out_w, left, size),
+                    ys: nearest_picks(height, out_h, top, size),
+                },
+                Method::Filter(kernel) => How::Filter {
+                    columns: taps(kernel, width, out_w, left, size),
+                    rows: taps(kernel, height, out_h, top, size),
+                },
+            }
+        };
+        Resample { size, how }
+    }
+
+    /// The source pixels it reads.
+    pub fn reads(&self) -> Rect {
+        let span = |taps: &[Taps]| match (taps.first(), taps.last()) {
+            // Taps move right with their output pixel: the first starts first, the last ends last.
+            (Some(a), Some(b)) => a.start..b.start + b.weights.len(),
+            _ => 0..0,
+        };
+        let picks = |p: &[usize]| match (p.first(), p.last()) {
+            (Some(a), Some(b)) => *a..*b + 1,
+            _ => 0..0,
+        };
+        match &self.how {
+            How::Cut { left, top } => Rect {
+                cols: *left..left + self.size,
+                rows: *top..top + self.size,
+            },
+            How::Nearest { xs, ys } => Rect {
+                cols: picks(xs),
+                rows: picks(ys),
+            },
+            How::Filter { columns, rows, .. } => Rect {
+                cols: span(columns),
+                rows: span(rows),
+            },
+        }
+    }
+
+    /// Writes the crop, row-major `size` x `size` x 3 bytes, into `out` from `src`, which holds
+    /// at least `self.reads()`. `band` is working memory, kept by the caller from one image to
+    /// the next.
+    pub fn run(self, src: &Pixels, out: &mut [u8], band: &mut Vec<u8>) {
+        debug_assert!(src.rect.contains(&self.reads()));
+        let (x0, y0) = (src.rect.cols.start, src.rect.rows.start);
+        let width = src.rect.cols.len();
+        let row = width * 3;
+        let size = self.size;
+        match self.how {
+            How::Cut { left, top } => {
+                for (y, o) in out.chunks_exact_mut(size * 3).enumerate() {
+                    let at = (top - y0 + y) * row + (left - x0) * 3;
+                    o.copy_from_slice(&src.rgb[at..at + size * 3]);
+                }
+            }
+            How::Nearest { xs, ys } => {
+                for (&y, o) in ys.iter().zip(out.chunks_exact_mut(size * 3)) {
+                    let line = &src.rgb[(y - y0) * row..(y - y0 + 1) * row];
+                    for (&x, px) in xs.iter().zip(o.chunks_exact_mut(3)) {
+                        px.copy_from_slice(&line[(x - x0) * 3..(x - x0) * 3 + 3]);
+                    }
+                }
+            }
+            How::Filter {
+                mut columns,
+                mut rows,
+            } => {
+                // The taps, counted from the rectangle's corner instead of the image's.
+                columns.iter_mut().for_each(|t| t.start -= x0);
+                rows.iter_mut().for_each(|t| t.start -= y0);
+                filter_crop(&columns, &rows, src.rgb, width, size, out, band);
+            }
+        }
+    }
+}
+
+/// The filtered crop, its horizontal pass compiled for AVX2 where the CPU has it: the build
+/// targets plain x86-64, whose SSE2 has no 32-bit multiply across lanes.
+fn filter_crop(
+    columns: &[Taps],
+    rows: &[Taps],
+    rgb: &[u8],
+    width: usize,
+    size: usize,
+    out: &mut [u8],
+    band: &mut Vec<u8>,
+) {
     #[cfg(target_arch = "x86_64")]
     if std::arch::is_x86_feature_detected!("avx2") {
         // SAFETY: the CPU has AVX2, checked just above.
-        return unsafe { resize_crop_avx2(kernel, rgb, width, height, crop) };
+        return unsafe { filter_crop_avx2(columns, rows, rgb, width, size, out, band) };
     }
-    resize_crop_any(kernel, rgb, width, height, crop, no_simd)
+    filter_crop_any(columns, rows, rgb, width, size, out, band, no_simd)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-unsafe fn resize_crop_avx2(
-    kernel: Kernel,
+unsafe fn filter_crop_avx2(
+    columns: &[Taps],
+    rows: &[Taps],
     rgb: &[u8],
     width: usize,
-    height: usize,
-    crop: Crop,
-) -> Vec<u8> {
+    size: usize,
+    out: &mut [u8],
+    band: &mut Vec<u8>,
+) {
     // The closure inherits this function's AVX2, which the caller checked.
-    resize_crop_any(kernel, rgb, width, height, crop, |c, w, r, t, s, h| {
-        avx2::horizontal(c, w, r, t, s, h)
-    })
+    filter_crop_any(
+        columns,
+        rows,
+        rgb,
+        width,
+        size,
+        out,
+        band,
+        |c, w, r, t, s, h| avx2::horizontal(c, w, r, t, s, h),
+    )
 }
 
 /// A horizontal pass that does nothing (false): where there is no vectorised one.
@@ -159,48 +337,46 @@ fn no_simd(_: &[Taps], _: usize, _: &[u8], _: &mut [u8], _: usize, _: i32) -> bo
     false
 }
 
-/// `simd` is a vectorised horizontal pass, tried first: false when it did nothing.
+/// `columns` and `rows` count from the corner of `rgb`, rows of `width` pixels. `simd` is a
+/// vectorised horizontal pass, tried first: false when it did nothing.
 #[inline(always)]
-fn resize_crop_any(
-    kernel: Kernel,
+#[allow(clippy::too_many_arguments)]
+fn filter_crop_any(
+    columns: &[Taps],
+    rows: &[Taps],
     rgb: &[u8],
     width: usize,
-    height: usize,
-    crop: Crop,
+    size: usize,
+    out: &mut [u8],
+    band: &mut Vec<u8>,
     simd: impl FnOnce(&[Taps], usize, &[u8], &mut [u8], usize, i32) -> bool,
-) -> Vec<u8> {
-    let Crop {
-        out_w,
-        out_h,
-        left,
-        top,
-        size,
-    } = crop;
-    let columns = taps(kernel, width, out_w, left, size);
-    let rows = taps(kernel, height, out_h, top, size);
+) {
     let first_row = rows.first().map_or(0, |t| t.start);
     let last_row = rows.last().map_or(0, |t| t.start + t.weights.len());
     let half = 1i32 << (PRECISION_BITS - 1);
 
-    // Horizontal pass over the source rows the crop reads, rounded to 8 bits as PIL does.
-    let band = last_row - first_row;
-    let mut temp = vec![0u8; band * size * 3];
+    // Horizontal pass over the source rows the crop reads, rounded to 8 bits as PIL does. Every
+    // byte of the band is written before it is read: a kept band needs no clearing.
+    let band_len = (last_row - first_row) * size * 3;
+    if band.len() < band_len {
+        band.resize(band_len, 0);
+    }
+    let temp = &mut band[..band_len];
     let rows_in = &rgb[first_row * width * 3..last_row * width * 3];
     let widest = columns.iter().map(|t| t.weights.len()).max().unwrap_or(0);
-    let done = simd(&columns, width, rows_in, &mut temp, size, half)
+    let done = simd(columns, width, rows_in, temp, size, half)
         || match widest {
-            0..=4 => horizontal_fixed::<4, 12>(&columns, width, rows_in, &mut temp, size, half),
-            5..=6 => horizontal_fixed::<6, 18>(&columns, width, rows_in, &mut temp, size, half),
-            7..=8 => horizontal_fixed::<8, 24>(&columns, width, rows_in, &mut temp, size, half),
+            0..=4 => horizontal_fixed::<4, 12>(columns, width, rows_in, temp, size, half),
+            5..=6 => horizontal_fixed::<6, 18>(columns, width, rows_in, temp, size, half),
+            7..=8 => horizontal_fixed::<8, 24>(columns, width, rows_in, temp, size, half),
             _ => false,
         };
     if !done {
-        horizontal(&columns, width, rows_in, &mut temp, size, half);
+        horizontal(columns, width, rows_in, temp, size, half);
     }
 
     // Vertical pass.
     let stride = size * 3;
-    let mut out = vec![0u8; size * stride];
     let mut acc = vec![0i32; stride];
     for (t, out_row) in rows.iter().zip(out.chunks_exact_mut(stride)) {
         acc.fill(half);
@@ -215,7 +391,6 @@ fn resize_crop_any(
             *o = clip8(a);
         }
     }
-    out
 }
 
 /// The horizontal pass, any number of taps, over `rows` (the band's source rows, `width`
@@ -297,34 +472,17 @@ fn horizontal_fixed<const K: usize, const K3: usize>(
 
 /// PIL's nearest neighbour, its ImagingScaleAffine: source coordinates start at scale / 2 and
 /// grow by `scale` per output pixel, added up in f64 as PIL does (so a pixel centre that lands
-/// on an integer is truncated the same way), and truncated.
-pub fn nearest_crop(rgb: &[u8], width: usize, height: usize, crop: Crop) -> Vec<u8> {
-    let Crop {
-        out_w,
-        out_h,
-        left,
-        top,
-        size,
-    } = crop;
-    let picks = |n_in: usize, n_out: usize, first: usize| -> Vec<usize> {
-        let scale = n_in as f64 / n_out as f64;
-        let mut at = scale * 0.5;
-        let mut out = Vec::with_capacity(size);
-        for i in 0..first + size {
-            if i >= first {
-                out.push((at as usize).min(n_in - 1));
-            }
-            at += scale;
+/// on an integer is truncated the same way), and truncated. The source pixels of outputs
+/// `first..first + count` of a resize from `n_in` to `n_out` pixels.
+fn nearest_picks(n_in: usize, n_out: usize, first: usize, count: usize) -> Vec<usize> {
+    let scale = n_in as f64 / n_out as f64;
+    let mut at = scale * 0.5;
+    let mut out = Vec::with_capacity(count);
+    for i in 0..first + count {
+        if i >= first {
+            out.push((at as usize).min(n_in - 1));
         }
-        out
-    };
-    let xs = picks(width, out_w, left);
-    let mut out = Vec::with_capacity(size * size * 3);
-    for y in picks(height, out_h, top) {
-        let row = &rgb[y * width * 3..(y + 1) * width * 3];
-        for &x in &xs {
-            out.extend_from_slice(&row[x * 3..x * 3 + 3]);
-        }
+        at += scale;
     }
     out
 }
@@ -453,15 +611,99 @@ mod tests {
                     top,
                     size,
                 };
-                let got = resize_crop(kernel, &rgb, w, h, crop);
+                let got = resampled(Method::Filter(kernel), &rgb, w, h, crop);
                 assert_eq!(
                     got,
                     reference(kernel, &rgb, w, h, crop),
                     "{w}x{h} -> {short}"
                 );
-                let any = resize_crop_any(kernel, &rgb, w, h, crop, no_simd);
+                let columns = taps(kernel, w, out_w, left, size);
+                let rows = taps(kernel, h, out_h, top, size);
+                let mut any = vec![0u8; size * size * 3];
+                let band = &mut Vec::new();
+                filter_crop_any(&columns, &rows, &rgb, w, size, &mut any, band, no_simd);
                 assert_eq!(any, got, "{w}x{h} -> {short}, without AVX2");
             }
         }
+    }
+
+    /// Through the plan, on the whole image.
+    fn resampled(method: Method, rgb: &[u8], w: usize, h: usize, crop: Crop) -> Vec<u8> {
+        let mut out = vec![0u8; crop.size * crop.size * 3];
+        let src = Pixels {
+            rgb,
+            rect: Rect::whole(w, h),
+        };
+        Resample::new(method, w, h, crop).run(&src, &mut out, &mut Vec::new());
+        out
+    }
+
+    /// What a decoder that decodes only part of an image relies on: any rectangle that holds
+    /// what the plan reads gives the whole image's bytes, through a band kept dirty from before.
+    #[test]
+    fn a_rectangle_holding_what_it_reads_gives_the_whole_images_bytes() {
+        let mut next = xorshift(0x853c49e6748fea9bu64);
+        let mut checked = 0;
+        for &(w, h, resize, size) in &[
+            (500, 375, 256, 224),
+            (375, 500, 232, 224),
+            (640, 427, 256, 224),
+            (64, 48, 40, 32),
+            (37, 23, 12, 12),
+            (100, 80, 256, 224),
+            (9, 301, 5, 5),
+            (300, 200, 200, 160),
+            (330, 250, 250, 250),
+        ] {
+            let rgb: Vec<u8> = (0..w * h * 3).map(|_| next() as u8).collect();
+            let (out_w, out_h) = if w < h {
+                (resize, resize * h / w)
+            } else {
+                (resize * w / h, resize)
+            };
+            let crop = Crop {
+                out_w,
+                out_h,
+                left: (out_w - size) / 2,
+                top: (out_h - size) / 2,
+                size,
+            };
+            for method in [
+                Method::Filter(Kernel::Bilinear),
+                Method::Filter(Kernel::Bicubic),
+                Method::Nearest,
+            ] {
+                let whole = resampled(method, &rgb, w, h, crop);
+                let reads = Resample::new(method, w, h, crop).reads();
+                assert!(Rect::whole(w, h).contains(&reads));
+                // What it reads, then that with a random margin.
+                for margin in [0, 1 + next() as usize % 9] {
+                    let rect = Rect {
+                        cols: reads.cols.start.saturating_sub(margin)
+                            ..(reads.cols.end + margin).min(w),
+                        rows: reads.rows.start.saturating_sub(margin)
+                            ..(reads.rows.end + margin).min(h),
+                    };
+                    let part: Vec<u8> = rect
+                        .rows
+                        .clone()
+                        .flat_map(|y| {
+                            &rgb[(y * w + rect.cols.start) * 3..(y * w + rect.cols.end) * 3]
+                        })
+                        .copied()
+                        .collect();
+                    let mut band = vec![0xa5u8; 3 * w * h];
+                    let mut out = vec![0u8; size * size * 3];
+                    let src = Pixels { rgb: &part, rect };
+                    Resample::new(method, w, h, crop).run(&src, &mut out, &mut band);
+                    assert_eq!(
+                        out, whole,
+                        "{w}x{h} -> {resize}/{size}, {method:?}, margin {margin}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 9 * 3 * 2);
     }
 }

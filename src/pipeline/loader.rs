@@ -224,16 +224,15 @@ fn make_batch(
         .zip(slots.into_par_iter())
         .map(|(item, mut slot)| {
             let started = Instant::now();
-            let images = catch_unwind(AssertUnwindSafe(|| dataset::load(&item.path, geometries)))
-                .unwrap_or_else(|panic| {
+            catch_unwind(AssertUnwindSafe(|| {
+                dataset::load_into(&item.path, geometries, &mut slot)
+            }))
+            .unwrap_or_else(|panic| {
                 Err(format!(
                     "the decoder failed: {}",
                     panic_text(panic.as_ref())
                 ))
             })?;
-            for (row, image) in slot.iter_mut().zip(images) {
-                row.copy_from_slice(&image);
-            }
             decoding.add_since(started);
             Ok(())
         })
