@@ -20,7 +20,9 @@ this script wrote.
 
 import json
 import os
+import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Union
 
@@ -444,6 +446,26 @@ JPEG_KINDS = {
 }
 
 
+# JPEGs PIL cannot write, made by libjpeg-turbo's cjpeg (Debian: libjpeg-turbo-progs), whose
+# crops must still decode as the whole: every component sampled 2x1, which TurboJPEG labels 4:4:4
+# though its iMCU is 16 px wide; and a progressive JPEG whose scans leave coefficients unrefined
+# (DC and AC never refined below 1 or 2 bits), which libjpeg decodes with block smoothing across
+# a 5x5 neighbourhood of blocks.
+UNREFINED_SCANS = "0,1,2: 0-0, 0, 1;\n0: 1-5, 0, 2;\n2: 1-63, 0, 1;\n1: 1-63, 0, 1;\n0: 6-63, 0, 2;\n"
+CJPEG_KINDS = {
+    "sampled-2x1": ["-sample", "2x1,2x1,2x1"],
+    "sampled-2x1-progressive": ["-sample", "2x1,2x1,2x1", "-progressive"],
+    "unrefined": ["-scans", "SCANS"],
+}
+
+
+def sine_picture(rng, w, h, channels=3):
+    """Smooth colour waves with noise: chroma that varies, as in a photo."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    img = np.stack([128 + 100 * np.sin(xx / 13 + c) * np.cos(yy / 19 - c) for c in range(channels)], axis=2)
+    return np.clip(img + rng.normal(scale=8, size=img.shape), 0, 255).astype(np.uint8)
+
+
 def jpeg_fixtures():
     """JPEGs of the kinds datasets hold, and what PIL decodes from them: convert('RGB') of the
     small ones (not the CMYK one, which zoo-select leaves to the `image` crate), and torchvision's
@@ -455,19 +477,29 @@ def jpeg_fixtures():
     rng = np.random.default_rng(5)
     arrays = {}
     for name, ((w, h), mode, options) in JPEG_KINDS.items():
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
-        img = np.stack([128 + 100 * np.sin(xx / 13 + c) * np.cos(yy / 19 - c) for c in range(4)], axis=2)
-        img = np.clip(img + rng.normal(scale=8, size=img.shape), 0, 255).astype(np.uint8)
+        img = sine_picture(rng, w, h, channels=4)
         picture = Image.fromarray(img[:, :, :3]) if mode != "CMYK" else Image.fromarray(img, "CMYK")
         if mode == "L":
             picture = picture.convert("L")
         picture.save(out / f"{name}.jpg", **options)
         if mode != "CMYK" and name != "photo":
             arrays[f"decoded_{name}"] = np.asarray(Image.open(out / f"{name}.jpg").convert("RGB"))
+    for name, options in CJPEG_KINDS.items():
+        picture = Image.fromarray(sine_picture(rng, 301, 203))
+        with tempfile.TemporaryDirectory() as tmp:
+            ppm = Path(tmp) / "in.ppm"
+            picture.save(ppm)
+            (Path(tmp) / "scans.txt").write_text(UNREFINED_SCANS)
+            args = [a.replace("SCANS", str(Path(tmp) / "scans.txt")) for a in options]
+            try:
+                subprocess.run(["cjpeg", "-quality", "90", *args, "-outfile", str(out / f"{name}.jpg"), str(ppm)], check=True)
+            except FileNotFoundError:
+                sys.exit("jpeg: cjpeg not found: apt-get install libjpeg-turbo-progs")
+        arrays[f"decoded_{name}"] = np.asarray(Image.open(out / f"{name}.jpg").convert("RGB"))
     tf = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224)])
     arrays["fitted_photo_256_224"] = np.asarray(tf(Image.open(out / "photo.jpg").convert("RGB")))
     np.savez_compressed(out / "expected.npz", **arrays)
-    print(f"jpeg: {len(JPEG_KINDS)} files, {len(arrays)} arrays")
+    print(f"jpeg: {len(JPEG_KINDS) + len(CJPEG_KINDS)} files, {len(arrays)} arrays")
 
 
 # --------------------------------------------------------------------------- images + e2e

@@ -11,10 +11,13 @@
 //! which decides all this, is not in the safe wrapper crate's errors.
 //!
 //! Only the rectangle the crops read is decoded (libjpeg-turbo's partial decompression): a
-//! centre crop of a resize reads about 60 % of a 4:3 photo, and the IDCT, upsampling and colour
-//! conversion of the rest are skipped. The entropy decoding, over half of the time, is not: it
-//! cannot skip. With the same pixels (`a_part_is_the_wholes_pixels`), decoding alone went from
-//! 800 to 907 images/s on one core here, kept buffers included (docs/performance.md).
+//! centre crop of a resize reads about 60 % of a 4:3 photo. The columns beside it skip their
+//! IDCT, upsampling and colour conversion, not their entropy decoding, which cannot skip and is
+//! over half the time; the rows below it are not decoded at all, so a truncation there is told
+//! by the missing end-of-image marker instead of libjpeg's warning. Progressive JPEGs get a wider
+//! margin, and unusual sampling factors a whole decode. The pixels are a full decode's
+//! (`a_part_is_the_wholes_pixels`, `odd_layouts_crop_to_the_wholes_pixels`); decoding alone went
+//! from 800 to 907 images/s on one core here, kept buffers included (docs/performance.md).
 
 use std::cell::RefCell;
 use std::ffi::{c_int, CStr};
@@ -50,6 +53,13 @@ const IMCU_WIDTH: [usize; 7] = [8, 16, 16, 8, 8, 32, 8];
 /// edges (libjpeg.txt, jpeg_crop_scanline), so only those may differ from a full decode; rows
 /// come out as in a full decode. `a_part_is_the_wholes_pixels` holds this to the bit.
 const EDGE: usize = 1;
+
+/// iMCUs decoded left of the wanted columns in a progressive JPEG, beyond `EDGE`. Where its
+/// scans leave coefficients unrefined, libjpeg smooths each block with its neighbours two blocks
+/// away, and takes a partial row's first two blocks of each component as the image's left edge
+/// (jdcoefct.c, decompress_smooth_data): at most two iMCUs, whose last pixel's chroma the fancy
+/// upsampling then spreads one column further (`EDGE`). The right side reads real neighbours.
+const SMOOTHED_IMCUS: usize = 2;
 
 /// A TurboJPEG decompression instance.
 struct Handle(tj::tjhandle);
@@ -89,40 +99,30 @@ impl Handle {
         if warned && !self.only_warned() {
             return Decoded::Declined;
         }
+        let [width, height, subsampling, progressive] = [
+            tj::TJPARAM_TJPARAM_JPEGWIDTH,
+            tj::TJPARAM_TJPARAM_JPEGHEIGHT,
+            tj::TJPARAM_TJPARAM_SUBSAMP,
+            tj::TJPARAM_TJPARAM_PROGRESSIVE,
+        ]
         // SAFETY: the handle is live and has read a header.
-        let (width, height, subsampling) = unsafe {
-            (
-                tj::tj3Get(self.0, tj::TJPARAM_TJPARAM_JPEGWIDTH as c_int),
-                tj::tj3Get(self.0, tj::TJPARAM_TJPARAM_JPEGHEIGHT as c_int),
-                tj::tj3Get(self.0, tj::TJPARAM_TJPARAM_SUBSAMP as c_int),
-            )
-        };
+        .map(|param| unsafe { tj::tj3Get(self.0, param as c_int) });
         let (Ok(w), Ok(h)) = (usize::try_from(width), usize::try_from(height)) else {
             return Decoded::Declined;
         };
         if w == 0 || h == 0 || w.saturating_mul(h).saturating_mul(3) > MAX_BYTES {
             return Decoded::Declined;
         }
-        let rect = self.crop(wanted(w, h), w, h, subsampling);
-        let len = rect.cols.len() * rect.rows.len() * 3;
-        let Ok(pitch) = c_int::try_from(rect.cols.len() * 3) else {
-            return Decoded::Declined;
-        };
-        if into.len() < len {
-            into.resize(len, 0);
+        let whole = Rect::whole(w, h);
+        let mut rect = self.crop(wanted(w, h), &whole, subsampling, progressive == 1);
+        let mut status = self.decompress(bytes, &rect, into);
+        if status != 0 && !self.only_warned() && rect != whole {
+            // TurboJPEG's iMCU width comes from the subsampling it names, which for unusual
+            // sampling factors (every component 2x1: "4:4:4") is not the file's: the crop is
+            // refused, and the whole image is decoded instead.
+            rect = self.crop(whole.clone(), &whole, subsampling, false);
+            status = self.decompress(bytes, &rect, into);
         }
-        // SAFETY: `into` holds at least the rectangle's rows of `pitch` bytes, the RGB pixels
-        // libjpeg-turbo writes for the header it has read and the cropping region just set.
-        let status = unsafe {
-            tj::tj3Decompress8(
-                self.0,
-                bytes.as_ptr(),
-                bytes.len() as _,
-                into.as_mut_ptr(),
-                pitch,
-                tj::TJPF_TJPF_RGB as c_int,
-            )
-        };
         if status != 0 {
             if !self.only_warned() {
                 return Decoded::Declined;
@@ -130,19 +130,44 @@ impl Handle {
             warned = true;
         }
         // libjpeg keeps only the first warning's text, so the end of the data is also looked
-        // for: a truncation after another warning still counts. The rows below a cropped
-        // rectangle are still entropy-decoded (skipped, not left), so a truncation there warns.
-        if warned && (self.message().contains(TRUNCATED) || !ends_after_its_scan(bytes)) {
+        // for: a truncation after another warning still counts. Rows below a cropped rectangle
+        // are not decoded at all (libjpeg skips to the end without reading), so there the end
+        // is looked for whether or not libjpeg warned.
+        let looked = warned || rect.rows.end < h;
+        if (warned && self.message().contains(TRUNCATED)) || (looked && !ends_after_its_scan(bytes))
+        {
             return Decoded::Truncated;
         }
         Decoded::Rgb(rect)
     }
 
-    /// Sets the instance's cropping region for `wanted` of a `width` x `height` image and
-    /// returns the rectangle it will decode: `wanted` widened by `EDGE` and moved left to an
-    /// iMCU boundary, or the whole image where libjpeg-turbo cannot crop.
-    fn crop(&self, wanted: Rect, width: usize, height: usize, subsampling: c_int) -> Rect {
-        let whole = Rect::whole(width, height);
+    /// tj3Decompress8 of the rectangle the cropping region was set for into `into`, grown to
+    /// hold it; its status.
+    fn decompress(&self, bytes: &[u8], rect: &Rect, into: &mut Vec<u8>) -> c_int {
+        let len = rect.cols.len() * rect.rows.len() * 3;
+        if into.len() < len {
+            into.resize(len, 0);
+        }
+        // SAFETY: `into` holds at least the rectangle's rows of `cols * 3` bytes (below
+        // MAX_BYTES, so the pitch fits a c_int), the RGB pixels libjpeg-turbo writes for the
+        // header it has read and the cropping region set for `rect`.
+        unsafe {
+            tj::tj3Decompress8(
+                self.0,
+                bytes.as_ptr(),
+                bytes.len() as _,
+                into.as_mut_ptr(),
+                (rect.cols.len() * 3) as c_int,
+                tj::TJPF_TJPF_RGB as c_int,
+            )
+        }
+    }
+
+    /// Sets the instance's cropping region for `wanted` of the image `whole` and returns the
+    /// rectangle it will decode: `wanted` widened by `EDGE` (and, progressive, by the reach of
+    /// block smoothing) and moved left to an iMCU boundary, or the whole image where
+    /// libjpeg-turbo cannot crop.
+    fn crop(&self, wanted: Rect, whole: &Rect, subsampling: c_int, progressive: bool) -> Rect {
         let region = |r: &Rect| tj::tjregion {
             x: r.cols.start as c_int,
             y: r.rows.start as c_int,
@@ -154,13 +179,19 @@ impl Handle {
             .and_then(|s| IMCU_WIDTH.get(s).copied());
         let sane = whole.contains(&wanted) && !wanted.cols.is_empty() && !wanted.rows.is_empty();
         if let Some(imcu) = imcu.filter(|_| sane) {
-            let left = wanted.cols.start.saturating_sub(EDGE) / imcu * imcu;
+            let reach = EDGE
+                + if progressive {
+                    SMOOTHED_IMCUS * imcu
+                } else {
+                    0
+                };
+            let left = wanted.cols.start.saturating_sub(reach) / imcu * imcu;
             let rect = Rect {
-                cols: left..(wanted.cols.end + EDGE).min(width),
+                cols: left..(wanted.cols.end + EDGE).min(whole.cols.end),
                 rows: wanted.rows.clone(),
             };
             // SAFETY: the handle is live and has read the header the region lies in.
-            if rect != whole && unsafe { tj::tj3SetCroppingRegion(self.0, region(&rect)) } == 0 {
+            if rect != *whole && unsafe { tj::tj3SetCroppingRegion(self.0, region(&rect)) } == 0 {
                 return rect;
             }
         }
@@ -172,7 +203,7 @@ impl Handle {
         };
         // SAFETY: the handle is live; an all-zero region (TJUNCROPPED) always succeeds.
         unsafe { tj::tj3SetCroppingRegion(self.0, uncropped) };
-        whole
+        whole.clone()
     }
 }
 
@@ -195,13 +226,13 @@ pub fn is_jpeg(bytes: &[u8]) -> bool {
 
 /// Whether an end-of-image marker (FF D9) follows the first start-of-scan (FF DA). Coded data
 /// holds no FF D9 (a data byte FF is followed by 00, a restart marker by D0-D7), and one before
-/// the scan may be an embedded thumbnail's, so this is the main image's end.
+/// the scan may be an embedded thumbnail's, so this is the main image's end. Both are looked for
+/// from the nearer end of the file, where they lie: this runs for most images.
 fn ends_after_its_scan(bytes: &[u8]) -> bool {
     let marker = |m: u8| move |w: &[u8]| w[0] == 0xff && w[1] == m;
-    match bytes.windows(2).position(marker(0xda)) {
-        Some(scan) => bytes[scan..].windows(2).any(marker(0xd9)),
-        None => false,
-    }
+    let scan = bytes.windows(2).position(marker(0xda));
+    let end = bytes.windows(2).rposition(marker(0xd9));
+    matches!((scan, end), (Some(scan), Some(end)) if end > scan)
 }
 
 /// The rectangle `wanted(width, height)` of the JPEG (or a larger one: the rectangle returned)
@@ -289,6 +320,79 @@ mod tests {
         }
     }
 
+    /// Decodes `wanted` of the JPEG: the rectangle decoded and its pixels.
+    fn part(bytes: &[u8], wanted: &Rect) -> Result<(Rect, Vec<u8>), &'static str> {
+        let mut pixels = vec![0x5au8; 3];
+        match decode(bytes, |_, _| wanted.clone(), &mut pixels) {
+            Decoded::Rgb(rect) => Ok((rect, pixels)),
+            Decoded::Truncated => Err("truncated"),
+            Decoded::Declined => Err("declined"),
+        }
+    }
+
+    /// Whether `wanted` of `got` (the rectangle `rect` of an image `w` wide) is `all`'s.
+    fn same_part(got: &(Rect, Vec<u8>), wanted: &Rect, all: &[u8], w: usize) -> bool {
+        let (rect, pixels) = got;
+        let stride = rect.cols.len() * 3;
+        let n = wanted.cols.len() * 3;
+        rect.contains(wanted)
+            && wanted.rows.clone().all(|y| {
+                let at = (y - rect.rows.start) * stride + (wanted.cols.start - rect.cols.start) * 3;
+                let from = (y * w + wanted.cols.start) * 3;
+                pixels[at..at + n] == all[from..from + n]
+            })
+    }
+
+    #[test]
+    fn a_truncation_below_the_rectangle_is_refused() {
+        // libjpeg does not read the rows below a cropped rectangle, so it cannot warn there.
+        let all = fixture("photo.jpg");
+        let top = Rect {
+            cols: 100..300,
+            rows: 0..200,
+        };
+        assert!(part(&all, &top).is_ok());
+        for cut in [all.len() - 2, all.len() * 95 / 100, all.len() * 3 / 4] {
+            assert_eq!(part(&all[..cut], &top).err(), Some("truncated"), "{cut}");
+        }
+    }
+
+    /// Files TurboJPEG's encoder cannot make (scripts/make_fixtures.py, with cjpeg): every
+    /// component sampled 2x1, whose iMCU is wider than TurboJPEG's "4:4:4" says (the crop is
+    /// refused, and the whole decoded), baseline and progressive; and a progressive JPEG whose
+    /// scans leave coefficients unrefined, which libjpeg decodes with block smoothing.
+    #[test]
+    fn odd_layouts_crop_to_the_wholes_pixels() {
+        let mut next = xorshift(0xbb67ae8584caa73b);
+        for name in [
+            "sampled-2x1.jpg",
+            "sampled-2x1-progressive.jpg",
+            "unrefined.jpg",
+        ] {
+            let jpeg = fixture(name);
+            let all = whole(&jpeg).unwrap();
+            let (w, h) = (301, 203);
+            assert_eq!(all.len(), w * h * 3, "{name}");
+            let mut cropped = 0;
+            for _ in 0..200 {
+                let (x0, y0) = (next() % w, next() % h);
+                let wanted = Rect {
+                    cols: x0..x0 + 1 + next() % (w - x0),
+                    rows: y0..y0 + 1 + next() % (h - y0),
+                };
+                let got = part(&jpeg, &wanted).unwrap();
+                assert!(
+                    same_part(&got, &wanted, &all, w),
+                    "{name}: {wanted:?}, decoded {:?}",
+                    got.0
+                );
+                cropped += (got.0 != Rect::whole(w, h)) as usize;
+            }
+            // About half the left edges of the 2x1 files fall on a true iMCU boundary.
+            assert!(cropped > 60, "{name}: {cropped} of 200 cropped");
+        }
+    }
+
     /// A JPEG of `rgb` (`w` x `h`) made by libjpeg-turbo's own encoder.
     fn encode(rgb: &[u8], w: usize, h: usize, params: &[(tj::TJPARAM, c_int)]) -> Vec<u8> {
         // SAFETY: a compressor used on `rgb`, which holds `h` rows of `w` RGB pixels; the
@@ -368,22 +472,13 @@ mod tests {
                     cols: x0..x0 + 1 + next() % (w - x0),
                     rows: y0..y0 + 1 + next() % (h - y0),
                 };
-                let mut part = vec![0x5au8; 3];
-                let Decoded::Rgb(got) = decode(&jpeg, |_, _| want.clone(), &mut part) else {
-                    panic!("case {case}: not decoded");
-                };
-                assert!(got.contains(&want), "case {case}: {got:?} lacks {want:?}");
-                cropped += (got != Rect::whole(w, h)) as usize;
-                let stride = got.cols.len() * 3;
-                for y in want.rows.clone() {
-                    let at = (y - got.rows.start) * stride + (want.cols.start - got.cols.start) * 3;
-                    let from = (y * w + want.cols.start) * 3;
-                    assert_eq!(
-                        part[at..at + want.cols.len() * 3],
-                        all[from..from + want.cols.len() * 3],
-                        "case {case} ({w}x{h}, subsampling {subsampling}, {params:?}): row {y} of {want:?}, decoded {got:?}"
-                    );
-                }
+                let got = part(&jpeg, &want).unwrap();
+                assert!(
+                    same_part(&got, &want, &all, w),
+                    "case {case} ({w}x{h}, subsampling {subsampling}, {params:?}): {want:?}, decoded {:?}",
+                    got.0
+                );
+                cropped += (got.0 != Rect::whole(w, h)) as usize;
             }
         }
         // Most rectangles are cropped, not decoded whole.

@@ -256,7 +256,13 @@ impl Resample {
     /// at least `self.reads()`. `band` is working memory, kept by the caller from one image to
     /// the next.
     pub fn run(self, src: &Pixels, out: &mut [u8], band: &mut Vec<u8>) {
-        debug_assert!(src.rect.contains(&self.reads()));
+        // Cheap beside the resample, and a short rectangle would otherwise shift rows silently.
+        assert!(
+            src.rect.contains(&self.reads()),
+            "the decoded rectangle {:?} lacks what the resample reads, {:?}",
+            src.rect,
+            self.reads()
+        );
         let (x0, y0) = (src.rect.cols.start, src.rect.rows.start);
         let width = src.rect.cols.len();
         let row = width * 3;
