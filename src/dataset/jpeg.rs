@@ -254,6 +254,7 @@ pub fn decode(
 
 #[cfg(test)]
 mod tests {
+    use super::super::xorshift;
     use super::*;
 
     fn fixture(name: &str) -> Vec<u8> {
@@ -375,11 +376,7 @@ mod tests {
             assert_eq!(all.len(), w * h * 3, "{name}");
             let mut cropped = 0;
             for _ in 0..200 {
-                let (x0, y0) = (next() % w, next() % h);
-                let wanted = Rect {
-                    cols: x0..x0 + 1 + next() % (w - x0),
-                    rows: y0..y0 + 1 + next() % (h - y0),
-                };
+                let wanted = random_rect(&mut next, w, h);
                 let got = part(&jpeg, &wanted).unwrap();
                 assert!(
                     same_part(&got, &wanted, &all, w),
@@ -422,13 +419,13 @@ mod tests {
         }
     }
 
-    /// A seeded xorshift64 generator.
-    fn xorshift(mut state: u64) -> impl FnMut() -> usize {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state as usize
+    /// A random rectangle of a `w` x `h` image.
+    fn random_rect(next: &mut impl FnMut() -> u64, w: usize, h: usize) -> Rect {
+        let mut n = || next() as usize;
+        let (x0, y0) = (n() % w, n() % h);
+        Rect {
+            cols: x0..x0 + 1 + n() % (w - x0),
+            rows: y0..y0 + 1 + n() % (h - y0),
         }
     }
 
@@ -440,12 +437,12 @@ mod tests {
         let mut next = xorshift(0x6a09e667f3bcc909);
         let mut cropped = 0;
         for case in 0..280 {
-            let (w, h) = (1 + next() % 300, 1 + next() % 220);
+            let (w, h) = (1 + next() as usize % 300, 1 + next() as usize % 220);
             // Colour gradients with noise: chroma that varies, so upsampling shows.
             let rgb: Vec<u8> = (0..w * h)
                 .flat_map(|i| {
                     let (x, y) = (i % w, i / w);
-                    let n = next();
+                    let n = next() as usize;
                     [
                         (x * 255 / w) as u8 ^ (n & 31) as u8,
                         (y * 255 / h) as u8,
@@ -467,11 +464,7 @@ mod tests {
             let jpeg = encode(&rgb, w, h, &params);
             let all = whole(&jpeg).unwrap();
             for _ in 0..4 {
-                let (x0, y0) = (next() % w, next() % h);
-                let want = Rect {
-                    cols: x0..x0 + 1 + next() % (w - x0),
-                    rows: y0..y0 + 1 + next() % (h - y0),
-                };
+                let want = random_rect(&mut next, w, h);
                 let got = part(&jpeg, &want).unwrap();
                 assert!(
                     same_part(&got, &want, &all, w),

@@ -24,3 +24,14 @@ pub struct Skip {
     pub path: std::path::PathBuf,
     pub reason: String,
 }
+
+/// A seeded xorshift64 generator: random test inputs without a dependency.
+#[cfg(test)]
+fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
+    move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    }
+}

@@ -495,6 +495,7 @@ fn nearest_picks(n_in: usize, n_out: usize, first: usize, count: usize) -> Vec<u
 
 #[cfg(test)]
 mod tests {
+    use super::super::xorshift;
     use super::*;
 
     /// The generic loop, without the fixed-width windows or AVX2: the reference.
@@ -532,16 +533,6 @@ mod tests {
             }
         }
         out
-    }
-
-    /// A seeded xorshift64 generator: random test images without a dependency.
-    fn xorshift(mut state: u64) -> impl FnMut() -> u64 {
-        move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        }
     }
 
     /// The AVX2 horizontal pass on its own against the scalar one, where the CPU has AVX2 (the
