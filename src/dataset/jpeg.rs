@@ -16,8 +16,8 @@
 //! over half the time; the rows below it are not decoded at all, so a truncation there is told
 //! by the missing end-of-image marker instead of libjpeg's warning. Progressive JPEGs get a wider
 //! margin, and unusual sampling factors a whole decode. The pixels are a full decode's
-//! (`a_part_is_the_wholes_pixels`, `odd_layouts_crop_to_the_wholes_pixels`); decoding alone went
-//! from 800 to 907 images/s on one core here, kept buffers included (docs/performance.md).
+//! (`a_part_is_the_wholes_pixels`, `odd_layouts_crop_to_the_wholes_pixels`). What it saves is in
+//! docs/performance.md ("Where the time went").
 
 use std::cell::RefCell;
 use std::ffi::{c_int, CStr};
