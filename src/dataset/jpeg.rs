@@ -344,6 +344,30 @@ mod tests {
             })
     }
 
+    /// Decodes `n` random rectangles of `jpeg` (`w` x `h`) and asserts each is `all`'s, the
+    /// whole decode; how many were decoded cropped rather than whole.
+    fn parts_match(
+        jpeg: &[u8],
+        all: &[u8],
+        (w, h): (usize, usize),
+        n: usize,
+        next: &mut impl FnMut() -> u64,
+        label: &str,
+    ) -> usize {
+        let mut cropped = 0;
+        for _ in 0..n {
+            let wanted = random_rect(next, w, h);
+            let got = part(jpeg, &wanted).unwrap();
+            assert!(
+                same_part(&got, &wanted, all, w),
+                "{label}: {wanted:?}, decoded {:?}",
+                got.0
+            );
+            cropped += (got.0 != Rect::whole(w, h)) as usize;
+        }
+        cropped
+    }
+
     #[test]
     fn a_truncation_below_the_rectangle_is_refused() {
         // libjpeg does not read the rows below a cropped rectangle, so it cannot warn there.
@@ -374,17 +398,7 @@ mod tests {
             let all = whole(&jpeg).unwrap();
             let (w, h) = (301, 203);
             assert_eq!(all.len(), w * h * 3, "{name}");
-            let mut cropped = 0;
-            for _ in 0..200 {
-                let wanted = random_rect(&mut next, w, h);
-                let got = part(&jpeg, &wanted).unwrap();
-                assert!(
-                    same_part(&got, &wanted, &all, w),
-                    "{name}: {wanted:?}, decoded {:?}",
-                    got.0
-                );
-                cropped += (got.0 != Rect::whole(w, h)) as usize;
-            }
+            let cropped = parts_match(&jpeg, &all, (w, h), 200, &mut next, name);
             // About half the left edges of the 2x1 files fall on a true iMCU boundary.
             assert!(cropped > 60, "{name}: {cropped} of 200 cropped");
         }
@@ -463,16 +477,8 @@ mod tests {
             }
             let jpeg = encode(&rgb, w, h, &params);
             let all = whole(&jpeg).unwrap();
-            for _ in 0..4 {
-                let want = random_rect(&mut next, w, h);
-                let got = part(&jpeg, &want).unwrap();
-                assert!(
-                    same_part(&got, &want, &all, w),
-                    "case {case} ({w}x{h}, subsampling {subsampling}, {params:?}): {want:?}, decoded {:?}",
-                    got.0
-                );
-                cropped += (got.0 != Rect::whole(w, h)) as usize;
-            }
+            let label = format!("case {case} ({w}x{h}, subsampling {subsampling}, {params:?})");
+            cropped += parts_match(&jpeg, &all, (w, h), 4, &mut next, &label);
         }
         // Most rectangles are cropped, not decoded whole.
         assert!(cropped > 800, "{cropped} of 1,120 cropped");
