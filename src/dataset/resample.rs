@@ -58,50 +58,102 @@ impl Kernel {
     }
 }
 
-/// Fixed-point weights of the source pixels `start..start + weights.len()` for one output pixel.
+/// Fixed-point weights of every output pixel of one axis, in one table as PIL keeps them: output
+/// `i` reads source pixels `starts[i]..starts[i] + lens[i]` with the first `lens[i]` of its
+/// `ksize` weights. Two vectors per output pixel were 900 allocations an image, on a heap that a
+/// GPU machine's decoding threads share (allocator.rs).
 struct Taps {
-    start: usize,
+    ksize: usize,
+    starts: Vec<usize>,
+    lens: Vec<usize>,
     weights: Vec<i32>,
+}
+
+/// One output pixel's taps: the weights of source pixels `start..start + weights.len()`.
+#[derive(Clone, Copy)]
+struct Tap<'a> {
+    start: usize,
+    weights: &'a [i32],
 }
 
 /// PIL's precompute_coeffs + normalize_coeffs_8bpc for outputs `first..first + count` of a
 /// resize from `in_size` to `out_size` pixels.
-fn taps(kernel: Kernel, in_size: usize, out_size: usize, first: usize, count: usize) -> Vec<Taps> {
+fn taps(kernel: Kernel, in_size: usize, out_size: usize, first: usize, count: usize) -> Taps {
     let scale = in_size as f64 / out_size as f64;
     let filter_scale = scale.max(1.0);
     let support = kernel.support() * filter_scale;
     let inv = 1.0 / filter_scale;
-    (first..first + count)
-        .map(|xx| {
-            let center = (xx as f64 + 0.5) * scale;
-            // PIL truncates with (int)(... + 0.5).
-            let xmin = ((center - support + 0.5) as i64).max(0) as usize;
-            let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let raw: Vec<f64> = (xmin..xmax)
-                .map(|x| kernel.weight((x as f64 - center + 0.5) * inv))
-                .collect();
-            let total: f64 = raw.iter().sum();
-            let one = (1u32 << PRECISION_BITS) as f64;
-            let weights = raw
-                .iter()
-                .map(|&w| {
-                    let w = if total != 0.0 { w / total } else { 0.0 };
-                    if w < 0.0 {
-                        (-0.5 + w * one) as i32
-                    } else {
-                        (0.5 + w * one) as i32
-                    }
-                })
-                .collect();
-            Taps {
-                start: xmin,
-                weights,
-            }
-        })
-        .collect()
+    // PIL's bound on a pixel's taps: xmax - xmin <= 2 support + 1.
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut out = Taps {
+        ksize,
+        starts: Vec::with_capacity(count),
+        lens: Vec::with_capacity(count),
+        weights: vec![0; count * ksize],
+    };
+    let mut raw = Vec::with_capacity(ksize);
+    let one = (1u32 << PRECISION_BITS) as f64;
+    for (xx, weights) in (first..first + count).zip(out.weights.chunks_exact_mut(ksize)) {
+        let center = (xx as f64 + 0.5) * scale;
+        // PIL truncates with (int)(... + 0.5).
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        raw.clear();
+        raw.extend((xmin..xmax).map(|x| kernel.weight((x as f64 - center + 0.5) * inv)));
+        assert!(
+            raw.len() <= ksize,
+            "{} taps against PIL's bound {ksize}",
+            raw.len()
+        );
+        let total: f64 = raw.iter().sum();
+        for (o, &w) in weights.iter_mut().zip(&raw) {
+            let w = if total != 0.0 { w / total } else { 0.0 };
+            *o = if w < 0.0 {
+                (-0.5 + w * one) as i32
+            } else {
+                (0.5 + w * one) as i32
+            };
+        }
+        out.starts.push(xmin);
+        out.lens.push(raw.len());
+    }
+    out
 }
 
 impl Taps {
+    fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    fn iter(&self) -> impl DoubleEndedIterator<Item = Tap<'_>> + '_ {
+        let weights = self.weights.chunks_exact(self.ksize);
+        (self.starts.iter().zip(&self.lens).zip(weights)).map(|((&start, &len), w)| Tap {
+            start,
+            weights: &w[..len],
+        })
+    }
+
+    /// The source pixels they read: taps move right with their output pixel, so the first
+    /// starts first and the last ends last.
+    fn span(&self) -> Range<usize> {
+        match (self.iter().next(), self.iter().next_back()) {
+            (Some(a), Some(b)) => a.start..b.start + b.weights.len(),
+            _ => 0..0,
+        }
+    }
+
+    /// The most taps of any output pixel.
+    fn widest(&self) -> usize {
+        self.lens.iter().copied().max().unwrap_or(0)
+    }
+
+    /// Counted from source pixel `origin` instead of 0.
+    fn shift(&mut self, origin: usize) {
+        self.starts.iter_mut().for_each(|s| *s -= origin);
+    }
+}
+
+impl Tap<'_> {
     /// Fills `w` (zeros beyond the taps) with the weights of a window of `w.len()` pixels and
     /// returns its first pixel: the taps' own, moved left where the window would pass the row's
     /// end (`width`, at least `w.len()`). Integer sums, so the zeros change no bit.
@@ -109,7 +161,7 @@ impl Taps {
         let start = self.start.min(width - w.len());
         w.fill(0);
         w[self.start - start..self.start - start + self.weights.len()]
-            .copy_from_slice(&self.weights);
+            .copy_from_slice(self.weights);
         start
     }
 }
@@ -193,8 +245,8 @@ enum How {
         ys: Vec<usize>,
     },
     Filter {
-        columns: Vec<Taps>,
-        rows: Vec<Taps>,
+        columns: Taps,
+        rows: Taps,
     },
 }
 
@@ -227,11 +279,6 @@ impl Resample {
 
     /// The source pixels it reads.
     pub fn reads(&self) -> Rect {
-        let span = |taps: &[Taps]| match (taps.first(), taps.last()) {
-            // Taps move right with their output pixel: the first starts first, the last ends last.
-            (Some(a), Some(b)) => a.start..b.start + b.weights.len(),
-            _ => 0..0,
-        };
         let picks = |p: &[usize]| match (p.first(), p.last()) {
             (Some(a), Some(b)) => *a..*b + 1,
             _ => 0..0,
@@ -245,9 +292,9 @@ impl Resample {
                 cols: picks(xs),
                 rows: picks(ys),
             },
-            How::Filter { columns, rows, .. } => Rect {
-                cols: span(columns),
-                rows: span(rows),
+            How::Filter { columns, rows } => Rect {
+                cols: columns.span(),
+                rows: rows.span(),
             },
         }
     }
@@ -287,8 +334,8 @@ impl Resample {
                 mut rows,
             } => {
                 // The taps, counted from the rectangle's corner instead of the image's.
-                columns.iter_mut().for_each(|t| t.start -= x0);
-                rows.iter_mut().for_each(|t| t.start -= y0);
+                columns.shift(x0);
+                rows.shift(y0);
                 filter_crop(&columns, &rows, src.rgb, width, size, out, band);
             }
         }
@@ -298,8 +345,8 @@ impl Resample {
 /// The filtered crop, its horizontal pass compiled for AVX2 where the CPU has it: the build
 /// targets plain x86-64, whose SSE2 has no 32-bit multiply across lanes.
 fn filter_crop(
-    columns: &[Taps],
-    rows: &[Taps],
+    columns: &Taps,
+    rows: &Taps,
     rgb: &[u8],
     width: usize,
     size: usize,
@@ -317,8 +364,8 @@ fn filter_crop(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn filter_crop_avx2(
-    columns: &[Taps],
-    rows: &[Taps],
+    columns: &Taps,
+    rows: &Taps,
     rgb: &[u8],
     width: usize,
     size: usize,
@@ -339,7 +386,7 @@ unsafe fn filter_crop_avx2(
 }
 
 /// A horizontal pass that does nothing (false): where there is no vectorised one.
-fn no_simd(_: &[Taps], _: usize, _: &[u8], _: &mut [u8], _: usize, _: i32) -> bool {
+fn no_simd(_: &Taps, _: usize, _: &[u8], _: &mut [u8], _: usize, _: i32) -> bool {
     false
 }
 
@@ -348,17 +395,19 @@ fn no_simd(_: &[Taps], _: usize, _: &[u8], _: &mut [u8], _: usize, _: i32) -> bo
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn filter_crop_any(
-    columns: &[Taps],
-    rows: &[Taps],
+    columns: &Taps,
+    rows: &Taps,
     rgb: &[u8],
     width: usize,
     size: usize,
     out: &mut [u8],
     band: &mut Vec<u8>,
-    simd: impl FnOnce(&[Taps], usize, &[u8], &mut [u8], usize, i32) -> bool,
+    simd: impl FnOnce(&Taps, usize, &[u8], &mut [u8], usize, i32) -> bool,
 ) {
-    let first_row = rows.first().map_or(0, |t| t.start);
-    let last_row = rows.last().map_or(0, |t| t.start + t.weights.len());
+    let Range {
+        start: first_row,
+        end: last_row,
+    } = rows.span();
     let half = 1i32 << (PRECISION_BITS - 1);
 
     // Horizontal pass over the source rows the crop reads, rounded to 8 bits as PIL does. Every
@@ -369,7 +418,7 @@ fn filter_crop_any(
     }
     let temp = &mut band[..band_len];
     let rows_in = &rgb[first_row * width * 3..last_row * width * 3];
-    let widest = columns.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+    let widest = columns.widest();
     let done = simd(columns, width, rows_in, temp, size, half)
         || match widest {
             0..=4 => horizontal_fixed::<4, 12>(columns, width, rows_in, temp, size, half),
@@ -402,14 +451,7 @@ fn filter_crop_any(
 /// The horizontal pass, any number of taps, over `rows` (the band's source rows, `width`
 /// pixels each).
 #[inline(always)]
-fn horizontal(
-    columns: &[Taps],
-    width: usize,
-    rows: &[u8],
-    temp: &mut [u8],
-    size: usize,
-    half: i32,
-) {
+fn horizontal(columns: &Taps, width: usize, rows: &[u8], temp: &mut [u8], size: usize, half: i32) {
     for (src, out_row) in rows
         .chunks_exact(width * 3)
         .zip(temp.chunks_exact_mut(size * 3))
@@ -435,7 +477,7 @@ fn horizontal(
 /// `K3` is 3 `K`, the window's bytes.
 #[inline(always)]
 fn horizontal_fixed<const K: usize, const K3: usize>(
-    columns: &[Taps],
+    columns: &Taps,
     width: usize,
     rows: &[u8],
     temp: &mut [u8],
@@ -509,8 +551,10 @@ mod tests {
         } = crop;
         let columns = taps(kernel, w, out_w, left, size);
         let rows = taps(kernel, h, out_h, top, size);
-        let first = rows.first().map_or(0, |t| t.start);
-        let last = rows.last().map_or(0, |t| t.start + t.weights.len());
+        let Range {
+            start: first,
+            end: last,
+        } = rows.span();
         let half = 1i32 << (PRECISION_BITS - 1);
         let mut temp = vec![0u8; (last - first) * size * 3];
         horizontal(

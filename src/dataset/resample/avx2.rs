@@ -27,8 +27,8 @@ struct Windows {
 impl Windows {
     /// None when a window would be wider than the row.
     #[target_feature(enable = "avx2")]
-    fn new(columns: &[Taps], width: usize) -> Option<Windows> {
-        let widest = columns.iter().map(|t| t.weights.len()).max().unwrap_or(0);
+    fn new(columns: &Taps, width: usize) -> Option<Windows> {
+        let widest = columns.widest();
         let groups = widest.div_ceil(GROUP).max(1);
         let taps = groups * GROUP;
         if width < taps {
@@ -37,7 +37,7 @@ impl Windows {
         let mut starts = Vec::with_capacity(columns.len());
         let mut weights = Vec::with_capacity(columns.len() * groups);
         let mut w = vec![0i32; taps];
-        for t in columns {
+        for t in columns.iter() {
             starts.push(t.window(width, &mut w) * 3);
             for g in w.chunks_exact(GROUP) {
                 let high: [i16; GROUP] = std::array::from_fn(|k| (g[k] >> 11) as i16);
@@ -76,7 +76,7 @@ fn spread() -> __m256i {
 /// wider than the row.
 #[target_feature(enable = "avx2")]
 pub(super) fn horizontal(
-    columns: &[Taps],
+    columns: &Taps,
     width: usize,
     rows: &[u8],
     temp: &mut [u8],
