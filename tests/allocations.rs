@@ -1,8 +1,9 @@
-//! What a decoding thread allocates per image once its buffers are warm: a few blocks per
+//! What a decoding thread allocates in Rust per image once its buffers are warm: a few blocks per
 //! geometry, not a few per output pixel. A GPU machine's decoding threads share one heap
-//! (src/allocator.rs), where every allocation contends for its lock: with two vectors per output
-//! pixel (about 900 allocations per image and geometry), two threads decoding small PNGs on one
-//! heap ran at 0.70 of their rate with a heap each (docs/performance.md).
+//! (src/allocator.rs), where every allocation takes its lock: with two vectors per output pixel
+//! (about 900 allocations per image for a 224 px crop), two threads decoding small PNGs on one
+//! heap ran at 0.70 of their rate with an arena each (docs/performance.md). libjpeg-turbo's own
+//! mallocs bypass Rust's allocator and are not counted.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
@@ -19,8 +20,7 @@ thread_local! {
 }
 
 fn count() {
-    // Not during the thread's teardown, when the counter may be gone.
-    let _ = ALLOCATIONS.try_with(|n| n.set(n.get() + 1));
+    ALLOCATIONS.with(|n| n.set(n.get() + 1));
 }
 
 // SAFETY: every call is passed on to the system allocator unchanged.
@@ -74,8 +74,10 @@ fn a_warm_decoding_thread_allocates_a_few_blocks_per_image_and_geometry() {
         load_into(&path, &geometries, &mut slots).unwrap();
         let allocations = ALLOCATIONS.with(Cell::get) - before;
         eprintln!("{file}: {allocations} allocations");
+        // Per geometry: the plan's tables, the AVX2 windows, the vertical pass's row; a PNG's
+        // decoder and image besides.
         assert!(
-            allocations <= 24 * geometries.len(),
+            allocations <= 32 * geometries.len(),
             "{file}: {allocations} allocations for one image"
         );
     }
