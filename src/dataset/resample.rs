@@ -621,7 +621,7 @@ mod tests {
     #[test]
     fn every_path_gives_the_generic_loops_bytes() {
         let mut next = xorshift(0x9e3779b97f4a7c15u64);
-        // Down- and upscales, from 1 to 12 taps, narrow images (wider windows than the row).
+        // Down- and upscales, from 1 to 120 taps, narrow images (wider windows than the row).
         for &(w, h, short) in &[
             (500, 375, 256),
             (500, 375, 232),
@@ -635,6 +635,8 @@ mod tests {
             (1024, 683, 256),
             (100, 80, 256),
             (9, 301, 5),
+            // A 30x downscale: 60 and 120 taps, one under PIL's bound on them.
+            (3000, 300, 10),
         ] {
             let rgb: Vec<u8> = (0..w * h * 3).map(|_| next() as u8).collect();
             let (out_w, out_h) = if w < h {
