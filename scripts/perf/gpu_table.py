@@ -59,7 +59,7 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
     r = json.loads(path.read_text())
     loops = r["forward_loop"]
     lines = [
-        f"`QUICK=1 scripts/perf/gpu-pass` on a lent {r['gpu'].split(',')[0]} ({r['cores']} CPU cores), "
+        f"`{'QUICK=1 ' if r.get('quick', True) else ''}scripts/perf/gpu-pass` on a lent {r['gpu'].split(',')[0]} ({r['cores']} CPU cores), "
         f"the same images and models as above, f32; figures in `{path}`. Each step of the device "
         "thread on the wall clock and on that thread's CPU clock (report.json `timing.devices`, "
         "`cpu`): a step far longer on the wall was waiting for something, not working.",
@@ -73,13 +73,15 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
         "r50-again": "ResNet-50, defaults, again",
         "r50-threads": f"ResNet-50, `threads: {r['cores']}`",
         "r50-fewer": "ResNet-50, two workers fewer",
+        "r50-arenas": "ResNet-50, glibc's arena per thread (`ZS_GLIBC_ARENAS=1`)",
+        "r50-b256": "ResNet-50, batches of 256",
         "zoo3": "three models, defaults",
         "zoo3-threads": f"three models, `threads: {r['cores']}`",
     }
     for name, run in r["runs"].items():
         d = run["timing"]["devices"][0]
         c = d["cpu"]
-        loop = loops["zoo3" if name.startswith("zoo3") else "r50"]["images_per_s"]
+        loop = loops["zoo3" if name.startswith("zoo3") else name if name in loops else "r50"]["images_per_s"]
         step = lambda k: f"{d[k]:.2f} / {c[k]:.2f}"
         lines.append(
             f"| {names.get(name, name)} | {run['timing']['images_per_s']:,.0f} | {loop:,.0f} | "
@@ -101,7 +103,7 @@ def pass_section(path: pathlib.Path, log: pathlib.Path) -> str:
     z = {m["model"]: m["seconds"] for m in loops["zoo3"]["models"]}
     lines += [
         "",
-        "Steps are wall / CPU seconds over the 63 batches. Forward loops alone, per model, for the "
+        "Steps are wall / CPU seconds over the pass's batches (63 of 128 images, 32 of 256). Forward loops alone, per model, for the "
         "8,000 images: " + ", ".join(f"{m} {s:.2f} s" for m, s in z.items()) + ".",
     ]
     if log.exists():

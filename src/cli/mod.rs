@@ -18,7 +18,12 @@ use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
 pub fn main() -> ExitCode {
-    zoo_select::allocator::reuse_freed_memory();
+    // ZS_GLIBC_ARENAS keeps glibc's defaults (an arena per thread), as in examples/loader_rate:
+    // a measurement switch for what the one heap costs a GPU pass's decoding threads
+    // (scripts/perf/gpu-pass), not a setting.
+    if std::env::var_os("ZS_GLIBC_ARENAS").is_none() {
+        zoo_select::allocator::reuse_freed_memory();
+    }
     quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
