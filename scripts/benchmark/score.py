@@ -450,7 +450,7 @@ def check_mirror(scores, targets):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--write", action="store_true", help="update docs/benchmark.md, docs/benchmark.svg and src/recommend/evidence.json")
+    ap.add_argument("--write", action="store_true", help="update docs/benchmark.md and src/recommend/evidence.json")
     ap.add_argument("--fast", action="store_true", help="one target, three models, with checks (for ./scripts/test)")
     ap.add_argument("--min-seeds", type=int, default=1, help="leave out entries with fewer fine-tuning seeds")
     ap.add_argument("--reuse-scores", action="store_true",

@@ -49,7 +49,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub batch_size: Option<u64>,
 
-    /// Folder for report.json, scores.csv and scores.svg (overrides `output`)
+    /// Output folder: report.json, scores.csv and scores.svg, or `pass`'s shard file (overrides
+    /// `output`)
     #[arg(short, long, value_name = "DIR")]
     pub output: Option<PathBuf>,
 

@@ -1,7 +1,7 @@
 //! The cut strategies `recommend:` can name, as data: which layer score each maximises and the
 //! margin within which two layers' scores say nothing about which fine-tunes better. Their
 //! constants were chosen on the benchmark's targets, never on a user's (docs/benchmark.md, "Cut
-//! recommendation"); scripts/benchmark/score.py mirrors this table and checks that zoo-select
+//! selection, held out"); scripts/benchmark/score.py mirrors this table and checks that zoo-select
 //! picks the cut it predicts.
 
 use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
