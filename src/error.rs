@@ -47,8 +47,8 @@ pub enum Error {
     },
 
     #[error(
-        "model `{model}` ({}) is frozen (torch.jit.freeze): it has no submodule calls left to tap; \
-         export it with torch.jit.script or torch.jit.trace without freezing",
+        "model `{model}` ({}) is frozen (torch.jit.freeze) or has no submodules: its forward calls \
+         no submodule to tap; export it with torch.jit.script or torch.jit.trace without freezing",
         .path.display()
     )]
     FrozenModel { model: String, path: PathBuf },

@@ -93,6 +93,21 @@ impl Plan {
             .unwrap_or_else(|| PathBuf::from("runs/run"));
         let cache = (!overrides.no_cache)
             .then(|| config.cache.clone().unwrap_or_else(|| output.join("stats")));
+        // Files written inside the dataset would be listed as images of a class `stats` (or of
+        // the class folder they sit in) by the next run, and change its fingerprint every time.
+        let root = std::path::absolute(&config.dataset.root).unwrap_or(config.dataset.root.clone());
+        for (what, dir) in [("output", Some(&output)), ("cache", cache.as_ref())] {
+            let Some(dir) = dir else { continue };
+            let dir = std::path::absolute(dir).unwrap_or(dir.clone());
+            if dir.starts_with(&root) {
+                return Err(config_err(format!(
+                    "the {what} folder {} is inside the dataset {}: the next run would read its \
+                     files as images; choose a folder outside the dataset",
+                    dir.display(),
+                    root.display()
+                )));
+            }
+        }
         let checkpoints = output.join("stats").join("checkpoints");
         let checkpoint_every = std::time::Duration::from_secs_f64(config.checkpoint_every);
         let workers = config

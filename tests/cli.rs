@@ -435,6 +435,19 @@ fn frozen_model_is_refused() {
     layers: [block]";
     let line = run_config(&config_with_models(models), &[]).error_line();
     assert!(line.contains("is frozen (torch.jit.freeze)"), "{line}");
+    // `layers: all` selects nothing from it: the error says why, not that the images are bad.
+    let line = run_config(
+        &config_with_models(&models.replace("layers: [block]", "layers: all")),
+        &[],
+    )
+    .error_line();
+    assert!(line.contains("is frozen (torch.jit.freeze)"), "{line}");
+    // So does `zoo-select layers`, instead of an empty table.
+    let path = fixtures().join("taps/tiny_frozen.pt");
+    let o = zoo_select(&["layers", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(stderr.contains("is frozen (torch.jit.freeze)"), "{stderr}");
 }
 
 #[test]
@@ -666,12 +679,28 @@ fn ncti_ranks_and_recommends_like_any_higher_is_better_score() {
         run.stdout()
     );
     // Too few images for a discriminant (one per class; the first file of stripes/ is not an
-    // image, so that class has none): a metric error naming the row, not a panic.
+    // image, so that class has none): a note on every row and a warning naming it, not a panic,
+    // and the other metric's scores are still reported.
     let run = run_config(&yaml, &["--max-per-class", "1"]);
-    let line = run.error_line();
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert!(
+        run.stderr().contains(
+            "ncti: model `tiny_a` layer `stem`: no score: 2 sampled image(s) in 2 classes; NCTI needs more images than classes\n"
+        ),
+        "{}",
+        run.stderr()
+    );
+    let report = run.report();
+    for row in report["results"].as_array().unwrap() {
+        assert_eq!(
+            row["notes"]["ncti"],
+            "no score: 2 sampled image(s) in 2 classes; NCTI needs more images than classes"
+        );
+        assert!(row["scores"]["transrate"].as_f64().is_some(), "{row}");
+    }
     assert_eq!(
-        line,
-        "error: ncti: model `tiny_a` layer `stem`: 2 sampled image(s) in 2 classes; NCTI needs more images than classes"
+        report["recommendation"]["text"],
+        "No layer has a ncti score"
     );
 }
 
@@ -868,5 +897,90 @@ fn rows_beyond_the_memory_budget_spill_to_disk_and_score_the_same() {
         left.is_empty(),
         "spill files left in {}: {left:?}",
         stats.display()
+    );
+}
+
+#[test]
+fn a_metric_that_fails_on_a_layer_leaves_a_note_and_the_run_goes_on() {
+    // Identical images: every layer's features are constant, SFDA's discriminant is singular
+    // and NCTI's covariance is not positive definite. TransRate is defined (0) there.
+    let images = tempfile::tempdir().unwrap();
+    for class in ["a", "b"] {
+        std::fs::create_dir(images.path().join(class)).unwrap();
+        for i in 0..4 {
+            image::RgbImage::new(16, 16)
+                .save(images.path().join(class).join(format!("{i}.png")))
+                .unwrap();
+        }
+    }
+    let yaml = config_with_models(MODEL_A)
+        .replace("{images}", &images.path().display().to_string())
+        + "metrics: [transrate, sfda, ncti]\n";
+    let run = run_config(&yaml, &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    let rows = report["results"].as_array().unwrap();
+    assert_eq!(rows.len(), 4);
+    for row in rows {
+        assert!(
+            row["scores"]["transrate"].as_f64().unwrap().abs() < 1e-9,
+            "{row}"
+        );
+        assert!(row["scores"].get("sfda").is_none(), "{row}");
+        let note = row["notes"]["sfda"].as_str().unwrap();
+        assert!(note.starts_with("no score: "), "{note}");
+        assert!(
+            note.ends_with(
+                " (features that barely vary, from a dead layer or near-identical images, do this)"
+            ),
+            "{note}"
+        );
+        assert!(row["notes"]["ncti"]
+            .as_str()
+            .unwrap()
+            .contains("not positive definite"));
+    }
+    assert_eq!(
+        run.stderr()
+            .matches("WARN sfda: model `tiny_a` layer ")
+            .count(),
+        4
+    );
+}
+
+#[test]
+fn an_output_or_cache_inside_the_dataset_is_refused() {
+    let images = fixtures().join("images");
+    let inside = images.join("runs");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("run.yaml");
+    let text = config_with_models(MODEL_A)
+        .replace("{zoo}", &fixtures().join("zoo").display().to_string())
+        .replace("{images}", &images.display().to_string());
+    std::fs::write(&config, text).unwrap();
+    let o = zoo_select(&[
+        "--config",
+        config.to_str().unwrap(),
+        "-o",
+        inside.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "the output folder {} is inside the dataset {}: the next run would read its files as \
+             images; choose a folder outside the dataset",
+            inside.display(),
+            images.display()
+        )),
+        "{stderr}"
+    );
+    assert!(!inside.exists());
+    let cache = format!("cache: {}\n", images.join("a/stats").display());
+    let run = run_config(&(config_with_models(MODEL_A) + &cache), &[]);
+    assert!(
+        run.error_line().contains("the cache folder "),
+        "{}",
+        run.stderr()
     );
 }

@@ -256,23 +256,26 @@ fn sigint_checkpoints_and_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
     let images = synthetic_images(tmp.path(), 500, true);
     let setup = Setup::new(&images, &two_models(), "checkpoint_every: 0\n");
-    let child = start_until_checkpoint(&setup, "out");
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let o = child.wait_with_output().unwrap();
-    assert_eq!(
-        o.status.code(),
-        Some(130),
-        "{}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    let line = error_line(&o);
-    assert!(line.starts_with("error: interrupted after "), "{line}");
-    assert!(
-        line.ends_with("run the same command again to resume"),
-        "{line}"
-    );
-    assert!(checkpoints(&setup.out("out")) >= 1);
+    // SIGHUP (a closed terminal or SSH session) as SIGINT.
+    for (signal, out) in [(libc::SIGINT, "out"), (libc::SIGHUP, "hangup")] {
+        let child = start_until_checkpoint(&setup, out);
+        // SAFETY: kill(2) on our own child's pid.
+        unsafe { libc::kill(child.id() as i32, signal) };
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "signal {signal}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let line = error_line(&o);
+        assert!(line.starts_with("error: interrupted after "), "{line}");
+        assert!(
+            line.ends_with("run the same command again to resume"),
+            "{line}"
+        );
+        assert!(checkpoints(&setup.out(out)) >= 1);
+    }
     let resumed = setup.ok(&[], "out", &[]);
     assert!(resumed["statistics"]["resumed_files"].as_u64().unwrap() > 0);
     let whole = setup.ok(&[], "whole", &["--no-cache"]);
@@ -386,6 +389,36 @@ fn shards_merge_to_the_single_run() {
     let line = score(&[file(1), file(2), file(3), foreign]);
     assert!(line.contains("is not a shard of the same run"), "{line}");
     assert!(line.ends_with("its images differ"), "{line}");
+
+    // Shards that agree with each other, but not with the images the config lists now.
+    let class = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    let one = std::fs::read_dir(&class)
+        .unwrap()
+        .flatten()
+        .next()
+        .unwrap()
+        .path();
+    std::fs::copy(&one, class.join("added.png")).unwrap();
+    let line = score(&[file(1), file(2), file(3), file(4)]);
+    assert!(
+        line.contains(&format!(
+            "the statistics files are of other images than {} lists now (144 images in ",
+            images.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            ", 145 in 3 now: images added, removed or changed, or another `max_per_class`); run \
+             the passes again, or score with the config they were made with"
+        ),
+        "{line}"
+    );
 }
 
 #[test]

@@ -214,6 +214,14 @@ fn missing_and_corrupt_model_files_are_load_errors() {
         "{err}"
     );
     assert!(!err.to_string().contains('\n'));
+    assert!(
+        err.to_string().ends_with(
+            "; export it with scripts/export_zoo.py (`--module PKG.MOD:FACTORY --weights FILE` for \
+             your own network) or torch.jit.script(model).save(path)"
+        ),
+        "{err}"
+    );
+    assert!(!err.to_string().contains("internal miniz error"), "{err}");
 }
 
 #[test]

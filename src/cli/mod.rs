@@ -54,12 +54,25 @@ pub fn main() -> ExitCode {
 }
 
 /// SIGINT and SIGTERM ask the pass to checkpoint and stop after the batch in flight; a second
-/// one ends the process at once (exit 130), for a user who will not wait.
+/// one ends the process at once (exit 130), for a user who will not wait. SIGHUP (the terminal
+/// or SSH session gone) does the same, unless it was ignored when the process started (`nohup`):
+/// then the run goes on, as the user asked.
 fn stop_on_signals() {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     let flag = pipeline::stop_flag();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+    let hangup = (!ignored(SIGHUP)).then_some(SIGHUP);
+    for signal in [SIGINT, SIGTERM].into_iter().chain(hangup) {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, 130, flag.clone());
         let _ = signal_hook::flag::register(signal, flag.clone());
+    }
+}
+
+fn ignored(signal: libc::c_int) -> bool {
+    // SAFETY: with a null new action, sigaction only reads the current one into `old`.
+    unsafe {
+        let mut old: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut old) == 0
+            && old.sa_sigaction == libc::SIG_IGN
     }
 }
 
@@ -100,10 +113,11 @@ fn pass(
         let count = shard.map_or(1, |s| s.count);
         write_stdout(&format!(
             "statistics written to {}
-when all {count} shard(s) are done: zoo-select score --config {} {}
+when all {count} shard(s) are done: zoo-select score --config {} -o {} {}
 ",
             path.display(),
             plan.config_path.display(),
+            plan.output.display(),
             plan.output
                 .join(format!("shard-*-of-{count}.zss"))
                 .display()

@@ -245,6 +245,12 @@ impl Config {
             path: path.to_owned(),
             message,
         })?;
+        config
+            .check_no_empty_path()
+            .map_err(|message| Error::Config {
+                path: path.to_owned(),
+                message,
+            })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base, path);
         config.validate().map_err(|message| Error::Config {
@@ -291,10 +297,41 @@ impl Config {
         self.output = Some(join(&output));
     }
 
+    /// An empty path would resolve to the config's own folder: statistics or a report written
+    /// among the user's configs, or the configs read as a dataset. Refused before resolving.
+    fn check_no_empty_path(&self) -> Result<(), String> {
+        let empty = |p: &Path| p.as_os_str().is_empty();
+        let named = [
+            ("dataset.root", Some(self.dataset.root.as_path())),
+            ("cache", self.cache.as_deref()),
+            ("output", self.output.as_deref()),
+            ("zoo.dir", self.zoo.as_ref().map(|z| z.dir.as_path())),
+        ];
+        let models = self.models.iter().flat_map(|m| {
+            [
+                ("models[].path", m.path.as_deref()),
+                ("models[].manifest", m.manifest.as_deref()),
+            ]
+        });
+        match named.into_iter().chain(models).find(|(_, p)| p.is_some_and(empty)) {
+            Some((key, _)) => Err(format!(
+                "`{key}` is an empty path: name a file or folder, or leave the key out for its default"
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// Checks every value; the message names the key at fault.
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_size == 0 {
             return Err("`batch_size` must be at least 1".into());
+        }
+        if self
+            .output
+            .as_deref()
+            .is_some_and(|p| p.as_os_str().is_empty())
+        {
+            return Err("the output folder is an empty path: name a folder".into());
         }
         if self.dataset.max_per_class == Some(0) {
             return Err("`dataset.max_per_class` must be at least 1".into());
@@ -519,6 +556,36 @@ models:
         assert_eq!(
             join_relative(Path::new("/a/b"), Path::new("./x/../y")),
             Path::new("/a/b/x/../y")
+        );
+    }
+
+    #[test]
+    fn empty_paths_are_refused_before_they_resolve_to_the_config_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let load = |text: String| {
+            let path = dir.path().join("c.yaml");
+            std::fs::write(&path, text).unwrap();
+            Config::load(&path).unwrap_err().to_string()
+        };
+        for (key, text) in [
+            ("cache", format!("{MINIMAL}cache: ''\n")),
+            ("output", format!("{MINIMAL}output: \"\"\n")),
+            ("dataset.root", MINIMAL.replace("root: images", "root: ''")),
+            ("models[].path", MINIMAL.replace("path: m.pt", "path: ''")),
+        ] {
+            let err = load(text);
+            assert!(
+                err.ends_with(&format!(
+                    "`{key}` is an empty path: name a file or folder, or leave the key out for its default"
+                )),
+                "{err}"
+            );
+        }
+        let mut c = Config::parse(MINIMAL).unwrap();
+        c.output = Some(PathBuf::new());
+        assert_eq!(
+            c.validate().unwrap_err(),
+            "the output folder is an empty path: name a folder"
         );
     }
 

@@ -72,7 +72,7 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
         let mut files = Vec::new();
-        collect_files(&dir, &mut files)?;
+        collect_files(root, &dir, &mut files)?;
         if let Some(max) = max_per_class {
             files.truncate(max);
         }
@@ -128,16 +128,37 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
 
 /// Every file under `dir` in torchvision's order: folders sorted by their whole path as a string
 /// (`sorted(os.walk(dir))`, so `b-c` comes before `b/x`), files sorted by name within each.
-fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+/// Symbolic links to folders are followed, as torchvision does; one that leads back to a folder
+/// it is inside (or to the root) is an error: followed, it would list the same images again and
+/// again, under this class, until the system refused the path.
+fn collect_files(root: &Path, dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     use std::os::unix::ffi::OsStrExt;
+    use std::os::unix::fs::MetadataExt;
+    let id = |path: &Path| -> Result<(u64, u64)> {
+        let meta = std::fs::metadata(path).map_err(|e| Error::io("cannot open", path, e))?;
+        Ok((meta.dev(), meta.ino()))
+    };
     let mut folders: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
-    let mut pending = vec![dir.to_owned()];
-    while let Some(folder) = pending.pop() {
+    // Each folder still to list, with the (device, inode) of the folders it is inside.
+    let mut pending = vec![(dir.to_owned(), vec![(id(root)?, root.to_owned())])];
+    while let Some((folder, mut above)) = pending.pop() {
+        let here = id(&folder)?;
+        if let Some((_, ancestor)) = above.iter().find(|(a, _)| *a == here) {
+            return Err(Error::Dataset {
+                root: root.to_owned(),
+                message: format!(
+                    "{} leads back to {} (a symbolic link loop); remove the link or point it elsewhere",
+                    folder.display(),
+                    ancestor.display()
+                ),
+            });
+        }
+        above.push((here, folder.clone()));
         let (dirs, files): (Vec<_>, Vec<_>) = read_dir_sorted(&folder)?
             .into_iter()
             .filter(|p| !is_hidden(p))
             .partition(|p| p.is_dir());
-        pending.extend(dirs);
+        pending.extend(dirs.into_iter().map(|d| (d, above.clone())));
         folders.push((folder, files));
     }
     folders.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
@@ -195,6 +216,34 @@ mod tests {
         let capped = scan(root, Some(1)).unwrap();
         assert_eq!(capped.items.len(), 2);
         assert_eq!(capped.items[1].path, root.join("b/1.png"));
+    }
+
+    #[test]
+    fn a_symbolic_link_loop_is_an_error_not_a_relabelled_dataset() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(root, "a/1.png");
+        touch(root, "b/1.png");
+        touch(root, "shared/x/1.png");
+        // Links to folders elsewhere are followed, as torchvision follows them.
+        std::os::unix::fs::symlink(root.join("shared/x"), root.join("a/linked")).unwrap();
+        let folder = scan(root, None).unwrap();
+        assert_eq!(folder.items.len(), 4);
+        assert_eq!(folder.items[1].path, root.join("a/linked/1.png"));
+
+        std::os::unix::fs::symlink(root.join("a"), root.join("a/linked/again")).unwrap();
+        let err = scan(root, None).unwrap_err().to_string();
+        let want = format!(
+            "{} leads back to {} (a symbolic link loop); remove the link or point it elsewhere",
+            root.join("a/linked/again").display(),
+            root.join("a").display()
+        );
+        assert!(err.ends_with(&want), "{err}");
+
+        std::fs::remove_file(root.join("a/linked/again")).unwrap();
+        std::os::unix::fs::symlink(root, root.join("b/up")).unwrap();
+        let err = scan(root, None).unwrap_err().to_string();
+        assert!(err.contains("b/up leads back to"), "{err}");
     }
 
     #[test]

@@ -512,6 +512,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
             plan.config_path.display()
         )));
     }
+    check_shards_images(plan, &first.dataset)?;
     // Shard order, so the sums are added in the same order whatever the command line's.
     files.sort_by_key(|(_, f)| f.info.shard.map_or(1, |s| s.index));
     let mut models: Vec<Option<ModelEntry>> = (0..expected.len()).map(|_| None).collect();
@@ -575,6 +576,36 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
             ..StatsReport::default()
         },
     })
+}
+
+/// The shards agree with each other; they must also be of the images the config lists now, or
+/// the report would give old statistics as this config's. Where the folder cannot be listed
+/// (shard files scored on another machine) that is said, and the files are scored as they are.
+fn check_shards_images(plan: &Plan, made: &DatasetId) -> Result<()> {
+    let cfg = &plan.config;
+    let folder = match dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class) {
+        Ok(folder) => folder,
+        Err(e) => {
+            tracing::warn!(
+                "cannot check the statistics files against the config's images ({e}); scoring them as they are"
+            );
+            return Ok(());
+        }
+    };
+    let now = stats_file::dataset_id(&folder, &folder.items);
+    if now.fingerprint == made.fingerprint {
+        return Ok(());
+    }
+    Err(Error::Shards(format!(
+        "the statistics files are of other images than {} lists now ({} images in {} classes \
+         then, {} in {} now: images added, removed or changed, or another `max_per_class`); run \
+         the passes again, or score with the config they were made with",
+        folder.root.display(),
+        made.files,
+        made.classes.len(),
+        now.files,
+        now.classes.len()
+    )))
 }
 
 /// What differs between the model a file holds and the one the config gives.

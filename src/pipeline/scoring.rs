@@ -3,6 +3,11 @@
 //! logits gets a note instead of a score. Relative metrics (NCTI) first finish every row into
 //! raw terms; their scores come last, from the terms of all the run's rows together, so they
 //! are the same whether the statistics came from one pass, the cache or merged shards.
+//!
+//! A metric that fails on one row (a NaN, a matrix that is not positive definite: features that
+//! barely vary, from a dead layer or near-identical images) leaves that row without its score,
+//! with a note saying why and a warning, and the run goes on: one degenerate layer must not
+//! cost the report of the whole zoo, and no score is better than a wrong one.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
@@ -62,17 +67,18 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                                     message: "its statistics were not gathered".into(),
                                 })?;
                         if let Some(relative) = m.relative() {
-                            let terms = relative
-                                .terms(store)
-                                .map_err(|e| in_context(e, &model, layer))?;
+                            let terms = match relative.terms(store) {
+                                Ok(terms) => terms,
+                                Err(e) => {
+                                    let why =
+                                        failure(e).map_err(|e| in_context(e, &model, layer))?;
+                                    result.no_score(m.name(), why);
+                                    continue;
+                                }
+                            };
                             if let Some(bad) = terms.iter().find(|t| !t.is_finite()) {
-                                return Err(Error::Metric {
-                                    metric: m.name().to_owned(),
-                                    message: format!(
-                                        "model `{}` layer `{layer}`: a term is {bad}",
-                                        model.name
-                                    ),
-                                });
+                                result.no_score(m.name(), format!("a term is {bad}"));
+                                continue;
                             }
                             let names = relative.term_names().iter().map(|n| (*n).to_owned());
                             result
@@ -86,15 +92,17 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                         }
                     }
                 };
-                let score = score.map_err(|e| in_context(e, &model, layer))?;
+                let score = match score {
+                    Ok(score) => score,
+                    Err(e) => {
+                        let why = failure(e).map_err(|e| in_context(e, &model, layer))?;
+                        result.no_score(m.name(), why);
+                        continue;
+                    }
+                };
                 if !score.is_finite() {
-                    return Err(Error::Metric {
-                        metric: m.name().to_owned(),
-                        message: format!(
-                            "model `{}` layer `{layer}`: the score is {score}",
-                            model.name
-                        ),
-                    });
+                    result.no_score(m.name(), format!("the score is {score}"));
+                    continue;
                 }
                 result.scores.push((m.name().to_owned(), score));
             }
@@ -125,13 +133,8 @@ fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<(
         for (i, score) in rows.into_iter().zip(scores) {
             let r = &mut results[i];
             if !score.is_finite() {
-                return Err(Error::Metric {
-                    metric: m.name().to_owned(),
-                    message: format!(
-                        "model `{}` layer `{}`: the score is {score}",
-                        r.model, r.layer
-                    ),
-                });
+                r.no_score(m.name(), format!("the score is {score}"));
+                continue;
             }
             r.scores.push((m.name().to_owned(), score));
         }
@@ -144,6 +147,34 @@ fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<(
         }
     }
     Ok(())
+}
+
+/// Why a metric has no score on a row, or the error that stops the run: running out of memory,
+/// or anything but the metric's own arithmetic, is not a property of the row.
+fn failure(e: Error) -> Result<String> {
+    match e {
+        Error::Metric { message, .. } if !message.contains("out of memory") => Ok(message),
+        other => Err(other),
+    }
+}
+
+impl LayerResult {
+    /// `metric` failed on this row: a note in the report, a warning now.
+    fn no_score(&mut self, metric: &str, why: String) {
+        const NUMERICAL: [&str; 5] = ["NaN", "inf", "singular", "positive definite", "converge"];
+        let hint = if NUMERICAL.iter().any(|w| why.contains(w)) {
+            " (features that barely vary, from a dead layer or near-identical images, do this)"
+        } else {
+            ""
+        };
+        let note = format!("no score: {why}{hint}");
+        tracing::warn!(
+            "{metric}: model `{}` layer `{}`: {note}",
+            self.model,
+            self.layer
+        );
+        self.notes.push((metric.to_owned(), note));
+    }
 }
 
 fn no_source_reason(source: &SourceLogits) -> String {

@@ -208,10 +208,7 @@ fn shim_error(model: &str, path: &Path, code: i32, err: &mut ffi::ZsError) -> Er
         ffi::ZS_LOAD => Error::ModelLoad {
             model: model.clone(),
             path: path.to_owned(),
-            reason: format!(
-                "not a TorchScript file libtorch can read ({})",
-                first_line(&detail)
-            ),
+            reason: not_torchscript(&detail),
         },
         ffi::ZS_UNKNOWN => {
             let known: Vec<&str> = detail.lines().collect();
@@ -244,6 +241,24 @@ fn shim_error(model: &str, path: &Path, code: i32, err: &mut ffi::ZsError) -> Er
             context: "rewriting the graph for taps",
             message: first_line(&detail),
         },
+    }
+}
+
+/// Why libtorch could not read a model file, and how to make one it can. A torch.save'd
+/// checkpoint is the usual case: a zip like TorchScript's, without its code.
+fn not_torchscript(detail: &str) -> String {
+    let detail = first_line(detail);
+    // libtorch's own advice after this (a corrupted checkpoint) is rarely the cause here.
+    let detail = detail
+        .split(". This is an internal miniz error")
+        .next()
+        .unwrap_or(&detail);
+    let export = "export it with scripts/export_zoo.py (`--module PKG.MOD:FACTORY --weights FILE` \
+                  for your own network) or torch.jit.script(model).save(path)";
+    if detail.contains("constants.pkl") {
+        format!("saved with torch.save (a state dict or pickled module), not TorchScript ({detail}); {export}")
+    } else {
+        format!("not a TorchScript file libtorch can read ({detail}); {export}")
     }
 }
 

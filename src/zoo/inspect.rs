@@ -28,6 +28,12 @@ pub struct LayerRow {
 /// The rows of the model at `path`, probed with a blank `size` x `size` RGB image on the CPU.
 pub fn inspect(name: &str, path: &Path, size: u32, stages: &[String]) -> Result<Vec<LayerRow>> {
     let listing = taps::layers(path)?;
+    if listing.iter().all(|l| l.calls == 0) {
+        return Err(Error::FrozenModel {
+            model: name.to_owned(),
+            path: path.to_owned(),
+        });
+    }
     let tappable: Vec<String> = listing
         .iter()
         .filter(|l| l.calls > 0 && l.untappable.is_none())

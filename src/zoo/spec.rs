@@ -211,7 +211,27 @@ pub fn select(
     };
     let mut out: Vec<String> = match selector {
         LayerSelector::Stages => need_stages("`layers: stages`")?.to_vec(),
-        LayerSelector::All => blocks(&taps::layers(path)?),
+        LayerSelector::All => {
+            let listing = taps::layers(path)?;
+            if listing.iter().all(|l| l.calls == 0) {
+                return Err(Error::FrozenModel {
+                    model: model.to_owned(),
+                    path: path.to_owned(),
+                });
+            }
+            let found = blocks(&listing);
+            if found.is_empty() {
+                return Err(Error::Config {
+                    path: PathBuf::new(),
+                    message: format!(
+                        "model `{model}`: `layers: all` selects nothing: no tappable submodule has \
+                         submodules of its own; name the layers instead (`zoo-select layers {}` lists them)",
+                        path.display()
+                    ),
+                });
+            }
+            found
+        }
         LayerSelector::List(items) => {
             let mut names = Vec::with_capacity(items.len());
             for item in items {
