@@ -101,6 +101,16 @@ pub enum Error {
     #[error("{metric}: {message}")]
     Metric { metric: String, message: String },
 
+    /// A metric undefined on one row's statistics, because of the data: too few images or
+    /// classes, or (`numerical`) a singular, not positive definite or non-finite result from
+    /// features that barely vary. The row gets a note; the run goes on.
+    #[error("{metric}: {message}")]
+    Degenerate {
+        metric: String,
+        message: String,
+        numerical: bool,
+    },
+
     #[error("image decoding stopped: {0}")]
     Worker(String),
 

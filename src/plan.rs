@@ -52,6 +52,33 @@ pub struct Plan {
     pub workers: usize,
 }
 
+/// `path` made absolute, its `.` and `..` resolved by name (`/data/img/../runs` is `/data/runs`),
+/// as the user reads it; symbolic links are not followed.
+fn lexical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    let mut out = PathBuf::new();
+    for c in absolute.components() {
+        match c {
+            std::path::Component::ParentDir => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// Whether files in `dir` would be listed as images of the dataset at `root` (both lexical):
+/// it is `root` or below it, and no folder on the way is hidden.
+fn listed_under(root: &Path, dir: &Path) -> bool {
+    dir.strip_prefix(root).is_ok_and(|below| {
+        !below
+            .components()
+            .any(|c| c.as_os_str().to_string_lossy().starts_with('.'))
+    })
+}
+
 impl Plan {
     pub fn new(config_path: &Path, overrides: Overrides) -> Result<Plan> {
         let mut config = Config::load(config_path)?;
@@ -95,11 +122,12 @@ impl Plan {
             .then(|| config.cache.clone().unwrap_or_else(|| output.join("stats")));
         // Files written inside the dataset would be listed as images of a class `stats` (or of
         // the class folder they sit in) by the next run, and change its fingerprint every time.
-        let root = std::path::absolute(&config.dataset.root).unwrap_or(config.dataset.root.clone());
+        // Hidden folders are not listed, so they may hold them.
+        let root = lexical(&config.dataset.root);
         for (what, dir) in [("output", Some(&output)), ("cache", cache.as_ref())] {
             let Some(dir) = dir else { continue };
-            let dir = std::path::absolute(dir).unwrap_or(dir.clone());
-            if dir.starts_with(&root) {
+            let dir = lexical(dir);
+            if listed_under(&root, &dir) {
                 return Err(config_err(format!(
                     "the {what} folder {} is inside the dataset {}: the next run would read its \
                      files as images; choose a folder outside the dataset",
@@ -170,4 +198,30 @@ fn check_writable(dir: &Path) -> Result<()> {
         .tempfile_in(dir)
         .map(drop)
         .map_err(|e| err(format!("cannot be written ({e})")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_is_inside_the_dataset_by_name_and_only_where_it_would_be_listed() {
+        assert_eq!(
+            lexical(Path::new("/data/img/../runs/./x")),
+            Path::new("/data/runs/x")
+        );
+        let cwd = std::env::current_dir().unwrap();
+        assert_eq!(lexical(Path::new("a/../b")), cwd.join("b"));
+        let root = Path::new("/data/img");
+        let listed = |dir: &str| listed_under(root, &lexical(Path::new(dir)));
+        assert!(listed("/data/img"));
+        assert!(listed("/data/img/runs"));
+        assert!(listed("/data/img/cat/out"));
+        assert!(listed("/data/x/../img/runs"));
+        assert!(!listed("/data/img/../runs"));
+        assert!(!listed("/data/img2/runs"));
+        assert!(!listed("/data/img/.runs"));
+        assert!(!listed("/data/img/cat/.cache/stats"));
+        assert!(!listed("/data"));
+    }
 }

@@ -524,16 +524,27 @@ fn ncti_combination_is_min_max_over_the_candidates() {
 }
 
 #[test]
-fn ncti_of_degenerate_samples_is_a_metric_error() {
+fn ncti_of_degenerate_samples_is_a_degenerate_row() {
     let ncti = Ncti { max_images: 1000 };
     let r = ncti.relative().unwrap();
-    let message = |x: &Tensor, labels: &[i64]| match r.terms(&sampled(x, labels)) {
-        Err(Error::Metric { metric, message }) => {
+    // The message, and whether the failure is numerical (features that barely vary) rather
+    // than too few images or classes.
+    let failure = |x: &Tensor, labels: &[i64]| match r.terms(&sampled(x, labels)) {
+        Err(Error::Degenerate {
+            metric,
+            message,
+            numerical,
+        }) => {
             assert_eq!(metric, "ncti");
-            message
+            (message, numerical)
         }
-        Err(other) => panic!("not a metric error: {other}"),
+        Err(other) => panic!("not a degenerate row: {other}"),
         Ok(t) => panic!("scored {t:?}"),
+    };
+    let message = |x: &Tensor, labels: &[i64]| {
+        let (message, numerical) = failure(x, labels);
+        assert!(!numerical, "{message}");
+        message
     };
     let x = Tensor::randn([6, 4], (Kind::Double, Device::Cpu));
     // One class in the sample (the other classes of the listing have no row in it).
@@ -552,10 +563,10 @@ fn ncti_of_degenerate_samples_is_a_metric_error() {
     );
     // Identical rows: no direction at all, in either branch.
     let flat = Tensor::ones([6, 4], (Kind::Double, Device::Cpu));
-    let m = message(&flat, &[0, 0, 0, 1, 1, 1]);
-    assert!(!m.is_empty(), "{m}");
-    let m = message(&flat.f_mul_scalar(1e6).unwrap(), &[0, 0, 0, 1, 1, 1]);
-    assert!(!m.is_empty(), "{m}");
+    let (m, numerical) = failure(&flat, &[0, 0, 0, 1, 1, 1]);
+    assert!(numerical && !m.is_empty(), "{m}");
+    let (m, numerical) = failure(&flat.f_mul_scalar(1e6).unwrap(), &[0, 0, 0, 1, 1, 1]);
+    assert!(numerical && !m.is_empty(), "{m}");
     // Classes absent from the sample are left out, as SFDA leaves them out: labels 3 and 7
     // score as 0 and 1.
     let y = [3, 3, 3, 7, 7, 7];

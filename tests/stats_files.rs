@@ -89,7 +89,25 @@ impl Setup {
     }
 
     fn command(&self, out: &str) -> Command {
+        self.command_hangup(out, false)
+    }
+
+    /// With SIGHUP ignored (`nohup`) or at its default, whatever this test process inherited.
+    fn command_hangup(&self, out: &str, ignored: bool) -> Command {
+        use std::os::unix::process::CommandExt;
         let mut c = Command::new(env!("CARGO_BIN_EXE_zoo-select"));
+        let disposition = if ignored {
+            libc::SIG_IGN
+        } else {
+            libc::SIG_DFL
+        };
+        // SAFETY: signal(2) is async-signal-safe, as pre_exec requires.
+        unsafe {
+            c.pre_exec(move || {
+                libc::signal(libc::SIGHUP, disposition);
+                Ok(())
+            });
+        }
         c.args(["--config", &self.config(), "-o"])
             .arg(self.out(out))
             .arg("-q")
@@ -197,7 +215,15 @@ fn checkpoints(out: &Path) -> usize {
 
 /// Starts a run and waits until its first checkpoint is on disk.
 fn start_until_checkpoint(setup: &Setup, out: &str) -> std::process::Child {
-    let mut child = setup.command(out).spawn().unwrap();
+    start_command_until_checkpoint(setup, out, setup.command(out))
+}
+
+fn start_command_until_checkpoint(
+    setup: &Setup,
+    out: &str,
+    mut command: Command,
+) -> std::process::Child {
+    let mut child = command.spawn().unwrap();
     let start = Instant::now();
     while checkpoints(&setup.out(out)) == 0 {
         if let Some(status) = child.try_wait().unwrap() {
@@ -276,6 +302,14 @@ fn sigint_checkpoints_and_exits_130() {
         );
         assert!(checkpoints(&setup.out(out)) >= 1);
     }
+    // Started under nohup, a hang-up does not stop it.
+    let command = setup.command_hangup("nohup", true);
+    let child = start_command_until_checkpoint(&setup, "nohup", command);
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGHUP) };
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(setup.out("nohup").join("report.json").exists());
     let resumed = setup.ok(&[], "out", &[]);
     assert!(resumed["statistics"]["resumed_files"].as_u64().unwrap() > 0);
     let whole = setup.ok(&[], "whole", &["--no-cache"]);
@@ -386,7 +420,28 @@ fn shards_merge_to_the_single_run() {
     let o = other.run(&["pass"], "shards", &["--shard", "4/4"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let foreign = other.out("shards").join("shard-4-of-4.zss");
-    let line = score(&[file(1), file(2), file(3), foreign]);
+    // Checked first against the images the config lists now (all 144)...
+    let line = score(&[file(1), file(2), file(3), foreign.clone()]);
+    assert!(
+        line.contains(&format!(
+            "{} is of other images than {} holds now (15 images in 3 classes then, 144 in 3 now: ",
+            foreign.display(),
+            images.display()
+        )),
+        "{line}"
+    );
+    // ... and, without that check, against each other.
+    let mut args = vec!["score".to_owned(), "--config".into(), setup.config()];
+    args.extend(["-o".into(), setup.out("bad").display().to_string()]);
+    args.push("--no-image-check".into());
+    args.extend(
+        [file(1), file(2), file(3), foreign]
+            .iter()
+            .map(|f| f.display().to_string()),
+    );
+    let line = error_line(&common::zoo_select(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
     assert!(line.contains("is not a shard of the same run"), "{line}");
     assert!(line.ends_with("its images differ"), "{line}");
 
@@ -406,17 +461,14 @@ fn shards_merge_to_the_single_run() {
     std::fs::copy(&one, class.join("added.png")).unwrap();
     let line = score(&[file(1), file(2), file(3), file(4)]);
     assert!(
-        line.contains(&format!(
-            "the statistics files are of other images than {} lists now (144 images in ",
+        line.ends_with(&format!(
+            "{} is of other images than {} holds now (144 images in 3 classes then, 145 in 3 now: \
+             images added, removed or changed, or another `max_per_class`); run the passes again, \
+             score with the config they were made with, or, for images copied without their \
+             modification times, pass --no-image-check",
+            file(1).display(),
             images.display()
         )),
-        "{line}"
-    );
-    assert!(
-        line.ends_with(
-            ", 145 in 3 now: images added, removed or changed, or another `max_per_class`); run \
-             the passes again, or score with the config they were made with"
-        ),
         "{line}"
     );
 }

@@ -92,6 +92,10 @@ pub enum Command {
         /// The statistics files, one per shard (shard-k-of-N.zss)
         #[arg(required = true, value_name = "STATS")]
         files: Vec<PathBuf>,
+        /// Score the files without checking them against the images the config's folder holds
+        /// now (for images copied without their modification times)
+        #[arg(long)]
+        no_image_check: bool,
     },
 }
 

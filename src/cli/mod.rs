@@ -8,6 +8,7 @@ mod logging;
 mod progress;
 mod table;
 
+use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -35,7 +36,11 @@ pub fn main() -> ExitCode {
             json,
         }) => layers::run(model, *input_size, *json),
         Some(Command::Pass { run, shard }) => pass(run, *shard, args.quiet),
-        Some(Command::Score { run, files }) => score(run, files, args.quiet),
+        Some(Command::Score {
+            run,
+            files,
+            no_image_check,
+        }) => score(run, files, !*no_image_check, args.quiet),
         None => self::run(&args.run, args.quiet),
     };
     match result {
@@ -44,7 +49,8 @@ pub fn main() -> ExitCode {
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             progress::clear();
-            eprintln!("error: {}", one_line(&e));
+            // Not eprintln!: after a hang-up the terminal is gone, and the write must not panic.
+            let _ = writeln!(std::io::stderr(), "error: {}", one_line(&e));
             let interrupted = e
                 .downcast_ref::<zoo_select::Error>()
                 .is_some_and(|e| matches!(e, zoo_select::Error::Interrupted { .. }));
@@ -126,10 +132,15 @@ when all {count} shard(s) are done: zoo-select score --config {} -o {} {}
     Ok(())
 }
 
-fn score(run: &RunArgs, files: &[std::path::PathBuf], quiet: bool) -> anyhow::Result<()> {
+fn score(
+    run: &RunArgs,
+    files: &[std::path::PathBuf],
+    check_images: bool,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let start = std::time::Instant::now();
     let plan = plan(run, None)?;
-    let gathered = pipeline::merge(&plan, files)?;
+    let gathered = pipeline::merge(&plan, files, check_images)?;
     let outcome = pipeline::finish(&plan, gathered, start)?;
     report(&plan, outcome, quiet)
 }

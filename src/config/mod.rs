@@ -302,15 +302,18 @@ impl Config {
     fn check_no_empty_path(&self) -> Result<(), String> {
         let empty = |p: &Path| p.as_os_str().is_empty();
         let named = [
-            ("dataset.root", Some(self.dataset.root.as_path())),
-            ("cache", self.cache.as_deref()),
-            ("output", self.output.as_deref()),
-            ("zoo.dir", self.zoo.as_ref().map(|z| z.dir.as_path())),
+            ("dataset.root".to_owned(), Some(self.dataset.root.as_path())),
+            ("cache".to_owned(), self.cache.as_deref()),
+            ("output".to_owned(), self.output.as_deref()),
+            (
+                "zoo.dir".to_owned(),
+                self.zoo.as_ref().map(|z| z.dir.as_path()),
+            ),
         ];
-        let models = self.models.iter().flat_map(|m| {
+        let models = self.models.iter().enumerate().flat_map(|(i, m)| {
             [
-                ("models[].path", m.path.as_deref()),
-                ("models[].manifest", m.manifest.as_deref()),
+                (format!("models[{i}].path"), m.path.as_deref()),
+                (format!("models[{i}].manifest"), m.manifest.as_deref()),
             ]
         });
         match named.into_iter().chain(models).find(|(_, p)| p.is_some_and(empty)) {
@@ -571,7 +574,7 @@ models:
             ("cache", format!("{MINIMAL}cache: ''\n")),
             ("output", format!("{MINIMAL}output: \"\"\n")),
             ("dataset.root", MINIMAL.replace("root: images", "root: ''")),
-            ("models[].path", MINIMAL.replace("path: m.pt", "path: ''")),
+            ("models[0].path", MINIMAL.replace("path: m.pt", "path: ''")),
         ] {
             let err = load(text);
             assert!(

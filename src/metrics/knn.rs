@@ -99,9 +99,10 @@ impl Metric for Knn {
             Err(e) => return Some(Err(torch_err("knn")(e))),
         };
         if rows < 2 {
-            return Some(Err(Error::Metric {
+            return Some(Err(Error::Degenerate {
                 metric: "knn".into(),
                 message: format!("{rows} sampled image(s); k-NN needs at least 2"),
+                numerical: false,
             }));
         }
         Some(self.score(stats).map_err(torch_err("knn")))

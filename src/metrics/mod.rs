@@ -152,10 +152,30 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
     Ok(out)
 }
 
+/// A libtorch error of a metric's arithmetic. Linear algebra refusing the matrix it was given
+/// (singular, not positive definite, no convergence) is a property of the row's features;
+/// anything else (memory, a CUDA or cuBLAS failure) is not, and stops the run.
 pub(crate) fn torch_err(metric: &str) -> impl Fn(tch::TchError) -> Error + '_ {
-    move |e| Error::Metric {
-        metric: metric.to_owned(),
-        message: crate::error::torch_message(&e),
+    move |e| {
+        let message = crate::error::torch_message(&e);
+        const DATA: [&str; 4] = [
+            "singular",
+            "positive-definite",
+            "failed to converge",
+            "ill-conditioned",
+        ];
+        if DATA.iter().any(|w| message.contains(w)) {
+            Error::Degenerate {
+                metric: metric.to_owned(),
+                message,
+                numerical: true,
+            }
+        } else {
+            Error::Metric {
+                metric: metric.to_owned(),
+                message,
+            }
+        }
     }
 }
 

@@ -47,10 +47,12 @@ const LDA_SVD_TOL: f64 = 1e-4;
 /// The raw terms, in the order of the authors' return value.
 const TERMS: &[&str] = &["seli", "ncc", "vc"];
 
-/// Why a layer has no terms: libtorch failed, or the rows admit no discriminant.
+/// Why a layer has no terms: libtorch failed, the rows admit no discriminant, or the sample
+/// has too few images or classes for one.
 enum Failure {
     Torch(TchError),
     Degenerate(String),
+    TooFew(String),
 }
 
 impl From<TchError> for Failure {
@@ -61,12 +63,15 @@ impl From<TchError> for Failure {
 
 impl From<Failure> for Error {
     fn from(f: Failure) -> Self {
-        Error::Metric {
+        let (message, numerical) = match f {
+            Failure::Torch(e) => return super::torch_err("ncti")(e),
+            Failure::Degenerate(message) => (message, true),
+            Failure::TooFew(message) => (message, false),
+        };
+        Error::Degenerate {
             metric: "ncti".into(),
-            message: match f {
-                Failure::Torch(e) => crate::error::torch_message(&e),
-                Failure::Degenerate(message) => message,
-            },
+            message,
+            numerical,
         }
     }
 }
@@ -313,14 +318,14 @@ impl Relative for Ncti {
         let k = Classes::new(&labels, device)?;
         let n = labels.len() as i64;
         if k.len() < 2 {
-            return Err(Failure::Degenerate(format!(
+            return Err(Failure::TooFew(format!(
                 "{} class(es) in the sample; NCTI's discriminant needs at least 2",
                 k.len()
             ))
             .into());
         }
         if n <= k.len() {
-            return Err(Failure::Degenerate(format!(
+            return Err(Failure::TooFew(format!(
                 "{n} sampled image(s) in {} classes; NCTI needs more images than classes",
                 k.len()
             ))

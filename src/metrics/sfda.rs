@@ -146,9 +146,10 @@ impl Metric for Sfda {
             Err(e) => return Some(Err(torch_err("sfda")(e))),
         };
         if classes < 2 {
-            return Some(Err(Error::Metric {
+            return Some(Err(Error::Degenerate {
                 metric: "sfda".into(),
                 message: format!("{classes} class(es) in the sample; SFDA needs at least 2"),
+                numerical: false,
             }));
         }
         Some(self.score(stats).map_err(torch_err("sfda")))

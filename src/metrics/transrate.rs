@@ -128,9 +128,10 @@ impl Metric for TransRate {
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
         if stats.total() == 0 {
-            return Some(Err(Error::Metric {
+            return Some(Err(Error::Degenerate {
                 metric: self.name.clone(),
                 message: "no images were scored".into(),
+                numerical: false,
             }));
         }
         Some(self.score(stats).map_err(torch_err(&self.name)))

@@ -441,17 +441,26 @@ fn assemble(
 }
 
 /// Adds up a complete set of shard files (`zoo-select score`): same images, same models, each
-/// shard of 1..N exactly once.
-pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
+/// shard of 1..N exactly once; with `check_images`, of the images the config's folder holds now.
+pub fn merge(plan: &Plan, paths: &[PathBuf], check_images: bool) -> Result<Gathered> {
     let start = Instant::now();
     plan.check_writable()?;
     if paths.is_empty() {
         return Err(Error::Shards("no statistics files given".into()));
     }
+    // Listed first, so that stale files fail before they are read.
+    let images_now = match check_images {
+        true => images_now(plan)?,
+        false => None,
+    };
     let mut files: Vec<(PathBuf, StatsFile)> = Vec::with_capacity(paths.len());
     let mut spiller = Spiller::new(memory::file_rows_budget(plan));
     for path in paths {
-        files.push((path.clone(), stats_file::read(path, plan.device)?));
+        let file = stats_file::read(path, plan.device)?;
+        if let Some(now) = &images_now {
+            check_images_now(path, &file.info.dataset, now)?;
+        }
+        files.push((path.clone(), file));
         // Every shard's rows together can outgrow memory where each one fitted its pass.
         spiller.spill_over(
             files
@@ -512,7 +521,6 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
             plan.config_path.display()
         )));
     }
-    check_shards_images(plan, &first.dataset)?;
     // Shard order, so the sums are added in the same order whatever the command line's.
     files.sort_by_key(|(_, f)| f.info.shard.map_or(1, |s| s.index));
     let mut models: Vec<Option<ModelEntry>> = (0..expected.len()).map(|_| None).collect();
@@ -578,29 +586,34 @@ pub fn merge(plan: &Plan, paths: &[PathBuf]) -> Result<Gathered> {
     })
 }
 
-/// The shards agree with each other; they must also be of the images the config lists now, or
-/// the report would give old statistics as this config's. Where the folder cannot be listed
-/// (shard files scored on another machine) that is said, and the files are scored as they are.
-fn check_shards_images(plan: &Plan, made: &DatasetId) -> Result<()> {
+/// The images the config's folder holds now, which statistics files must be of, or the report
+/// would give old statistics as this config's. A folder that is not there (files scored on
+/// another machine) is said, and the files are scored as they are; any other listing error
+/// stops the run.
+fn images_now(plan: &Plan) -> Result<Option<DatasetId>> {
     let cfg = &plan.config;
-    let folder = match dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class) {
-        Ok(folder) => folder,
-        Err(e) => {
-            tracing::warn!(
-                "cannot check the statistics files against the config's images ({e}); scoring them as they are"
-            );
-            return Ok(());
-        }
-    };
-    let now = stats_file::dataset_id(&folder, &folder.items);
-    if now.fingerprint == made.fingerprint {
+    if let Err(e) = std::fs::metadata(&cfg.dataset.root) {
+        tracing::warn!(
+            "cannot check the statistics files against the images: {} ({e}); scoring them as they are",
+            cfg.dataset.root.display()
+        );
+        return Ok(None);
+    }
+    let folder = dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class)?;
+    Ok(Some(stats_file::dataset_id(&folder, &folder.items)))
+}
+
+fn check_images_now(path: &Path, made: &DatasetId, now: &DatasetId) -> Result<()> {
+    if made.fingerprint == now.fingerprint {
         return Ok(());
     }
     Err(Error::Shards(format!(
-        "the statistics files are of other images than {} lists now ({} images in {} classes \
-         then, {} in {} now: images added, removed or changed, or another `max_per_class`); run \
-         the passes again, or score with the config they were made with",
-        folder.root.display(),
+        "{} is of other images than {} holds now ({} images in {} classes then, {} in {} now: \
+         images added, removed or changed, or another `max_per_class`); run the passes again, \
+         score with the config they were made with, or, for images copied without their \
+         modification times, pass --no-image-check",
+        path.display(),
+        now.root.display(),
         made.files,
         made.classes.len(),
         now.files,

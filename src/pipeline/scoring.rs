@@ -4,10 +4,11 @@
 //! raw terms; their scores come last, from the terms of all the run's rows together, so they
 //! are the same whether the statistics came from one pass, the cache or merged shards.
 //!
-//! A metric that fails on one row (a NaN, a matrix that is not positive definite: features that
-//! barely vary, from a dead layer or near-identical images) leaves that row without its score,
-//! with a note saying why and a warning, and the run goes on: one degenerate layer must not
-//! cost the report of the whole zoo, and no score is better than a wrong one.
+//! A metric undefined on one row because of its data (a NaN, a matrix that is not positive
+//! definite: features that barely vary, from a dead layer or near-identical images; too few
+//! sampled images) leaves that row without its score, with a note saying why and a warning, and
+//! the run goes on: one degenerate layer must not cost the report of the whole zoo, and no score
+//! is better than a wrong one. Any other failure (memory, the GPU) stops the run.
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
@@ -77,7 +78,7 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                                 }
                             };
                             if let Some(bad) = terms.iter().find(|t| !t.is_finite()) {
-                                result.no_score(m.name(), format!("a term is {bad}"));
+                                result.no_score(m.name(), (format!("a term is {bad}"), true));
                                 continue;
                             }
                             let names = relative.term_names().iter().map(|n| (*n).to_owned());
@@ -101,7 +102,7 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                     }
                 };
                 if !score.is_finite() {
-                    result.no_score(m.name(), format!("the score is {score}"));
+                    result.no_score(m.name(), (format!("the score is {score}"), true));
                     continue;
                 }
                 result.scores.push((m.name().to_owned(), score));
@@ -133,7 +134,7 @@ fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<(
         for (i, score) in rows.into_iter().zip(scores) {
             let r = &mut results[i];
             if !score.is_finite() {
-                r.no_score(m.name(), format!("the score is {score}"));
+                r.no_score(m.name(), (format!("the score is {score}"), true));
                 continue;
             }
             r.scores.push((m.name().to_owned(), score));
@@ -149,20 +150,22 @@ fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<(
     Ok(())
 }
 
-/// Why a metric has no score on a row, or the error that stops the run: running out of memory,
-/// or anything but the metric's own arithmetic, is not a property of the row.
-fn failure(e: Error) -> Result<String> {
+/// Why a metric has no score on a row (and whether the cause is numerical), or the error that
+/// stops the run: only what the metrics know to come from the row's data is a property of the
+/// row; memory, CUDA and every other failure is not (`metrics::torch_err`).
+fn failure(e: Error) -> Result<(String, bool)> {
     match e {
-        Error::Metric { message, .. } if !message.contains("out of memory") => Ok(message),
+        Error::Degenerate {
+            message, numerical, ..
+        } => Ok((message, numerical)),
         other => Err(other),
     }
 }
 
 impl LayerResult {
     /// `metric` failed on this row: a note in the report, a warning now.
-    fn no_score(&mut self, metric: &str, why: String) {
-        const NUMERICAL: [&str; 5] = ["NaN", "inf", "singular", "positive definite", "converge"];
-        let hint = if NUMERICAL.iter().any(|w| why.contains(w)) {
+    fn no_score(&mut self, metric: &str, (why, numerical): (String, bool)) {
+        let hint = if numerical {
             " (features that barely vary, from a dead layer or near-identical images, do this)"
         } else {
             ""
