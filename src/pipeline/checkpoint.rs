@@ -39,6 +39,25 @@ pub fn part_path(dir: &Path, key: &str, part: usize, parts: usize) -> PathBuf {
     dir.join(format!("pass-{key}-part{}of{parts}.zss", part + 1))
 }
 
+/// The checkpoint files in `dir` of passes other than `key`'s (another config, or images that
+/// changed since): (files, bytes). This command never reads them again; they stay for the
+/// command that made them.
+pub fn others(dir: &Path, key: &str) -> (usize, u64) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return (0, 0);
+    };
+    let mine = format!("pass-{key}-");
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.starts_with("pass-") && name.ends_with(".zss") && !name.starts_with(&mine)
+        })
+        .fold((0, 0), |(n, bytes), e| {
+            (n + 1, bytes + e.metadata().map_or(0, |m| m.len()))
+        })
+}
+
 /// What a part's checkpoint restores.
 pub struct Restored {
     pub stats: Vec<ModelStats>,
@@ -100,4 +119,23 @@ pub fn save(path: &Path, info: FileInfo, meta: &PartMeta, stats: &mut [ModelStat
         *s = entry.stats;
     }
     written
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn other_passes_checkpoints_are_counted_not_this_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, len: usize| std::fs::write(dir.path().join(name), vec![0u8; len]);
+        write("pass-aaaa-part1of2.zss", 10).unwrap();
+        write("pass-aaaa-part2of2.zss", 20).unwrap();
+        write("pass-bbbb-part1of1.zss", 300).unwrap();
+        write("pass-cccc-part1of1.zss", 4000).unwrap();
+        write("notes.txt", 50000).unwrap();
+        assert_eq!(others(dir.path(), "aaaa"), (2, 4300));
+        assert_eq!(others(dir.path(), "bbbb"), (3, 4030));
+        assert_eq!(others(&dir.path().join("missing"), "aaaa"), (0, 0));
+    }
 }

@@ -158,6 +158,15 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
             job.items.len()
         );
     }
+    let (stale, bytes) = checkpoint::others(&plan.checkpoints, &key);
+    if stale > 0 {
+        tracing::info!(
+            "{stale} checkpoint file(s) of other passes in {} ({:.1} MiB: another config's, or \
+             from before the images changed); delete them if those runs will not be resumed",
+            plan.checkpoints.display(),
+            bytes as f64 / (1024.0 * 1024.0)
+        );
+    }
 
     // Loading runs the models' probes on this thread.
     crate::taps::run_graphs_unoptimised();
