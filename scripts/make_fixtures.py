@@ -384,6 +384,11 @@ def depthwise_fixture():
     torch.jit.script(DepthwiseNet().eval()).save(str(FIX / "taps" / "depthwise_scripted.pt"))
 
 
+def state_dict_fixture():
+    # What users often have instead of TorchScript: a torch.save'd state dict.
+    torch.save(tiny_net(7).state_dict(), str(FIX / "taps" / "state_dict.pt"))
+
+
 def tap_fixtures():
     out = FIX / "taps"
     out.mkdir(parents=True, exist_ok=True)
@@ -399,6 +404,7 @@ def tap_fixtures():
     torch.jit.script(branch).save(str(out / "branch_scripted.pt"))
     torch.jit.script(StateNet().eval()).save(str(out / "state_scripted.pt"))
     depthwise_fixture()
+    state_dict_fixture()
     _, branch_taps = hook_outputs(branch, ["conv", "extra"], x)
     arrays = {"input": x.numpy(), "output": logits.numpy()}
     arrays.update({f"tap/{n}": t.numpy() for n, t in got.items()})

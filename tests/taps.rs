@@ -222,6 +222,14 @@ fn missing_and_corrupt_model_files_are_load_errors() {
         "{err}"
     );
     assert!(!err.to_string().contains("internal miniz error"), "{err}");
+    // A torch.save'd state dict (scripts/make_fixtures.py): said as such.
+    let err = taps::rewrite("m", &fixture("state_dict.pt"), &["x".to_owned()]).unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "state_dict.pt: saved with torch.save (a state dict or pickled module), not TorchScript ("
+        ),
+        "{err}"
+    );
 }
 
 #[test]
