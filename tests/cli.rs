@@ -984,3 +984,23 @@ fn an_output_or_cache_inside_the_dataset_is_refused() {
         run.stderr()
     );
 }
+
+#[test]
+fn a_layout_that_reads_a_map_the_wrong_way_is_warned_about() {
+    // featmap.pt's taps are (N, 4, 16, 16): square only as NCHW.
+    let models = "
+  - name: featmap
+    path: {zoo}/featmap.pt
+    input: {size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [conv, act]
+    layout: LAYOUT";
+    let warning =
+        "model `featmap` layer `conv`: its output [1, 4, 16, 16] is a square map only if \
+                   read as `layout: nchw`, for a square input";
+    let run = run_config(&config_with_models(&models.replace("LAYOUT", "nhwc")), &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert!(run.stderr().contains(warning), "{}", run.stderr());
+    let run = run_config(&config_with_models(&models.replace("LAYOUT", "nchw")), &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    assert!(!run.stderr().contains("square map"), "{}", run.stderr());
+}

@@ -508,6 +508,12 @@ impl ZooModel {
     /// Probes the layers' widths, and where their features sit, with one blank image.
     fn probed(mut self) -> Result<ZooModel> {
         let blank = self.blank(self.mean.device())?;
+        let (_, raw) = self.module.run(&self.name, &blank, self.taps)?;
+        for (layer, t) in self.layers.iter().zip(&raw) {
+            if let Some(warning) = layout_warning(&t.size(), self.layout) {
+                tracing::warn!("model `{}` layer `{layer}`: {warning}", self.name);
+            }
+        }
         let probe = self.run(&blank)?;
         self.dims = probe.layers.iter().map(|t| t.size()[1] as usize).collect();
         self.probe = probe
@@ -553,8 +559,50 @@ impl ZooModel {
     }
 }
 
+/// A 4-D tap whose map is square under the other layout and not under the declared one, for
+/// the probe's square image, is almost surely laid out the other way: pooled over the wrong
+/// axes, its features would be silently wrong. A heuristic, so a warning.
+fn layout_warning(shape: &[i64], layout: Layout) -> Option<String> {
+    let [_, a, b, c] = shape else { return None };
+    let (declared, other, say) = match layout {
+        Layout::Nchw => ((b, c), (a, b), "nhwc"),
+        Layout::Nhwc => ((a, b), (b, c), "nchw"),
+    };
+    (declared.0 != declared.1 && other.0 == other.1).then(|| {
+        format!(
+            "its output {shape:?} is a square map only if read as `layout: {say}`, for a square \
+             input; if that is how the model lays out its 4-D outputs, set `layout: {say}`, or the \
+             features are pooled over the wrong axes"
+        )
+    })
+}
+
 /// The number of classes of a (N, classes) floating-point tensor.
 fn logit_classes(t: Option<&Tensor>) -> Option<usize> {
     let t = t?;
     (t.dim() == 2 && t.is_floating_point()).then(|| t.size()[1] as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_map_square_only_under_the_other_layout_is_warned_about() {
+        // A swin-like (N, H, W, C) output read as NCHW, and a ResNet-like (N, C, H, W) one read
+        // as NHWC.
+        let w = layout_warning(&[1, 56, 56, 96], Layout::Nchw).unwrap();
+        assert!(
+            w.contains("square map only if read as `layout: nhwc`"),
+            "{w}"
+        );
+        let w = layout_warning(&[1, 64, 56, 56], Layout::Nhwc).unwrap();
+        assert!(w.contains("set `layout: nchw`"), "{w}");
+        // Right as declared, ambiguous, or not a map at all: nothing to say.
+        assert_eq!(layout_warning(&[1, 64, 56, 56], Layout::Nchw), None);
+        assert_eq!(layout_warning(&[1, 56, 56, 96], Layout::Nhwc), None);
+        assert_eq!(layout_warning(&[1, 7, 7, 7], Layout::Nhwc), None);
+        assert_eq!(layout_warning(&[1, 256, 14, 13], Layout::Nchw), None);
+        assert_eq!(layout_warning(&[1, 64, 8], Layout::Nchw), None);
+    }
 }
