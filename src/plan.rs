@@ -158,15 +158,36 @@ impl Plan {
         })
     }
 
-    /// Checks, before any pass, that the output folder (and the cache folder) can be written:
-    /// a run must not gather statistics for an hour and then find it cannot save them.
+    /// Checks, before any pass, that the output folder and its checkpoint folder can be
+    /// written: a run must not gather statistics for an hour and then find it cannot save them.
+    /// The cache folder need not be (`cache_writable`).
     pub fn check_writable(&self) -> Result<()> {
-        let mut dirs = vec![self.output.clone(), self.checkpoints.clone()];
-        dirs.extend(self.cache.clone());
-        for dir in dirs {
-            check_writable(&dir)?;
+        self.check_output()?;
+        check_writable(&self.checkpoints)
+    }
+
+    /// The output folder alone: what `score` writes.
+    pub fn check_output(&self) -> Result<()> {
+        check_writable(&self.output)
+    }
+
+    /// Whether statistics can be kept in the cache folder. A team's shared cache may be
+    /// read-only: then it is read, not written, and that is said once.
+    pub fn cache_writable(&self) -> bool {
+        let Some(dir) = &self.cache else {
+            return false;
+        };
+        match writable(dir) {
+            Ok(()) => true,
+            Err(reason) => {
+                tracing::warn!(
+                    "cache folder {}: {reason}; statistics are read from it but not kept (give \
+                     `cache:` a folder this run can write to keep them)",
+                    dir.display()
+                );
+                false
+            }
         }
-        Ok(())
     }
 
     /// How the devices are named in reports: `cpu`, `cuda:0,cuda:1`.
@@ -185,19 +206,23 @@ impl Plan {
 }
 
 fn check_writable(dir: &Path) -> Result<()> {
-    let err = |reason: String| Error::Output {
+    writable(dir).map_err(|reason| Error::Output {
         path: dir.to_owned(),
         reason,
-    };
+    })
+}
+
+/// Why `dir` cannot be created or written, if it cannot.
+fn writable(dir: &Path) -> std::result::Result<(), String> {
     if let Some(file) = dir.ancestors().find(|a| a.is_file()) {
-        return Err(err(format!("{} is a file, not a folder", file.display())));
+        return Err(format!("{} is a file, not a folder", file.display()));
     }
-    std::fs::create_dir_all(dir).map_err(|e| err(format!("cannot be created ({e})")))?;
+    std::fs::create_dir_all(dir).map_err(|e| format!("cannot be created ({e})"))?;
     tempfile::Builder::new()
         .prefix(".zoo-select-write-check")
         .tempfile_in(dir)
         .map(drop)
-        .map_err(|e| err(format!("cannot be written ({e})")))
+        .map_err(|e| format!("cannot be written ({e})"))
 }
 
 #[cfg(test)]

@@ -793,3 +793,89 @@ fn rewritten_modules_are_kept_and_reused() {
     let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
     assert_same_scores(&fresh, &report(&setup.out("out")), 0.0);
 }
+
+#[test]
+fn a_cache_or_checkpoint_that_cannot_be_written_costs_reuse_not_the_run() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = synthetic_images(tmp.path(), 200, false);
+    let stem = model("tiny_a", "tiny_a.pt", 0.5, "stem");
+    let setup = Setup::new(&images, &stem, "");
+    let whole = setup.ok(&[], "whole", &["--no-cache"]);
+    // Without -q: the warnings are the point.
+    let loud = |out: &str| {
+        let (config, out) = (setup.config(), setup.out(out).display().to_string());
+        let o = common::zoo_select(&["--config", &config, "-o", &out]);
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "{stderr}");
+        stderr
+    };
+
+    // A cache folder this run cannot write (here: under a file) is read, not kept.
+    let blocker = setup.out("blocker");
+    std::fs::write(&blocker, b"x").unwrap();
+    let cache = blocker.join("cache");
+    setup.rewrite(&images, &stem, &format!("cache: {}\n", cache.display()));
+    let stderr = loud("read-only");
+    assert!(
+        stderr.contains(&format!(
+            "cache folder {}: {} is a file, not a folder; statistics are read from it but not kept",
+            cache.display(),
+            blocker.display()
+        )),
+        "{stderr}"
+    );
+    assert_same_scores(&whole, &report(&setup.out("read-only")), 1e-12);
+    // So do a shard's pass and the score, which never touches the cache.
+    let o = setup.run(&["pass"], "read-only-shards", &["--shard", "1/1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let shard = setup.out("read-only-shards").join("shard-1-of-1.zss");
+    let merged = setup.ok(&["score"], "read-only-merged", &[shard.to_str().unwrap()]);
+    assert_same_scores(&whole, &merged, 1e-12);
+
+    // The cache's entry cannot be written (a folder stands where its file goes): a warning,
+    // and the report of the pass.
+    setup.rewrite(&images, &stem, "");
+    setup.ok(&[], "c", &[]);
+    block_the_statistics_file_in(&setup.out("c").join("stats"));
+    let stderr = loud("c");
+    assert!(
+        stderr.contains(
+            "model `tiny_a`'s statistics are not kept in the cache, the run goes on; free space \
+             there or give `cache:` another folder"
+        ),
+        "{stderr}"
+    );
+    assert_same_scores(&whole, &report(&setup.out("c")), 1e-12);
+
+    // Checkpoints that cannot be written (a folder where the file goes) are warned about, and
+    // the pass goes on to the same report.
+    setup.rewrite(&images, &stem, "checkpoint_every: 0\n");
+    let mut child = start_until_checkpoint(&setup, "k");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let dir = setup.out("k").join("stats").join("checkpoints");
+    block_the_statistics_file_in(&dir);
+    let stderr = loud("k");
+    let warning = format!(
+        ": no checkpoint of part 1 now, the pass goes on (an interruption before the next one \
+         would lose its work); free space in {}",
+        dir.display()
+    );
+    // Once, not at every one of the 150 batches.
+    assert_eq!(stderr.matches(&warning).count(), 1, "{stderr}");
+    assert_same_scores(&whole, &report(&setup.out("k")), 1e-12);
+}
+
+/// Replaces the statistics file in `dir` by a folder that is not empty, so that writing the
+/// file again fails as a full disk would make it fail.
+fn block_the_statistics_file_in(dir: &Path) {
+    let file = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "zss"))
+        .unwrap();
+    std::fs::remove_file(&file).unwrap();
+    std::fs::create_dir(&file).unwrap();
+    std::fs::write(file.join("in-the-way"), b"x").unwrap();
+}

@@ -215,6 +215,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let layout = Layout::new(&plan.metrics);
     let kind = crate::device::kind(plan.device);
     let cache = plan.cache.as_deref().map(Cache::new);
+    let keep = plan.cache_writable();
     let mut statistics = StatsReport {
         cache: plan.cache.clone(),
         ..StatsReport::default()
@@ -328,24 +329,33 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     };
 
     let mut models = Vec::with_capacity(plan.models.len());
+    let mut all_kept = true;
     for (((spec, key), cached), fresh) in plan.models.iter().zip(keys).zip(cached).zip(fresh) {
-        let entry = assemble(spec, key, cached.map(|(e, _)| e), fresh, plan.device)?;
-        let entry = match (
-            &cache,
-            statistics
-                .computed
-                .iter()
-                .any(|c| c.starts_with(&format!("{}/", spec.name))),
-        ) {
-            (Some(cache), true) => cache.store(entry, info.clone())?,
-            _ => entry,
-        };
+        let mut entry = assemble(spec, key, cached.map(|(e, _)| e), fresh, plan.device)?;
+        let computed = statistics
+            .computed
+            .iter()
+            .any(|c| c.starts_with(&format!("{}/", spec.name)));
+        if let (Some(cache), true, true) = (&cache, keep, computed) {
+            // A full or failing cache costs the next run its reuse, never this run its pass.
+            if let Err(e) = cache.store(&mut entry, info.clone()) {
+                all_kept = false;
+                tracing::warn!(
+                    "{e}: model `{}`'s statistics are not kept in the cache, the run goes on; \
+                     free space there or give `cache:` another folder",
+                    spec.name
+                );
+            }
+        }
         models.push(entry);
     }
     // Only now are the statistics safe (in the cache, or about to be scored): other runs'
-    // checkpoints (other shards sharing the folder) are not ours to remove.
-    for path in checkpoints {
-        let _ = std::fs::remove_file(path);
+    // checkpoints (other shards sharing the folder) are not ours to remove. Where the cache
+    // could not keep them, the checkpoints stay until the report is written by a later run.
+    if all_kept {
+        for path in checkpoints {
+            let _ = std::fs::remove_file(path);
+        }
     }
     if todo.is_empty() {
         // Nothing ran: what the statistics read from the cache take.
@@ -444,7 +454,7 @@ fn assemble(
 /// shard of 1..N exactly once; with `check_images`, of the images the config's folder holds now.
 pub fn merge(plan: &Plan, paths: &[PathBuf], check_images: bool) -> Result<Gathered> {
     let start = Instant::now();
-    plan.check_writable()?;
+    plan.check_output()?;
     if paths.is_empty() {
         return Err(Error::Shards("no statistics files given".into()));
     }

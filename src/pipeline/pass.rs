@@ -465,6 +465,8 @@ impl PartContext<'_> {
         // The fence after the last batch queued, and that batch's number: on a GPU the host
         // queues batch i, then waits for batch i-1 only, so the GPU always has work.
         let mut in_flight: Option<(Fence, u64)> = None;
+        // Whether the last checkpoint failed: a folder that stays full is said once.
+        let mut checkpoint_failing = false;
         let mut finite_check: Option<FiniteCheck> = None;
         let mut folded = 0usize;
         let mut time = DeviceTime {
@@ -586,17 +588,42 @@ impl PartContext<'_> {
                 if let Err(e) = land(in_flight.take(), u64::MAX, &mut stats) {
                     return fail(e);
                 }
-                if let Err(e) =
-                    checkpoint::save(self.path, info(progress, &skipped), self.meta, &mut stats)
-                {
-                    return fail(e);
+                match checkpoint::save(self.path, info(progress, &skipped), self.meta, &mut stats) {
+                    Ok(()) => {
+                        checkpoint_failing = false;
+                        tracing::debug!(
+                            "checkpoint of part {} after {} files written in {:.3} s",
+                            self.index + 1,
+                            progress.files_done,
+                            t.elapsed().as_secs_f64()
+                        )
+                    }
+                    // Stopping, the checkpoint was the only place the work could go.
+                    Err(e) if stopping => {
+                        return fail(Error::Output {
+                            path: self.job.plan.checkpoints.clone(),
+                            reason: format!(
+                                "the checkpoint of the {} files done could not be written ({e}), \
+                                 so they are lost; free space there",
+                                progress.files_done
+                            ),
+                        })
+                    }
+                    // A checkpoint is insurance: the pass, whose statistics are in memory, goes
+                    // on, and the next checkpoint tries again.
+                    Err(e) => {
+                        if !checkpoint_failing {
+                            tracing::warn!(
+                                "{e}: no checkpoint of part {} now, the pass goes on (an \
+                                 interruption before the next one would lose its work); free \
+                                 space in {}",
+                                self.index + 1,
+                                self.job.plan.checkpoints.display()
+                            );
+                        }
+                        checkpoint_failing = true;
+                    }
                 }
-                tracing::debug!(
-                    "checkpoint of part {} after {} files written in {:.3} s",
-                    self.index + 1,
-                    progress.files_done,
-                    t.elapsed().as_secs_f64()
-                );
                 last_checkpoint = Instant::now();
                 watch.lap(&mut time, |s| &mut s.checkpoints_s);
             }

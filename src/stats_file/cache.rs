@@ -89,17 +89,25 @@ impl Cache {
     }
 
     /// Writes (or replaces) the entry of one model.
-    pub fn store(&self, entry: ModelEntry, info: FileInfo) -> Result<ModelEntry> {
+    /// Keeps `entry`'s statistics, lent to the writer and given back whether or not they could
+    /// be written: the cache is a convenience, and statistics it cannot keep are still this
+    /// run's to score.
+    pub fn store(&self, entry: &mut ModelEntry, info: FileInfo) -> Result<()> {
         let path = self.entry_path(&entry.key, &info.dataset, info.shard, &info.device_kind);
+        let lent = ModelEntry {
+            key: entry.key.clone(),
+            layers: entry.layers.clone(),
+            source_logits: entry.source_logits.clone(),
+            stats: std::mem::take(&mut entry.stats),
+        };
         let mut file = StatsFile {
             info,
-            models: vec![entry],
+            models: vec![lent],
         };
-        super::write(&path, &mut file)?;
-        let entry = file.models.pop();
-        entry.ok_or_else(|| crate::Error::StatsFile {
-            path,
-            message: "written without its model".into(),
-        })
+        let written = super::write(&path, &mut file);
+        for back in file.models {
+            entry.stats = back.stats;
+        }
+        written
     }
 }
