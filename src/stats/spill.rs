@@ -41,6 +41,8 @@ pub struct Spilled {
 impl SpillFile {
     /// A new empty spill file in `dir`.
     pub fn new_in(dir: &Path) -> io::Result<Arc<SpillFile>> {
+        // `score` writes no statistics folder of its own until its rows spill.
+        std::fs::create_dir_all(dir)?;
         let file = tempfile::Builder::new()
             .prefix(SPILL_PREFIX)
             .tempfile_in(dir)?;
