@@ -879,3 +879,31 @@ fn block_the_statistics_file_in(dir: &Path) {
     std::fs::create_dir(&file).unwrap();
     std::fs::write(file.join("in-the-way"), b"x").unwrap();
 }
+
+#[test]
+fn two_runs_sharing_a_cache_keep_each_others_layers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = synthetic_images(tmp.path(), 200, false);
+    let extra = format!("cache: {}\n", tmp.path().join("shared").display());
+    let with =
+        |layers: &str| Setup::new(&images, &model("tiny_a", "tiny_a.pt", 0.5, layers), &extra);
+    let (a, b) = (with("stem, block"), with("tokens, fc"));
+    // Started together, each reads a cache without the model's entry, computes its two
+    // layers and writes the entry back: the later writer must keep the earlier one's.
+    let runs = [
+        a.command("out").spawn().unwrap(),
+        b.command("out").spawn().unwrap(),
+    ];
+    for run in runs {
+        let o = run.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let all = with("stem, block, tokens, fc").ok(&[], "out", &[]);
+    assert_eq!(
+        all["statistics"]["computed"],
+        serde_json::json!([]),
+        "{}",
+        all["statistics"]
+    );
+    assert_eq!(all["statistics"]["reused"].as_array().unwrap().len(), 4);
+}

@@ -3,6 +3,12 @@
 //! the layers (and models) they lack, and writes the entries back with the union, so adding a
 //! model or a layer costs only its own pass. An entry that cannot be used (damaged, of another
 //! format version, of another file) is recomputed with a warning, never trusted.
+//!
+//! A cache may be shared: by a team, by the tasks of a Slurm array. Two runs that add layers
+//! to one model's entry at the same time would each write back what they read plus what they
+//! computed, and the last would drop the other's layers. So an entry is written under a lock
+//! on the folder, and an entry written by someone else since this run began is read again and
+//! its layers kept beside this run's.
 
 use std::path::{Path, PathBuf};
 
@@ -88,12 +94,40 @@ impl Cache {
         }
     }
 
-    /// Writes (or replaces) the entry of one model.
-    /// Keeps `entry`'s statistics, lent to the writer and given back whether or not they could
-    /// be written: the cache is a convenience, and statistics it cannot keep are still this
-    /// run's to score.
-    pub fn store(&self, entry: &mut ModelEntry, info: FileInfo) -> Result<()> {
+    /// Keeps `entry`'s statistics, with the layers another run has kept in the same entry
+    /// since `began`. They are lent to the writer and given back whether or not they could be
+    /// written: the cache is a convenience, and statistics it cannot keep are still this run's
+    /// to score.
+    pub fn store(
+        &self,
+        entry: &mut ModelEntry,
+        info: FileInfo,
+        began: std::time::SystemTime,
+        device: Device,
+    ) -> Result<()> {
         let path = self.entry_path(&entry.key, &info.dataset, info.shard, &info.device_kind);
+        let _lock = FolderLock::take(&self.dir);
+        let rewritten = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .is_ok_and(|t| t >= began);
+        if rewritten {
+            if let Some((theirs, _)) = self.load(
+                &entry.key,
+                &info.dataset,
+                info.shard,
+                &info.device_kind,
+                device,
+            ) {
+                let kept = adopt(entry, theirs);
+                if kept > 0 {
+                    tracing::info!(
+                        "cache entry {} was written by another run meanwhile: its {kept} \
+                         other layer statistics are kept too",
+                        path.display()
+                    );
+                }
+            }
+        }
         let lent = ModelEntry {
             key: entry.key.clone(),
             layers: entry.layers.clone(),
@@ -109,5 +143,64 @@ impl Cache {
             entry.stats = back.stats;
         }
         written
+    }
+}
+
+/// Adds to `ours` what `theirs` (the same model over the same images) has and `ours` lacks:
+/// whole layers, a layer's stores of other transforms, the source statistics. Returns how
+/// many layers or stores it added.
+fn adopt(ours: &mut ModelEntry, theirs: ModelEntry) -> usize {
+    let mut added = 0;
+    for (meta, stores) in theirs.layers.into_iter().zip(theirs.stats.layers) {
+        match ours.layers.iter().position(|m| m.name == meta.name) {
+            Some(i) => {
+                for (t, store) in stores {
+                    if !ours.stats.layers[i].iter().any(|(have, _)| *have == t) {
+                        ours.stats.layers[i].push((t, store));
+                        added += 1;
+                    }
+                }
+            }
+            None => {
+                ours.layers.push(meta);
+                ours.stats.layers.push(stores);
+                added += 1;
+            }
+        }
+    }
+    if ours.stats.source.is_none() && theirs.stats.source.is_some() {
+        ours.stats.source = theirs.stats.source;
+        ours.source_logits = theirs.source_logits;
+        added += 1;
+    }
+    added
+}
+
+/// An exclusive advisory lock on a folder (flock), released when dropped. Where the file
+/// system refuses locks, the entry is written without one, as before locks existed.
+struct FolderLock(Option<std::fs::File>);
+
+impl FolderLock {
+    fn take(dir: &Path) -> FolderLock {
+        use std::os::unix::io::AsRawFd;
+        let Ok(folder) = std::fs::File::open(dir) else {
+            return FolderLock(None);
+        };
+        // SAFETY: flock on a file descriptor this value owns for its whole life.
+        let locked = unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } == 0;
+        if !locked {
+            tracing::debug!("cannot lock {}; writing without a lock", dir.display());
+        }
+        FolderLock(locked.then_some(folder))
+    }
+}
+
+impl Drop for FolderLock {
+    fn drop(&mut self) {
+        use std::os::unix::io::AsRawFd;
+        if let Some(folder) = &self.0 {
+            // SAFETY: unlocks the descriptor locked in `take`, still open.
+            unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_UN) };
+        }
     }
 }
