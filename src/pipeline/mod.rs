@@ -218,6 +218,15 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let kind = crate::device::kind(plan.device);
     let cache = plan.cache.as_deref().map(Cache::new);
     let keep = plan.cache_writable();
+    if let (Some(cache), true) = (&cache, keep) {
+        let removed = cache.sweep();
+        if removed > 0 {
+            tracing::info!(
+                "cache {}: removed {removed} temporary file(s) that killed runs left",
+                cache.dir.display()
+            );
+        }
+    }
     let mut statistics = StatsReport {
         cache: plan.cache.clone(),
         ..StatsReport::default()

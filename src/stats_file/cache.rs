@@ -30,6 +30,33 @@ impl Cache {
         }
     }
 
+    /// Removes what writers killed mid-write left: temporary files (`.zss-*.tmp` here,
+    /// `.module-*.tmp` in `modules/`) untouched for an hour, which no live writer leaves so
+    /// long. Returns how many it removed.
+    pub fn sweep(&self) -> usize {
+        let stale = |e: &std::fs::DirEntry| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let temporary = name.ends_with(".tmp")
+                && (name.starts_with(".zss-") || name.starts_with(".module-"));
+            temporary
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 3600))
+        };
+        let mut removed = 0;
+        for dir in [self.dir.clone(), self.dir.join("modules")] {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for e in entries.flatten().filter(stale) {
+                if std::fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Where the entry of `key` over `dataset`'s covered images lives.
     pub fn entry_path(
         &self,
@@ -202,5 +229,54 @@ impl Drop for FolderLock {
             // SAFETY: unlocks the descriptor locked in `take`, still open.
             unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_UN) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sweep_removes_only_temporary_files_left_an_hour_ago() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("modules")).unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3700);
+        let make = |name: &str, old: bool| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"x").unwrap();
+            if old {
+                let f = std::fs::File::options().write(true).open(&path).unwrap();
+                f.set_modified(hour_ago).unwrap();
+            }
+        };
+        make(".zss-old.tmp", true);
+        make("modules/.module-old.tmp", true);
+        make(".zss-live.tmp", false);
+        make("resnet-0123.zss", true);
+        make(".zoo-select-rows-old", true);
+        assert_eq!(Cache::new(dir.path()).sweep(), 2);
+        let left: std::collections::BTreeSet<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            left,
+            [
+                ".zss-live.tmp",
+                "resnet-0123.zss",
+                ".zoo-select-rows-old",
+                "modules"
+            ]
+            .into_iter()
+            .map(String::from)
+            .collect()
+        );
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("modules"))
+                .unwrap()
+                .count(),
+            0
+        );
     }
 }
