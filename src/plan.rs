@@ -171,6 +171,13 @@ impl Plan {
         check_writable(&self.output)
     }
 
+    /// Whether the cache folder can be written, silently (`cache_writable` says why not).
+    pub fn cache_can_be_written(&self) -> bool {
+        self.cache
+            .as_deref()
+            .is_some_and(|dir| writable(dir).is_ok())
+    }
+
     /// Whether statistics can be kept in the cache folder. A team's shared cache may be
     /// read-only: then it is read, not written, and that is said once.
     pub fn cache_writable(&self) -> bool {

@@ -837,6 +837,7 @@ fn a_cache_or_checkpoint_that_cannot_be_written_costs_reuse_not_the_run() {
     setup.rewrite(&images, &stem, "");
     setup.ok(&[], "c", &[]);
     block_the_statistics_file_in(&setup.out("c").join("stats"));
+    std::fs::remove_file(setup.out("c").join("report.json")).unwrap();
     let stderr = loud("c");
     assert!(
         stderr.contains(

@@ -25,7 +25,7 @@ pub struct RowBudget {
     pub dir: PathBuf,
 }
 
-/// The spill folder of a run: its output's `stats/` folder (checked writable before the pass).
+/// The spill folder of a run: its output's `stats/` folder (its checkpoint folder, inside it, is checked writable before the pass).
 pub fn spill_dir(output: &Path) -> PathBuf {
     output.join("stats")
 }

@@ -210,8 +210,6 @@ fn images(plan: &Plan) -> Result<(ImageFolder, Vec<dataset::Item>, DatasetId)> {
 /// from a pass (resumed from its checkpoint, if any) for the rest.
 pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let start = Instant::now();
-    // Cache entries written after this (by other runs sharing the cache) are read again.
-    let began = std::time::SystemTime::now();
     plan.check_writable()?;
     let (folder, items, dataset) = images(plan)?;
     let layout = Layout::new(&plan.metrics);
@@ -349,7 +347,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
             .any(|c| c.starts_with(&format!("{}/", spec.name)));
         if let (Some(cache), true, true) = (&cache, keep, computed) {
             // A full or failing cache costs the next run its reuse, never this run its pass.
-            if let Err(e) = cache.store(&mut entry, info.clone(), began, plan.device) {
+            if let Err(e) = cache.store(&mut entry, info.clone(), plan.device) {
                 all_kept = false;
                 tracing::warn!(
                     "{e}: model `{}`'s statistics are not kept in the cache, the run goes on; \

@@ -173,7 +173,13 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     // How busy the machine is while the models load decides libtorch's threads for the pass.
     let load = crate::threading::Load::now();
     // Rewritten modules are kept beside the statistics they serve.
-    let modules = plan.cache.as_deref().map(ModuleCache::in_cache);
+    let modules = plan
+        .cache
+        .as_deref()
+        .map(|dir| match plan.cache_can_be_written() {
+            true => ModuleCache::in_cache(dir),
+            false => ModuleCache::in_cache(dir).read_only(),
+        });
     let mut models: Vec<Vec<ZooModel>> = Vec::with_capacity(parts);
     let mut loads = Vec::new();
     for device in &plan.devices {
@@ -603,8 +609,9 @@ impl PartContext<'_> {
                         return fail(Error::Output {
                             path: self.job.plan.checkpoints.clone(),
                             reason: format!(
-                                "the checkpoint of the {} files done could not be written ({e}), \
-                                 so they are lost; free space there",
+                                "the checkpoint of the {} files done could not be written ({e}); \
+                                 a later run resumes from the last one written, if any: free \
+                                 space there first",
                                 progress.files_done
                             ),
                         })

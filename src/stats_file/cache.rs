@@ -21,12 +21,24 @@ use crate::error::Result;
 
 pub struct Cache {
     pub dir: PathBuf,
+    /// Each entry as `load` found it (modification time and length; None: absent), so that
+    /// `store` can tell another run's write from this run's reading by the file itself, not
+    /// by clocks that a file server may not share.
+    seen:
+        std::sync::Mutex<std::collections::HashMap<PathBuf, Option<(std::time::SystemTime, u64)>>>,
+}
+
+/// An entry file's state: what tells one write from another.
+fn state(path: &Path) -> Option<(std::time::SystemTime, u64)> {
+    let meta = std::fs::metadata(path).ok()?;
+    Some((meta.modified().ok()?, meta.len()))
 }
 
 impl Cache {
     pub fn new(dir: &Path) -> Cache {
         Cache {
             dir: dir.to_owned(),
+            seen: Default::default(),
         }
     }
 
@@ -92,6 +104,9 @@ impl Cache {
         device: Device,
     ) -> Option<(ModelEntry, FileInfo)> {
         let path = self.entry_path(key, dataset, shard, device_kind);
+        if let Ok(mut seen) = self.seen.lock() {
+            seen.insert(path.clone(), state(&path));
+        }
         if !path.exists() {
             return None;
         }
@@ -122,21 +137,18 @@ impl Cache {
     }
 
     /// Keeps `entry`'s statistics, with the layers another run has kept in the same entry
-    /// since `began`. They are lent to the writer and given back whether or not they could be
+    /// since this run loaded it. They are lent to the writer and given back whether or not they could be
     /// written: the cache is a convenience, and statistics it cannot keep are still this run's
     /// to score.
-    pub fn store(
-        &self,
-        entry: &mut ModelEntry,
-        info: FileInfo,
-        began: std::time::SystemTime,
-        device: Device,
-    ) -> Result<()> {
+    pub fn store(&self, entry: &mut ModelEntry, info: FileInfo, device: Device) -> Result<()> {
         let path = self.entry_path(&entry.key, &info.dataset, info.shard, &info.device_kind);
         let _lock = FolderLock::take(&self.dir);
-        let rewritten = std::fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .is_ok_and(|t| t >= began);
+        let loaded = self.seen.lock().ok().and_then(|s| s.get(&path).copied());
+        // Not loaded by this run (None): unknown, so read it if it is there.
+        let rewritten = match loaded {
+            Some(then) => state(&path).is_some() && state(&path) != then,
+            None => path.exists(),
+        };
         if rewritten {
             if let Some((theirs, _)) = self.load(
                 &entry.key,
@@ -203,22 +215,42 @@ fn adopt(ours: &mut ModelEntry, theirs: ModelEntry) -> usize {
     added
 }
 
-/// An exclusive advisory lock on a folder (flock), released when dropped. Where the file
-/// system refuses locks, the entry is written without one, as before locks existed.
+/// An exclusive advisory lock on the folder's `.lock` file (flock; on NFS the kernel makes it
+/// a POSIX lock, which needs the file open for writing), released when dropped. Where the
+/// file system refuses locks, entries are written without one, and that is said once.
 struct FolderLock(Option<std::fs::File>);
 
 impl FolderLock {
     fn take(dir: &Path) -> FolderLock {
         use std::os::unix::io::AsRawFd;
-        let Ok(folder) = std::fs::File::open(dir) else {
+        static SAID: std::sync::Once = std::sync::Once::new();
+        let file = std::fs::File::options()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(dir.join(".lock"));
+        let Ok(file) = file else {
             return FolderLock(None);
         };
-        // SAFETY: flock on a file descriptor this value owns for its whole life.
-        let locked = unsafe { libc::flock(folder.as_raw_fd(), libc::LOCK_EX) } == 0;
+        let locked = loop {
+            // SAFETY: flock on a file descriptor this value owns for its whole life.
+            if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX) } == 0 {
+                break true;
+            }
+            if std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+                break false;
+            }
+        };
         if !locked {
-            tracing::debug!("cannot lock {}; writing without a lock", dir.display());
+            SAID.call_once(|| {
+                tracing::warn!(
+                    "cannot lock {}: runs sharing this cache may drop each other's new layers",
+                    dir.display()
+                )
+            });
         }
-        FolderLock(locked.then_some(folder))
+        FolderLock(locked.then_some(file))
     }
 }
 

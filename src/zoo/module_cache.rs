@@ -50,6 +50,8 @@ struct Entry {
 
 pub struct ModuleCache {
     dir: PathBuf,
+    /// A cache this run cannot write (a team's read-only share): read, never written.
+    read_only: bool,
 }
 
 /// What a prepared module depends on.
@@ -92,7 +94,14 @@ impl ModuleCache {
     pub fn in_cache(cache: &Path) -> ModuleCache {
         ModuleCache {
             dir: cache.join("modules"),
+            read_only: false,
         }
+    }
+
+    /// The same, for a cache folder this run cannot write (already said once).
+    pub fn read_only(mut self) -> ModuleCache {
+        self.read_only = true;
+        self
     }
 
     fn paths(&self, key: &ModuleKey) -> (PathBuf, PathBuf, String) {
@@ -151,6 +160,9 @@ impl ModuleCache {
 
     /// Keeps `bytes` and `prepared` for `key`: the module, then the decisions with its checksum.
     pub fn put(&self, key: &ModuleKey, bytes: &[u8], prepared: &Prepared) {
+        if self.read_only {
+            return;
+        }
         let (module, meta, _) = self.paths(key);
         let entry = Entry {
             prepared: prepared.clone(),
