@@ -468,9 +468,10 @@ pub fn merge(plan: &Plan, paths: &[PathBuf], check_images: bool) -> Result<Gathe
         return Err(Error::Shards("no statistics files given".into()));
     }
     // Listed first, so that stale files fail before they are read.
-    let images_now = match check_images {
-        true => images_now(plan)?,
-        false => None,
+    let images_now = if check_images {
+        images_now(plan)?
+    } else {
+        None
     };
     let mut files: Vec<(PathBuf, StatsFile)> = Vec::with_capacity(paths.len());
     let mut spiller = Spiller::new(memory::file_rows_budget(plan));

@@ -173,13 +173,14 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     // How busy the machine is while the models load decides libtorch's threads for the pass.
     let load = crate::threading::Load::now();
     // Rewritten modules are kept beside the statistics they serve.
-    let modules = plan
-        .cache
-        .as_deref()
-        .map(|dir| match plan.cache_can_be_written() {
-            true => ModuleCache::in_cache(dir),
-            false => ModuleCache::in_cache(dir).read_only(),
-        });
+    let modules = plan.cache.as_deref().map(|dir| {
+        let modules = ModuleCache::in_cache(dir);
+        if plan.cache_can_be_written() {
+            modules
+        } else {
+            modules.read_only()
+        }
+    });
     let mut models: Vec<Vec<ZooModel>> = Vec::with_capacity(parts);
     let mut loads = Vec::new();
     for device in &plan.devices {

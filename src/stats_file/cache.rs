@@ -7,8 +7,8 @@
 //! A cache may be shared: by a team, by the tasks of a Slurm array. Two runs that add layers
 //! to one model's entry at the same time would each write back what they read plus what they
 //! computed, and the last would drop the other's layers. So an entry is written under a lock
-//! on the folder, and an entry written by someone else since this run began is read again and
-//! its layers kept beside this run's.
+//! on the folder, and an entry written by someone else since this run read it is read again
+//! and its layers kept beside this run's.
 
 use std::path::{Path, PathBuf};
 
@@ -137,18 +137,16 @@ impl Cache {
     }
 
     /// Keeps `entry`'s statistics, with the layers another run has kept in the same entry
-    /// since this run loaded it. They are lent to the writer and given back whether or not they could be
-    /// written: the cache is a convenience, and statistics it cannot keep are still this run's
-    /// to score.
+    /// since this run loaded it. They are lent to the writer and given back whether or not they
+    /// could be written: the cache is a convenience, and statistics it cannot keep are still
+    /// this run's to score.
     pub fn store(&self, entry: &mut ModelEntry, info: FileInfo, device: Device) -> Result<()> {
         let path = self.entry_path(&entry.key, &info.dataset, info.shard, &info.device_kind);
         let _lock = FolderLock::take(&self.dir);
         let loaded = self.seen.lock().ok().and_then(|s| s.get(&path).copied());
         // Not loaded by this run (None): unknown, so read it if it is there.
-        let rewritten = match loaded {
-            Some(then) => state(&path).is_some() && state(&path) != then,
-            None => path.exists(),
-        };
+        let now = state(&path);
+        let rewritten = now.is_some() && loaded.is_none_or(|then| now != then);
         if rewritten {
             if let Some((theirs, _)) = self.load(
                 &entry.key,
