@@ -14,6 +14,7 @@ this script wrote.
   tests/fixtures/images/           a tiny ImageFolder (plus broken files) for end-to-end runs
   tests/fixtures/metrics/*.npz     feature sets with every metric's reference value (NCTI: its
                                    raw terms per set, and its score with the sets as the zoo)
+  tests/fixtures/zoo/grey.pt, fixed16.pt  models taking 1 channel, and one input size only
   tests/fixtures/e2e_expected.json TransRate of each (model, layer) on that folder (and every
                                    metric of `metrics: all`; NCTI over the run's 8 rows)
 """
@@ -683,6 +684,24 @@ def e2e_fixture():
     print("e2e:", len(expected["results"]), "scores over", len(labels), "images")
 
 
+def input_fixtures():
+    """Models whose first forward fails on zoo-select's input: grey.pt takes 1 channel, and
+    fixed16.pt flattens its 16 x 16 feature map into a Linear, so it takes that size only."""
+    out = FIX / "zoo"
+    torch.manual_seed(13)
+    grey = nn.Sequential()
+    grey.add_module("conv", nn.Conv2d(1, 4, 3, padding=1))
+    grey.add_module("act", nn.ReLU())
+    torch.jit.trace(grey.eval(), torch.rand(2, 1, 16, 16)).save(str(out / "grey.pt"))
+    fixed = nn.Sequential()
+    fixed.add_module("conv", nn.Conv2d(3, 4, 3, padding=1))
+    fixed.add_module("act", nn.ReLU())
+    fixed.add_module("flat", nn.Flatten())
+    fixed.add_module("fc", nn.Linear(4 * 16 * 16, 10))
+    torch.jit.trace(fixed.eval(), torch.rand(2, 3, 16, 16)).save(str(out / "fixed16.pt"))
+    print("input fixtures: grey.pt, fixed16.pt")
+
+
 if __name__ == "__main__":
     torch.set_num_threads(1)
     os.chdir(ROOT)
@@ -694,3 +713,4 @@ if __name__ == "__main__":
     image_fixtures()
     e2e_fixture()
     e2e_params_fixture()
+    input_fixtures()

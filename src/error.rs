@@ -14,6 +14,9 @@ pub enum Error {
     #[error("manifest {}: {message}", .path.display())]
     Manifest { path: PathBuf, message: String },
 
+    #[error("manifest {} does not exist; {hint}", .path.display())]
+    ManifestMissing { path: PathBuf, hint: String },
+
     #[error("dataset {root}: {message}")]
     Dataset { root: PathBuf, message: String },
 
@@ -52,6 +55,17 @@ pub enum Error {
         .path.display()
     )]
     FrozenModel { model: String, path: PathBuf },
+
+    /// The first forward on a blank image failed for a reason the input explains.
+    #[error(
+        "model `{model}`: its forward fails on {size} x {size} RGB images ({message}); {hint}"
+    )]
+    ModelInput {
+        model: String,
+        size: u32,
+        message: String,
+        hint: String,
+    },
 
     #[error("model `{model}`: layer `{layer}` cannot be tapped: {reason}")]
     LayerNotTappable {

@@ -5,7 +5,8 @@
 //! `config` and `plan` describe a run, `dataset` lists and preprocesses images, `zoo` loads the
 //! models, `taps` captures their layers, `pipeline` makes the pass, `stats` accumulates,
 //! `stats_file` keeps statistics as files (cache, checkpoints, shards), `metrics` scores,
-//! `recommend` turns scores into advice, `report` ranks and writes the results.
+//! `recommend` turns scores into advice, `report` ranks and writes the results;
+//! `numerics` asks MKL for reproducible arithmetic.
 
 pub mod allocator;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod dataset;
 pub mod device;
 pub mod error;
 pub mod metrics;
+pub mod numerics;
 pub mod pipeline;
 pub mod plan;
 pub mod recommend;

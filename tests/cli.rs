@@ -291,7 +291,16 @@ fn command_line_overrides_the_config() {
     let report = run.report();
     // The cap takes the first files in sorted order; in stripes/ that includes notes.txt, skipped.
     assert_eq!(report["dataset"]["per_class"], serde_json::json!([2, 2, 1]));
-    assert_eq!(run.stdout(), "", "-q prints nothing");
+    // -q hides the table and the progress, not the recommendation.
+    assert_eq!(
+        run.stdout(),
+        format!("{}\n", report["recommendation"]["text"].as_str().unwrap())
+    );
+    assert!(
+        run.stdout().starts_with("Fine-tune tiny_a "),
+        "{}",
+        run.stdout()
+    );
     // Six files looked at, in batches of 3; the device thread's time splits into its parts.
     let timing = &report["timing"];
     let device = &timing["devices"][0];
@@ -678,25 +687,24 @@ fn ncti_ranks_and_recommends_like_any_higher_is_better_score() {
         "{}",
         run.stdout()
     );
-    // Too few images for a discriminant (one per class; the first file of stripes/ is not an
-    // image, so that class has none): a note on every row and a warning naming it, not a panic,
-    // and the other metric's scores are still reported.
+    // One image per class (the first file of stripes/ is not an image, so that class has
+    // none): nothing varies within a class, which a rule finds before any metric runs; a note
+    // on every row for every metric and a warning naming it, not a panic.
     let run = run_config(&yaml, &["--max-per-class", "1"]);
     assert!(run.output.status.success(), "{}", run.stderr());
+    let single =
+        "no score: every class has a single image here, so nothing can vary within a class";
     assert!(
-        run.stderr().contains(
-            "ncti: model `tiny_a` layer `stem`: no score: 2 sampled image(s) in 2 classes; NCTI needs more images than classes\n"
-        ),
+        run.stderr()
+            .contains(&format!("ncti: model `tiny_a` layer `stem`: {single}\n")),
         "{}",
         run.stderr()
     );
     let report = run.report();
     for row in report["results"].as_array().unwrap() {
-        assert_eq!(
-            row["notes"]["ncti"],
-            "no score: 2 sampled image(s) in 2 classes; NCTI needs more images than classes"
-        );
-        assert!(row["scores"]["transrate"].as_f64().is_some(), "{row}");
+        assert_eq!(row["notes"]["ncti"], single);
+        assert_eq!(row["notes"]["transrate"], single);
+        assert!(row["scores"].get("transrate").is_none(), "{row}");
     }
     assert_eq!(
         report["recommendation"]["text"],
@@ -902,8 +910,9 @@ fn rows_beyond_the_memory_budget_spill_to_disk_and_score_the_same() {
 
 #[test]
 fn a_metric_that_fails_on_a_layer_leaves_a_note_and_the_run_goes_on() {
-    // Identical images: every layer's features are constant, SFDA's discriminant is singular
-    // and NCTI's covariance is not positive definite. TransRate is defined (0) there.
+    // Identical images: every layer's features are constant. A rule finds that before any
+    // metric runs, on every CPU alike (left to the metrics, one CPU's Cholesky refused the
+    // matrix and another's rounding let SFDA score 0.5).
     let images = tempfile::tempdir().unwrap();
     for class in ["a", "b"] {
         std::fs::create_dir(images.path().join(class)).unwrap();
@@ -922,23 +931,18 @@ fn a_metric_that_fails_on_a_layer_leaves_a_note_and_the_run_goes_on() {
     let rows = report["results"].as_array().unwrap();
     assert_eq!(rows.len(), 4);
     for row in rows {
-        assert!(
-            row["scores"]["transrate"].as_f64().unwrap().abs() < 1e-9,
-            "{row}"
-        );
-        assert!(row["scores"].get("sfda").is_none(), "{row}");
-        let note = row["notes"]["sfda"].as_str().unwrap();
-        assert!(note.starts_with("no score: "), "{note}");
-        assert!(
-            note.ends_with(
-                " (features that barely vary, from a dead layer or near-identical images, do this)"
-            ),
-            "{note}"
-        );
-        assert!(row["notes"]["ncti"]
-            .as_str()
-            .unwrap()
-            .contains("not positive definite"));
+        for metric in ["transrate", "sfda", "ncti"] {
+            assert!(row["scores"].get(metric).is_none(), "{row}");
+            let note = row["notes"][metric].as_str().unwrap();
+            assert!(
+                note.starts_with("no score: the features do not vary across images ("),
+                "{note}"
+            );
+            assert!(
+                note.ends_with("): identical images, or a dead layer"),
+                "{note}"
+            );
+        }
     }
     assert_eq!(
         run.stderr()
@@ -1003,4 +1007,122 @@ fn a_layout_that_reads_a_map_the_wrong_way_is_warned_about() {
     let run = run_config(&config_with_models(&models.replace("LAYOUT", "nchw")), &[]);
     assert!(run.output.status.success(), "{}", run.stderr());
     assert!(!run.stderr().contains("square map"), "{}", run.stderr());
+}
+
+#[test]
+fn a_model_for_one_channel_says_the_images_are_rgb() {
+    let models = "
+  - name: grey
+    path: {zoo}/grey.pt
+    input: {size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [conv]";
+    let line = run_config(&config_with_models(models), &[]).error_line();
+    assert!(
+        line.starts_with("error: model `grey`: its forward fails on 16 x 16 RGB images ("),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            "zoo-select feeds 3-channel RGB images (grey ones replicated to three channels) and \
+             the model must take 3 channels: re-export it with a 3-channel stem, or wrap it to \
+             turn 3 channels into what it takes"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_model_of_one_input_size_run_at_another_says_so() {
+    // fixed16.pt flattens its 16 x 16 map into a Linear layer.
+    let models = "
+  - name: fixed
+    path: {zoo}/fixed16.pt
+    input: {size: 8, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}
+    layers: [conv]";
+    let line = run_config(&config_with_models(models), &[]).error_line();
+    assert!(
+        line.starts_with("error: model `fixed`: its forward fails on 8 x 8 RGB images (")
+            && line.contains("mat1 and mat2 shapes cannot be multiplied"),
+        "{line}"
+    );
+    assert!(
+        line.ends_with(
+            "the model seems to take one input size only: set `input.size` to the size it was \
+             exported at, or export it with adaptive pooling before its classifier"
+        ),
+        "{line}"
+    );
+    // With a manifest, the size it was exported at is known.
+    let dir = tempfile::tempdir().unwrap();
+    let pt = fixtures().join("zoo/fixed16.pt");
+    let manifest = dir.path().join("fixed.yaml");
+    std::fs::write(
+        &manifest,
+        format!(
+            "name: fixed\nfile: {}\nsha256: {}\npretrained: false\n\
+             input: {{size: 16, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}\nlayers: [conv]\n",
+            pt.display(),
+            zoo_select::zoo::sha256_file(&pt).unwrap()
+        ),
+    )
+    .unwrap();
+    let models = format!(
+        "\n  - manifest: {}\n    input: {{size: 8}}",
+        manifest.display()
+    );
+    let line = run_config(&config_with_models(&models), &[]).error_line();
+    assert!(
+        line.ends_with(
+            "the model seems to take one input size only: its manifest says it was exported at \
+             16: set `input.size: 16` (or leave it out), or export it with adaptive pooling \
+             before its classifier"
+        ),
+        "{line}"
+    );
+}
+
+#[test]
+fn classes_of_one_image_are_warned_about_and_noted() {
+    let images = tempfile::tempdir().unwrap();
+    let source = fixtures().join("images");
+    for (class, kind, n) in [("a", "circle", 1), ("b", "square", 1), ("c", "stripes", 4)] {
+        std::fs::create_dir(images.path().join(class)).unwrap();
+        for i in 0..n {
+            std::fs::copy(
+                source.join(format!("{kind}/{kind}_0{i}.png")),
+                images.path().join(class).join(format!("{i}.png")),
+            )
+            .unwrap();
+        }
+    }
+    let yaml = config_with_models(MODEL_A)
+        .replace("{images}", &images.path().display().to_string())
+        + "metrics: [transrate, knn, gbc]\n";
+    let run = run_config(&yaml, &[]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let warning = "2 classes have a single image: a, b; k-NN (leave-one-out) and GBC (class \
+                   variances) need at least two images per class: add images to those classes, \
+                   or remove their folders";
+    assert_eq!(run.stderr().matches(warning).count(), 1, "{}", run.stderr());
+    let report = run.report();
+    for row in report["results"].as_array().unwrap() {
+        let notes = &row["notes"];
+        for metric in ["knn", "gbc"] {
+            assert!(row["scores"][metric].is_f64(), "{row}");
+            let note = notes[metric].as_str().unwrap_or_default();
+            assert!(
+                note.starts_with("2 classes have a single image: a, b; ")
+                    && note.ends_with(
+                        ", which biases the score: give each class two images or more (add \
+                         images, or remove those classes' folders)"
+                    ),
+                "{metric}: {note}"
+            );
+        }
+        assert!(notes.get("transrate").is_none(), "{row}");
+    }
+    assert!(report["results"][0]["notes"]["knn"]
+        .as_str()
+        .unwrap()
+        .contains("k-NN's leave-one-out finds no other image of such a class"));
 }

@@ -26,6 +26,11 @@ fn zoo(edit: impl Fn(String) -> String) -> tempfile::TempDir {
 }
 
 fn run(zoo_dir: &Path, models_yaml: &str) -> (Output, Option<Value>) {
+    run_with(zoo_dir, models_yaml, &["-q"])
+}
+
+/// As `run`, with these flags in place of `-q`.
+fn run_with(zoo_dir: &Path, models_yaml: &str, flags: &[&str]) -> (Output, Option<Value>) {
     // In the zoo folder itself: a `.yml` file there is not taken for a manifest.
     let config = zoo_dir.join("run.yml");
     let text = format!(
@@ -34,7 +39,9 @@ fn run(zoo_dir: &Path, models_yaml: &str) -> (Output, Option<Value>) {
         models_yaml.replace("{zoo}", &zoo_dir.display().to_string())
     );
     std::fs::write(&config, text).unwrap();
-    let output = common::zoo_select(&["--config", config.to_str().unwrap(), "-q"]);
+    let mut args = vec!["--config", config.to_str().unwrap()];
+    args.extend_from_slice(flags);
+    let output = common::zoo_select(&args);
     let report = std::fs::read_to_string(zoo_dir.join("out/report.json"))
         .ok()
         .map(|t| serde_json::from_str(&t).unwrap());
@@ -293,4 +300,169 @@ fn layers_command_on_a_manifest_marks_stages_and_blocks() {
     );
     assert!(line("fc").contains("[1, 10]"), "{}", line("fc"));
     assert!(text.contains("Shapes for one blank 16x16 image."), "{text}");
+}
+
+/// Each model's (size, resize) as the report gives them.
+fn inputs(report: &Value) -> Vec<(u64, u64)> {
+    report["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            let input = &m["input"];
+            (
+                input["size"].as_u64().unwrap(),
+                input["resize"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_new_input_size_keeps_the_manifests_resize_ratio() {
+    // A 32-px resize cropped to 16: `size: 12` alone resizes to 24, not a 12-px centre of 32.
+    let z = zoo(|t| t.replace("input: {size: 16,", "input: {size: 16, resize: 32,"));
+    let (out, report) = run_with(
+        z.path(),
+        "models:\n  - manifest: {zoo}/tiny_a.yaml\n    input: {size: 12}",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(inputs(&report.unwrap()), [(12, 24)]);
+    assert!(
+        stderr.contains(
+            "model `tiny_a`: input size 12, resize 24 (the manifest's 32/16 ratio; set \
+             `input.resize` to choose another)"
+        ),
+        "{stderr}"
+    );
+    // A resize given is taken as it is, without a word.
+    let (out, report) = run_with(
+        z.path(),
+        "models:\n  - manifest: {zoo}/tiny_a.yaml\n    input: {size: 12, resize: 14}",
+        &[],
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("ratio"));
+    assert_eq!(inputs(&report.unwrap()), [(12, 14)]);
+}
+
+#[test]
+fn a_zoo_entry_takes_input_for_every_model() {
+    let z = zoo(|t| t.replace("input: {size: 16,", "input: {size: 16, resize: 32,"));
+    let second = std::fs::read_to_string(z.path().join("tiny_a.yaml"))
+        .unwrap()
+        .replace("name: tiny_a", "name: tiny_copy");
+    std::fs::write(z.path().join("tiny_copy.yaml"), second).unwrap();
+    let (out, report) = run_with(
+        z.path(),
+        "zoo: {dir: {zoo}, input: {size: 12, interpolation: bicubic}}",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let report = report.unwrap();
+    assert_eq!(inputs(&report), [(12, 24), (12, 24)]);
+    for model in report["models"].as_array().unwrap() {
+        assert_eq!(model["input"]["interpolation"], "bicubic");
+    }
+    for name in ["tiny_a", "tiny_copy"] {
+        assert!(
+            stderr.contains(&format!("model `{name}`: input size 12, resize 24")),
+            "{stderr}"
+        );
+    }
+    // A bad value names the model it was applied to.
+    let (out, _) = run(z.path(), "zoo: {dir: {zoo}, input: {size: 0}}");
+    let line = error_line(&out);
+    assert!(
+        line.ends_with("zoo: model `tiny_a`: input: `size` must be between 1 and 8192, got 0"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_model_file_given_as_a_manifest_says_to_use_path() {
+    let z = zoo(|t| t);
+    let (out, _) = run(z.path(), "models:\n  - manifest: {zoo}/tiny_a.pt");
+    let line = error_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "error: manifest {}: it is a zip archive, as a TorchScript model file is, not a YAML \
+             manifest; `manifest:` takes the <name>.yaml that scripts/export_zoo.py writes \
+             beside the model (here, perhaps {}); ",
+            z.path().join("tiny_a.pt").display(),
+            z.path().join("tiny_a.yaml").display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("give it as `path:` with `name`, `input` and `layers`"),
+        "{line}"
+    );
+}
+
+#[test]
+fn a_missing_manifest_gives_the_export_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let zoo = dir.path().join("zoo");
+    std::fs::create_dir(&zoo).unwrap();
+    let config = dir.path().join("run.yaml");
+    let manifest = zoo.join("timm_convnext_tiny.yaml");
+    let body = format!(
+        "dataset: {{root: {}}}\nmodels:\n  - manifest: zoo/timm_convnext_tiny.yaml\n",
+        fixtures().join("images").display()
+    );
+    std::fs::write(&config, &body).unwrap();
+    let out = common::zoo_select(&["--config", config.to_str().unwrap()]);
+    let want = format!(
+        "error: manifest {} does not exist; export it with scripts/export_zoo.py; for timm's \
+         `convnext_tiny`: `.venv/bin/python scripts/export_zoo.py --timm convnext_tiny --out-dir \
+         {}` (`--help` lists the other sources: torchvision, timm, EfficientNet-Lite, your own \
+         module)",
+        manifest.display(),
+        zoo.display()
+    );
+    assert_eq!(error_line(&out), want);
+    // A config whose opening comment gives the exports (configs/cifar100.yaml) is pointed at.
+    std::fs::write(
+        &config,
+        format!("# Make the zoo first:\n#   scripts/export_zoo.py --timm convnext_tiny\n{body}"),
+    )
+    .unwrap();
+    let out = common::zoo_select(&["--config", config.to_str().unwrap()]);
+    assert_eq!(
+        error_line(&out),
+        format!(
+            "{want}; the comment at the top of {} gives the commands that make its zoo",
+            config.display()
+        )
+    );
+}
+
+#[test]
+fn the_cifar100_example_on_a_fresh_clone_says_how_to_export_its_zoo() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let manifest = root.join("zoo/resnet50.yaml");
+    if manifest.exists() {
+        return; // exported here: nothing is missing
+    }
+    let out = common::zoo_select(&[
+        "--config",
+        root.join("configs/cifar100.yaml").to_str().unwrap(),
+    ]);
+    let line = error_line(&out);
+    assert!(
+        line.starts_with(&format!(
+            "error: manifest {} does not exist; export it with scripts/export_zoo.py; for \
+             torchvision's `resnet50`: `.venv/bin/python scripts/export_zoo.py --torchvision \
+             resnet50` (",
+            manifest.display()
+        )),
+        "{line}"
+    );
+    assert!(
+        line.ends_with("cifar100.yaml gives the commands that make its zoo"),
+        "{line}"
+    );
 }

@@ -19,6 +19,8 @@ use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
 pub fn main() -> ExitCode {
+    // First, while the process has one thread and before libtorch has called MKL.
+    let numerics = zoo_select::numerics::request_reproducible_mkl();
     // ZS_GLIBC_ARENAS keeps glibc's defaults (an arena per thread), as in examples/loader_rate:
     // a measurement switch for what the one heap costs a GPU pass's decoding threads
     // (scripts/perf/gpu-pass), not a setting.
@@ -28,6 +30,7 @@ pub fn main() -> ExitCode {
     quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
+    tracing::debug!("MKL arithmetic: {numerics:?}");
     stop_on_signals();
     let result = match &args.command {
         Some(Command::Layers {
@@ -100,7 +103,10 @@ fn report(plan: &Plan, outcome: pipeline::Outcome, quiet: bool) -> anyhow::Resul
     let report = report::Report::new(plan, outcome);
     let files = report::write_all(&report, &plan.output)
         .with_context(|| format!("writing the results to {}", plan.output.display()))?;
-    if !quiet {
+    // -q hides the table, not the answer: a script running quietly still wants it.
+    if quiet {
+        write_stdout(&format!("{}\n", report.recommendation.text))?;
+    } else {
         table::print(&report, &files)?;
     }
     Ok(())

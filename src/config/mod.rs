@@ -8,8 +8,8 @@
 mod model;
 
 pub use model::{
-    InputConfig, InputPatch, Interpolation, LayerItem, LayerSelector, Layout, ModelConfig,
-    ZooConfig,
+    preprocessing_in_words, InputConfig, InputPatch, Interpolation, LayerItem, LayerSelector,
+    Layout, ModelConfig, ZooConfig,
 };
 
 use std::collections::HashSet;
@@ -666,6 +666,14 @@ models:
                 Some(LayerSelector::List(vec![LayerItem::Stage(-1)]))
             )
         );
+        let c = Config::parse("dataset: {root: d}\nzoo: {dir: z, input: {size: 96}}\n").unwrap();
+        assert_eq!(
+            c.zoo.unwrap().input,
+            Some(InputPatch {
+                size: Some(96),
+                ..InputPatch::default()
+            })
+        );
         let err = Config::parse("dataset: {root: d}\nzoo: {dir: z, inclde: [x]}\n").unwrap_err();
         assert!(err.contains("unknown field `inclde`"), "{err}");
 
@@ -716,15 +724,73 @@ models:
             (got.size, got.resize, got.interpolation, got.mean),
             (192, Some(219), Interpolation::Bicubic, [0.5; 3])
         );
-        let too_small: InputPatch = serde_yaml::from_str("{size: 384}").unwrap();
+        assert_eq!(patch.scaled_resize(&base), None, "the resize was written");
+        // A size alone keeps the manifest's resize-to-crop ratio, rounded down as timm's
+        // floor(size / crop_pct): not a 96-px detail of a 256-px resize, nor an error at 384.
+        for (size, want) in [(96, 109), (384, 438), (224, 256), (8, 9)] {
+            let patch: InputPatch = serde_yaml::from_str(&format!("{{size: {size}}}")).unwrap();
+            assert_eq!(
+                patch.over(Some(&base)).unwrap().resize,
+                Some(want),
+                "{size}"
+            );
+        }
+        let smaller: InputPatch = serde_yaml::from_str("{size: 96}").unwrap();
         assert_eq!(
-            too_small.over(Some(&base)).unwrap_err(),
-            "`resize` (256) must be at least `size` (384) and at most 16384"
+            smaller.scaled_resize(&base).unwrap(),
+            "input size 96, resize 109 (the manifest's 256/224 ratio; set `input.resize` to \
+             choose another)"
         );
+        let unresized = InputConfig {
+            resize: None,
+            ..base
+        };
+        assert_eq!(smaller.over(Some(&unresized)).unwrap().resize, None);
+        assert_eq!(smaller.scaled_resize(&unresized), None);
         let bare: InputPatch = serde_yaml::from_str("{size: 32, std: [1, 1, 1]}").unwrap();
         assert_eq!(
             bare.over(None).unwrap_err(),
             "`mean` is missing (no manifest gives it)"
         );
+    }
+
+    #[test]
+    fn a_statistics_key_reads_in_words() {
+        // The key is the debug text (stats_file::fingerprint): read back, whatever its values.
+        let inputs = [
+            InputConfig {
+                size: 96,
+                resize: Some(109),
+                interpolation: Interpolation::Bicubic,
+                mean: [0.485, 0.456, 0.406],
+                std: [1e-5, 0.224, 2.0],
+            },
+            InputConfig {
+                size: 16,
+                resize: None,
+                interpolation: Interpolation::Nearest,
+                mean: [-0.5, 0.0, 1.0],
+                std: [0.25; 3],
+            },
+        ];
+        for (input, layout) in inputs.iter().zip([Layout::Nchw, Layout::Nhwc]) {
+            let key = format!("{input:?} {layout:?}");
+            assert_eq!(
+                preprocessing_in_words(&key),
+                format!("{input}, layout {layout}"),
+                "{key}"
+            );
+        }
+        assert_eq!(
+            preprocessing_in_words(&format!("{:?} {:?}", inputs[0], Layout::Nchw)),
+            "size 96, resize 109, bicubic, mean [0.485, 0.456, 0.406], std [1e-5, 0.224, 2.0], \
+             layout nchw"
+        );
+        assert_eq!(
+            inputs[1].to_string(),
+            "size 16, resize 16 (its default, the size), nearest, mean [-0.5, 0.0, 1.0], \
+             std [0.25, 0.25, 0.25]"
+        );
+        assert_eq!(preprocessing_in_words("something else"), "something else");
     }
 }

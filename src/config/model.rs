@@ -2,6 +2,7 @@
 //! by scripts/export_zoo.py (`manifest:`), or as a whole folder of manifests (`zoo:`); and how it
 //! picks layers: by name, or by selector (`stages`, `all`, timm-style stage indices).
 
+use std::fmt;
 use std::path::PathBuf;
 
 use serde::{Deserialize, Deserializer, Serialize};
@@ -23,8 +24,8 @@ pub struct ModelConfig {
     pub layout: Option<Layout>,
 }
 
-/// `zoo: ../zoo` or `zoo: {dir: ../zoo, include: [resnet*], exclude: [], layers: stages}`:
-/// every manifest in a folder whose model name matches.
+/// `zoo: ../zoo` or `zoo: {dir: ../zoo, include: [resnet*], exclude: [], layers: stages,
+/// input: {size: 160}}`: every manifest in a folder whose model name matches.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ZooConfig {
@@ -36,6 +37,9 @@ pub struct ZooConfig {
     pub exclude: Vec<String>,
     /// Applied to every model of the folder; default `stages`.
     pub layers: Option<LayerSelector>,
+    /// Applied to every model of the folder: the keys given override each manifest's, as a
+    /// model entry's `input` does.
+    pub input: Option<InputPatch>,
 }
 
 /// Accepts the folder alone as a string, or the full map.
@@ -50,6 +54,7 @@ pub(super) fn zoo_shorthand<'de, D: Deserializer<'de>>(
             include: vec![],
             exclude: vec![],
             layers: None,
+            input: None,
         })),
         other => serde_yaml::from_value(other)
             .map(Some)
@@ -84,15 +89,18 @@ pub struct InputPatch {
 }
 
 impl InputPatch {
-    /// These keys over `base` (a manifest's input), checked.
+    /// These keys over `base` (a manifest's input), checked. A new `size` without a `resize`
+    /// keeps the manifest's resize-to-crop ratio (`InputConfig::resize_for`), not its resize:
+    /// a 96-px crop of a 256-px resize would show the model a detail, not the whole image.
     pub fn over(&self, base: Option<&InputConfig>) -> Result<InputConfig, String> {
         let missing = |key: &str| format!("`{key}` is missing (no manifest gives it)");
+        let size = self
+            .size
+            .or(base.map(|b| b.size))
+            .ok_or_else(|| missing("size"))?;
         let input = InputConfig {
-            size: self
-                .size
-                .or(base.map(|b| b.size))
-                .ok_or_else(|| missing("size"))?,
-            resize: self.resize.or(base.and_then(|b| b.resize)),
+            size,
+            resize: self.resize.or(base.and_then(|b| b.resize_for(size))),
             interpolation: self
                 .interpolation
                 .or(base.map(|b| b.interpolation))
@@ -109,11 +117,39 @@ impl InputPatch {
         input.check()?;
         Ok(input)
     }
+
+    /// What `over` did to `base`'s resize that the user did not write, in words for the log:
+    /// Some when this patch changes the size and the resize followed the manifest's ratio.
+    pub fn scaled_resize(&self, base: &InputConfig) -> Option<String> {
+        let size = self.size.filter(|s| *s != base.size)?;
+        let (None, Some(resize)) = (self.resize, base.resize) else {
+            return None;
+        };
+        let scaled = base.resize_for(size)?;
+        Some(format!(
+            "input size {size}, resize {scaled} (the manifest's {resize}/{} ratio; set \
+             `input.resize` to choose another)",
+            base.size
+        ))
+    }
 }
 
 impl InputConfig {
     pub fn resize_or_size(&self) -> u32 {
         self.resize.unwrap_or(self.size)
+    }
+
+    /// This input's resize for a crop of `size`, at the same resize-to-crop ratio:
+    /// floor(size * resize / self.size), as timm's eval transform computes
+    /// floor(size / crop_pct). None when this input does not resize.
+    pub fn resize_for(&self, size: u32) -> Option<u32> {
+        let resize = self.resize?;
+        if size == self.size {
+            return Some(resize);
+        }
+        let scaled = u64::from(size) * u64::from(resize) / u64::from(self.size.max(1));
+        // Beyond u32, `check` refuses it as too large, naming the key.
+        Some(u32::try_from(scaled).unwrap_or(u32::MAX))
     }
 
     /// Checks the values; the message names the key at fault.
@@ -140,6 +176,58 @@ impl InputConfig {
         }
         Ok(())
     }
+}
+
+/// In words, as messages show it: `size 96, resize 109, bilinear, mean [..], std [..]`.
+impl fmt::Display for InputConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let resize = match self.resize {
+            Some(r) => format!("resize {r}"),
+            None => format!("resize {} (its default, the size)", self.size),
+        };
+        let interpolation = match self.interpolation {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+            Interpolation::Nearest => "nearest",
+        };
+        write!(
+            f,
+            "size {}, {resize}, {interpolation}, mean {:?}, std {:?}",
+            self.size, self.mean, self.std
+        )
+    }
+}
+
+impl fmt::Display for Layout {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layout::Nchw => "nchw",
+            Layout::Nhwc => "nhwc",
+        })
+    }
+}
+
+/// A statistics key's preprocessing (`ModelKey::preprocessing`, written as the Rust debug text
+/// of the input and the layout, `InputConfig { size: 96, .. } Nchw`) in words, for messages.
+/// The key stays as it is: cache entries are named by its hash. Unreadable text is returned
+/// unchanged.
+pub fn preprocessing_in_words(key: &str) -> String {
+    let parsed = key
+        .strip_prefix("InputConfig { ")
+        .and_then(|rest| rest.rsplit_once(" } "))
+        .and_then(|(fields, layout)| {
+            // The debug text is a YAML flow mapping once `Some(x)` is x, `None` null, and the
+            // enum variants lower case, as serde names them.
+            let fields = fields
+                .to_lowercase()
+                .replace("some(", "")
+                .replace(')', "")
+                .replace("none", "null");
+            let input: InputConfig = serde_yaml::from_str(&format!("{{{fields}}}")).ok()?;
+            let layout: Layout = serde_yaml::from_str(&layout.to_lowercase()).ok()?;
+            Some(format!("{input}, layout {layout}"))
+        });
+    parsed.unwrap_or_else(|| key.to_owned())
 }
 
 /// The resize filter: PIL's bilinear and bicubic (antialiased when shrinking), or nearest.

@@ -66,6 +66,7 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
         empty_classes: vec![],
         stray_files,
     };
+    let mut singles = Vec::new();
     for dir in class_dirs {
         let name = dir
             .file_name()
@@ -80,6 +81,9 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
             folder.empty_classes.push(name);
             continue;
         }
+        if files.len() == 1 {
+            singles.push(name.clone());
+        }
         let label = folder.classes.len();
         folder.classes.push(name);
         folder.items.extend(files.into_iter().map(|path| Item {
@@ -87,6 +91,12 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
             label,
             index: 0,
         }));
+    }
+    if let Some(said) = single_images(&singles) {
+        tracing::warn!(
+            "{said}; k-NN (leave-one-out) and GBC (class variances) need at least two images per \
+             class: add images to those classes, or remove their folders"
+        );
     }
     for (i, item) in folder.items.iter_mut().enumerate() {
         item.index = i;
@@ -99,6 +109,42 @@ pub fn scan(root: &Path, max_per_class: Option<usize>) -> Result<ImageFolder> {
         });
     }
     Ok(folder)
+}
+
+/// The metrics whose score needs at least two images of each class, and what one image does.
+pub const TWO_PER_CLASS: [(&str, &str); 2] = [
+    (
+        "knn",
+        "k-NN's leave-one-out finds no other image of such a class, so its image always counts \
+         as misclassified",
+    ),
+    (
+        "gbc",
+        "GBC's variance of such a class is zero and takes the 1e-4 floor",
+    ),
+];
+
+/// Classes with a single image, counted and named (the first ten): `2 classes have a single
+/// image: a, b`; None for none.
+pub fn single_images(classes: &[String]) -> Option<String> {
+    const SHOWN: usize = 10;
+    let (first, rest) = classes.split_at(classes.len().min(SHOWN));
+    let more = match rest.len() {
+        0 => String::new(),
+        n => format!(" and {n} more"),
+    };
+    let verb = if classes.len() == 1 {
+        "class has"
+    } else {
+        "classes have"
+    };
+    (!classes.is_empty()).then(|| {
+        format!(
+            "{} {verb} a single image: {}{more}",
+            classes.len(),
+            first.join(", ")
+        )
+    })
 }
 
 pub(crate) fn class_list(classes: &[String]) -> String {
@@ -244,6 +290,23 @@ mod tests {
         std::os::unix::fs::symlink(root, root.join("b/up")).unwrap();
         let err = scan(root, None).unwrap_err().to_string();
         assert!(err.contains("b/up leads back to"), "{err}");
+    }
+
+    #[test]
+    fn classes_of_one_image_are_counted_and_named() {
+        let names = |n: usize| (0..n).map(|i| format!("c{i}")).collect::<Vec<_>>();
+        assert_eq!(single_images(&[]), None);
+        assert_eq!(
+            single_images(&names(1)).unwrap(),
+            "1 class has a single image: c0"
+        );
+        assert_eq!(
+            single_images(&names(2)).unwrap(),
+            "2 classes have a single image: c0, c1"
+        );
+        assert!(single_images(&names(12))
+            .unwrap()
+            .ends_with("c8, c9 and 2 more"));
     }
 
     #[test]

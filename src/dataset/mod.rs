@@ -13,7 +13,7 @@ mod sample;
 mod shard;
 
 pub(crate) use folder::class_list;
-pub use folder::{scan, ImageFolder, Item};
+pub use folder::{scan, single_images, ImageFolder, Item, TWO_PER_CLASS};
 pub use preprocess::{decode, fit, load, load_into, Geometry};
 pub use sample::sample_flags;
 pub use shard::shard_items;

@@ -9,6 +9,7 @@
 //! only against all the run's candidate rows (`Relative`). Adding a metric is one file plus one
 //! line in `build`.
 
+pub mod degenerate;
 mod gbc;
 mod hscore;
 mod hscore_shrink;

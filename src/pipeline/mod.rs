@@ -653,7 +653,8 @@ fn key_mismatch(file: &ModelKey, config: &ModelKey) -> String {
     } else if file.preprocessing != config.preprocessing {
         format!(
             "another preprocessing ({}; the config's: {})",
-            file.preprocessing, config.preprocessing
+            crate::config::preprocessing_in_words(&file.preprocessing),
+            crate::config::preprocessing_in_words(&config.preprocessing)
         )
     } else {
         format!(

@@ -11,7 +11,7 @@
 //! is better than a wrong one. Any other failure (memory, the GPU) stops the run.
 
 use crate::error::{Error, Result};
-use crate::metrics::Metric;
+use crate::metrics::{degenerate, Metric};
 use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
 
@@ -67,6 +67,12 @@ pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<V
                                     metric: m.name().to_owned(),
                                     message: "its statistics were not gathered".into(),
                                 })?;
+                        if let Some(why) = degenerate::check(store)
+                            .map_err(|e| in_context(torch_failure(m.name(), e), &model, layer))?
+                        {
+                            result.no_score(m.name(), (why, false));
+                            continue;
+                        }
                         if let Some(relative) = m.relative() {
                             let terms = match relative.terms(store) {
                                 Ok(terms) => terms,
@@ -191,6 +197,14 @@ fn no_source_reason(source: &SourceLogits) -> String {
 struct Model {
     name: String,
     source: SourceLogits,
+}
+
+/// The check's own arithmetic failing is not a property of the data: it stops the run.
+fn torch_failure(metric: &str, e: tch::TchError) -> Error {
+    Error::Metric {
+        metric: metric.to_owned(),
+        message: crate::error::torch_message(&e),
+    }
 }
 
 fn in_context(e: Error, model: &Model, layer: &str) -> Error {

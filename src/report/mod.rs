@@ -116,6 +116,7 @@ impl Report {
                     .collect(),
             })
             .collect();
+        let results = with_single_image_notes(results, &outcome.classes, &outcome.per_class);
         let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());
         let rows: Vec<LayerScores> = results
             .iter()
@@ -188,6 +189,36 @@ impl Report {
         rows.sort_by(|a, b| score_of(b, metric).total_cmp(&score_of(a, metric)));
         rows
     }
+}
+
+/// A score that classes of one usable image make meaningless in part (k-NN, GBC) says so in
+/// its row's notes; a row without the score keeps the note saying why.
+fn with_single_image_notes(
+    mut results: Vec<ResultRow>,
+    classes: &[String],
+    per_class: &[u64],
+) -> Vec<ResultRow> {
+    let singles: Vec<String> = classes
+        .iter()
+        .zip(per_class)
+        .filter(|(_, &n)| n == 1)
+        .map(|(c, _)| c.clone())
+        .collect();
+    let Some(said) = crate::dataset::single_images(&singles) else {
+        return results;
+    };
+    for row in &mut results {
+        for (metric, why) in crate::dataset::TWO_PER_CLASS {
+            if row.scores.contains_key(metric) && !row.notes.contains_key(metric) {
+                let note = format!(
+                    "{said}; {why}, which biases the score: give each class two images or more \
+                     (add images, or remove those classes' folders)"
+                );
+                row.notes.insert(metric.to_owned(), note);
+            }
+        }
+    }
+    results
 }
 
 pub(crate) fn score_of(row: &ResultRow, metric: &str) -> f64 {

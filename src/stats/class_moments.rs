@@ -17,6 +17,48 @@ use tch::{Kind, TchError, Tensor};
 use super::class_second::{ClassCentre, ClassSecond};
 use super::{Array, BatchLabels, Needs, RowSample};
 
+/// Per image: the trace of the total and of the within-class scatter, and the mean squared norm
+/// of the raw features (the scale both are judged against).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Spread {
+    pub total: f64,
+    pub within: f64,
+    pub mean_square: f64,
+}
+
+impl Spread {
+    /// The spread of raw feature rows (m, D) labelled by `labels`.
+    pub fn of_rows(rows: &Tensor, labels: &[i64]) -> Result<Spread, TchError> {
+        let x = rows.f_to_kind(Kind::Double)?;
+        let n = labels.len().max(1) as f64;
+        let mean_square = x.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])? / n;
+        let centred = |t: &Tensor| -> Result<f64, TchError> {
+            let mean = t.f_mean_dim(&[0i64][..], true, Kind::Double)?;
+            t.f_sub(&mean)?
+                .f_square()?
+                .f_sum(Kind::Double)?
+                .f_double_value(&[])
+        };
+        let total = centred(&x)? / n;
+        let mut within = 0.0;
+        let mut classes: Vec<i64> = labels.to_vec();
+        classes.sort_unstable();
+        classes.dedup();
+        for c in classes {
+            let idx: Vec<i64> = (0..labels.len() as i64)
+                .filter(|&i| labels[i as usize] == c)
+                .collect();
+            let idx = Tensor::f_from_slice(&idx)?.f_to_device(x.device())?;
+            within += centred(&x.f_index_select(0, &idx)?)?;
+        }
+        Ok(Spread {
+            total,
+            within: within / n,
+            mean_square,
+        })
+    }
+}
+
 pub struct ClassMoments {
     counts: Vec<u64>,
     /// (D,): K.
@@ -574,6 +616,38 @@ impl ClassMoments {
             .as_ref()
             .ok_or_else(|| Self::missing("the sampled feature rows"))?
             .rows()
+    }
+
+    /// How much the features vary, per image: total and within-class scatter traces and the
+    /// raw mean squared norm, from whichever second-order sums these statistics keep (None
+    /// when they keep none: a sample-only store, whose rows say it instead).
+    pub fn spread(&self) -> Result<Option<Spread>, TchError> {
+        let squares = match (&self.total_second, &self.class_squares) {
+            (Some(s), _) => s.f_trace()?.f_double_value(&[])?,
+            (None, Some(sq)) => sq.f_sum(Kind::Double)?.f_double_value(&[])?,
+            (None, None) => return Ok(None),
+        };
+        let n: Vec<f64> = self.counts.iter().map(|&n| n.max(1) as f64).collect();
+        let n = Tensor::f_from_slice(&n)?.f_to_device(self.sums.device())?;
+        let between = self
+            .sums
+            .f_square()?
+            .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?
+            .f_div(&n)?
+            .f_sum(Kind::Double)?
+            .f_double_value(&[])?;
+        let total_sum = self
+            .sums
+            .f_sum_dim_intlist(&[0i64][..], false, Kind::Double)?;
+        let count = self.total().max(1) as f64;
+        let mean_shift = total_sum.f_dot(&total_sum)?.f_double_value(&[])? / count;
+        let cross = 2.0 * total_sum.f_dot(&self.shift)?.f_double_value(&[])?;
+        let shift2 = self.shift.f_dot(&self.shift)?.f_double_value(&[])?;
+        Ok(Some(Spread {
+            total: (squares - mean_shift) / count,
+            within: (squares - between) / count,
+            mean_square: (squares + cross) / count + shift2,
+        }))
     }
 
     /// The population variance of each feature within each class, (C, D), clipped at zero;

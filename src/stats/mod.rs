@@ -19,7 +19,7 @@ mod spill;
 mod staging;
 
 pub use batch_labels::{BatchLabels, Sample};
-pub use class_moments::ClassMoments;
+pub use class_moments::{ClassMoments, Spread};
 pub use class_second::logdet_identity_plus;
 pub use model_stats::ModelStats;
 pub use row_sample::RowSample;

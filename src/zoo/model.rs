@@ -317,7 +317,8 @@ impl ZooModel {
                 }
             }
         }
-        let (model, bytes) = Self::prepare(spec, device, want_source, precision, keyed.is_some())?;
+        let (model, bytes) = Self::prepare(spec, device, want_source, precision, keyed.is_some())
+            .map_err(|e| explain_forward(spec, e))?;
         if let Some((cache, key)) = &keyed {
             let prepared = Prepared {
                 key: ModuleCache::key_text(key),
@@ -575,6 +576,57 @@ fn layout_warning(shape: &[i64], layout: Layout) -> Option<String> {
              features are pooled over the wrong axes"
         )
     })
+}
+
+/// libtorch's shape errors at the first forward say what failed, not why. The usual causes, a
+/// model made for other than 3 channels or for one input size, are named with the next step;
+/// other errors pass as they are.
+fn explain_forward(spec: &ModelSpec, e: Error) -> Error {
+    // Only a forward's own failure: rewriting or loading errors have other causes.
+    let Error::Torch {
+        message,
+        context: "running forward_taps",
+        ..
+    } = &e
+    else {
+        return e;
+    };
+    let size = spec.input.size;
+    let exported = spec
+        .manifest
+        .as_deref()
+        .and_then(super::Manifest::exported_size);
+    let hint = if message.contains("channels, but got 3 channels") {
+        "zoo-select feeds 3-channel RGB images (grey ones replicated to three channels) and the \
+         model must take 3 channels: re-export it with a 3-channel stem, or wrap it to turn 3 \
+         channels into what it takes"
+            .to_owned()
+    } else if message.contains("mat1 and mat2 shapes cannot be multiplied")
+        || exported.is_some_and(|e| e != size)
+    {
+        fixed_size_hint(exported, size)
+    } else {
+        return e;
+    };
+    Error::ModelInput {
+        model: spec.name.clone(),
+        size,
+        message: message.clone(),
+        hint,
+    }
+}
+
+fn fixed_size_hint(exported: Option<u32>, size: u32) -> String {
+    let set = match exported {
+        Some(e) if e != size => format!(
+            "its manifest says it was exported at {e}: set `input.size: {e}` (or leave it out)"
+        ),
+        _ => "set `input.size` to the size it was exported at".to_owned(),
+    };
+    format!(
+        "the model seems to take one input size only: {set}, or export it with adaptive pooling \
+         before its classifier"
+    )
 }
 
 /// The number of classes of a (N, classes) floating-point tensor.

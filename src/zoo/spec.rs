@@ -10,7 +10,7 @@ use rayon::prelude::*;
 
 use super::manifest::Manifest;
 use crate::config::{
-    Config, InputConfig, LayerItem, LayerSelector, Layout, ModelConfig, ZooConfig,
+    Config, InputConfig, InputPatch, LayerItem, LayerSelector, Layout, ModelConfig, ZooConfig,
 };
 use crate::error::{Error, Result};
 use crate::taps::{self, LayerInfo};
@@ -58,15 +58,35 @@ pub fn resolve(config: &Config, config_path: &Path) -> Result<Vec<ModelSpec>> {
     Ok(specs)
 }
 
-/// Config errors raised below know neither the file nor the entry: add both.
+/// Config errors raised below know neither the file nor the entry: add both. A missing
+/// manifest also points at the config's opening comment when that gives the export commands.
 fn in_config(e: Error, config_path: &Path, at: &str) -> Error {
     match e {
         Error::Config { path, message } if path.as_os_str().is_empty() => Error::Config {
             path: config_path.to_owned(),
             message: format!("{at}: {message}"),
         },
+        Error::ManifestMissing { path, hint } if header_exports(config_path) => {
+            Error::ManifestMissing {
+                path,
+                hint: format!(
+                    "{hint}; the comment at the top of {} gives the commands that make its zoo",
+                    config_path.display()
+                ),
+            }
+        }
         other => other,
     }
+}
+
+/// Whether the config's opening comment names scripts/export_zoo.py (configs/cifar100.yaml's
+/// lists the exports its zoo needs).
+fn header_exports(config_path: &Path) -> bool {
+    std::fs::read_to_string(config_path).is_ok_and(|text| {
+        text.lines()
+            .take_while(|l| l.trim().is_empty() || l.trim_start().starts_with('#'))
+            .any(|l| l.contains("export_zoo.py"))
+    })
 }
 
 fn from_entry(entry: &ModelConfig) -> Result<ModelSpec> {
@@ -81,9 +101,7 @@ fn from_entry(entry: &ModelConfig) -> Result<ModelSpec> {
             spec.name = name.clone();
         }
         if let Some(patch) = &entry.input {
-            spec.input = patch
-                .over(Some(&spec.input))
-                .map_err(|m| config_err(format!("input: {m}")))?;
+            patch_input(&mut spec, patch)?;
         }
         if let Some(layout) = entry.layout {
             spec.layout = layout;
@@ -172,7 +190,13 @@ fn from_folder(zoo: &ZooConfig, config_path: &Path) -> Result<Vec<ModelSpec>> {
     // so they are read side by side. The first error in listing order is the one reported.
     let specs = wanted
         .par_iter()
-        .map(|path| from_manifest(Manifest::load(path)?, path, zoo.layers.as_ref()))
+        .map(|path| {
+            let mut spec = from_manifest(Manifest::load(path)?, path, zoo.layers.as_ref())?;
+            if let Some(patch) = &zoo.input {
+                patch_input(&mut spec, patch)?;
+            }
+            Ok(spec)
+        })
         .collect::<Vec<Result<ModelSpec>>>()
         .into_iter()
         .collect::<Result<Vec<ModelSpec>>>()?;
@@ -185,6 +209,22 @@ fn from_folder(zoo: &ZooConfig, config_path: &Path) -> Result<Vec<ModelSpec>> {
         )));
     }
     Ok(specs)
+}
+
+/// A config's `input` keys over the manifest's input of `spec`. A resize the config did not
+/// write but a new size scaled is said in the log, so a changed geometry is never silent.
+fn patch_input(spec: &mut ModelSpec, patch: &InputPatch) -> Result<()> {
+    let manifest_input = spec.input;
+    spec.input = patch
+        .over(Some(&manifest_input))
+        .map_err(|m| Error::Config {
+            path: PathBuf::new(),
+            message: format!("model `{}`: input: {m}", spec.name),
+        })?;
+    if let Some(what) = patch.scaled_resize(&manifest_input) {
+        tracing::info!("model `{}`: {what}", spec.name);
+    }
+    Ok(())
 }
 
 fn globs(patterns: &[String]) -> Result<GlobSet, globset::Error> {
