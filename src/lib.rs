@@ -9,6 +9,7 @@
 //! `numerics` asks MKL for reproducible arithmetic.
 
 pub mod allocator;
+pub mod atomic_file;
 pub mod config;
 pub mod dataset;
 pub mod device;

@@ -14,6 +14,10 @@ pub enum Reproducibility {
     User(String),
     /// `MKL_CBWR` was unset; this process set it.
     Requested(&'static str),
+    /// `ZS_MKL_DEFAULT_DISPATCH=1`: MKL's default dispatch, as before this module existed. A
+    /// measurement switch for what reproducibility costs (tools/perf/reproducibility), not a
+    /// setting.
+    Declined,
 }
 
 /// The branch asked for when the user names none.
@@ -24,6 +28,9 @@ pub const DEFAULT_BRANCH: &str = "AUTO";
 /// thread (the environment is not safe to change while another thread reads it): at the top
 /// of `main`, or of a program embedding the library.
 pub fn request_reproducible_mkl() -> Reproducibility {
+    if std::env::var_os("ZS_MKL_DEFAULT_DISPATCH").is_some_and(|v| v == "1") {
+        return Reproducibility::Declined;
+    }
     match std::env::var("MKL_CBWR") {
         Ok(value) if !value.is_empty() => Reproducibility::User(value),
         _ => {

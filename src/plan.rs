@@ -119,7 +119,7 @@ impl Plan {
             .clone()
             .unwrap_or_else(|| PathBuf::from("runs/run"));
         let cache = (!overrides.no_cache)
-            .then(|| config.cache.clone().unwrap_or_else(|| output.join("stats")));
+            .then(|| config.cache.clone().unwrap_or_else(|| user_cache(&output)));
         // Files written inside the dataset would be listed as images of a class `stats` (or of
         // the class folder they sit in) by the next run, and change its fingerprint every time.
         // Hidden folders are not listed, so they may hold them.
@@ -209,6 +209,22 @@ impl Plan {
 
     pub fn primary_metric(&self) -> &str {
         self.metrics.first().map_or("transrate", |m| m.name())
+    }
+}
+
+/// The cache every run of this user shares, whatever its output folder: rewritten modules and
+/// statistics are kept once, not once per output folder. `$XDG_CACHE_HOME/zoo-select`, or
+/// `~/.cache/zoo-select`; the output's `stats/` where neither variable is set.
+pub fn user_cache(output: &Path) -> PathBuf {
+    let absolute = |var: &str| {
+        std::env::var_os(var)
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute())
+    };
+    match (absolute("XDG_CACHE_HOME"), absolute("HOME")) {
+        (Some(xdg), _) => xdg.join("zoo-select"),
+        (None, Some(home)) => home.join(".cache").join("zoo-select"),
+        (None, None) => output.join("stats"),
     }
 }
 

@@ -88,6 +88,7 @@ fn roundtrip(stats: ModelStats) -> ModelStats {
                 .collect(),
             source_logits: SourceLogits::Unwanted,
             stats,
+            file: None,
         }],
     };
     stats_file::write(&path, &mut file).unwrap();

@@ -95,7 +95,7 @@ impl Setup {
     /// With SIGHUP ignored (`nohup`) or at its default, whatever this test process inherited.
     fn command_hangup(&self, out: &str, ignored: bool) -> Command {
         use std::os::unix::process::CommandExt;
-        let mut c = Command::new(env!("CARGO_BIN_EXE_zoo-select"));
+        let mut c = common::command();
         let disposition = if ignored {
             libc::SIG_IGN
         } else {
@@ -587,12 +587,10 @@ fn the_cache_reuses_exactly_what_is_still_valid() {
     assert_eq!(computed(&r), ["tiny_c/stem", "tiny_c/fc"]);
     let fresh = setup.ok(&[], "fresh", &["--no-cache"]);
     assert_same_scores(&fresh, &r, 1e-12);
-    let kept = std::fs::read_dir(setup.out("fresh").join("stats"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".zss"))
-        .count();
-    assert_eq!(kept, 0, "--no-cache wrote to the cache");
+    assert!(
+        !setup.out("fresh").join("stats").exists(),
+        "--no-cache wrote to the cache, or left its folders"
+    );
 
     // Another preprocessing of one model: that model only.
     let changed = model("tiny_a", "tiny_a.pt", 0.6, "stem, block, tokens, fc")
@@ -652,9 +650,20 @@ fn the_cache_reuses_exactly_what_is_still_valid() {
 fn the_output_folder_is_checked_before_the_pass() {
     let images = fixtures().join("images");
     let setup = Setup::new(&images, &two_models(), "");
+    let cache = setup.out("cache");
+    setup.rewrite(
+        &images,
+        &two_models(),
+        &format!("cache: {}\n", cache.display()),
+    );
+    let entries = || {
+        std::fs::read_dir(&cache).map_or(0, |d| {
+            d.filter(|e| e.as_ref().unwrap().path().extension() == Some("zss".as_ref()))
+                .count()
+        })
+    };
     let file = setup.out("afile");
     std::fs::write(&file, b"").unwrap();
-    let start = Instant::now();
     let o = setup.run(&[], "afile/out", &[]);
     let line = error_line(&o);
     assert_eq!(
@@ -665,9 +674,13 @@ fn the_output_folder_is_checked_before_the_pass() {
             file.display()
         )
     );
-    assert!(start.elapsed() < Duration::from_secs(5));
-    let o = setup.run(&[], "ok", &["--no-cache"]);
-    assert!(o.status.success());
+    // Before the pass: it left no statistics in the cache, as a pass does.
+    assert_eq!(entries(), 0);
+    setup.ok(&[], "ok", &[]);
+    assert_eq!(entries(), 2);
+    // A run without the cache leaves no empty checkpoint folder behind.
+    setup.ok(&[], "uncached", &["--no-cache"]);
+    assert!(!setup.out("uncached").join("stats").exists());
     let line = error_line(&setup.run(&[], "afile", &[]));
     assert!(line.contains("is a file, not a folder"), "{line}");
 }
@@ -907,4 +920,86 @@ fn two_runs_sharing_a_cache_keep_each_others_layers() {
         all["statistics"]
     );
     assert_eq!(all["statistics"]["reused"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn runs_share_the_per_user_cache_whatever_their_output_folder() {
+    let images = fixtures().join("images");
+    let setup = Setup::new(&images, &two_models(), "");
+    let run = |out: &str, var: &str, value: &Path| {
+        let o = setup.command(out).env(var, value).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        report(&setup.out(out))
+    };
+    let xdg = setup.out("xdg");
+    let first = run("one", "XDG_CACHE_HOME", &xdg);
+    assert_eq!(first["statistics"]["reused"].as_array().unwrap().len(), 0);
+    let second = run("two", "XDG_CACHE_HOME", &xdg);
+    assert_eq!(
+        second["statistics"]["computed"].as_array().unwrap().len(),
+        0
+    );
+    assert_eq!(second["statistics"]["reused"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        second["statistics"]["cache"].as_str().unwrap(),
+        xdg.join("zoo-select").display().to_string()
+    );
+    assert!(!setup.out("one").join("stats").exists());
+    // Without XDG_CACHE_HOME: ~/.cache/zoo-select.
+    let home = setup.out("home");
+    let third = run("three", "HOME", &home);
+    assert_eq!(
+        third["statistics"]["cache"].as_str().unwrap(),
+        home.join(".cache/zoo-select").display().to_string()
+    );
+}
+
+#[test]
+fn scores_are_kept_beside_the_statistics_and_recomputed_when_a_setting_changes() {
+    let images = fixtures().join("images");
+    let setup = Setup::new(&images, &two_models(), "");
+    let text = std::fs::read_to_string(setup.config()).unwrap();
+    setup.write(&text.replace(
+        "metrics: [transrate, logme, hscore_shrink, leep]",
+        "metrics: [knn, transrate]",
+    ));
+    let first = setup.ok(&[], "one", &[]);
+    let scores_dir = setup.out("one").join("stats").join("scores");
+    let files: Vec<PathBuf> = std::fs::read_dir(&scores_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 2, "{files:?}");
+    // A rerun reads the kept scores: the same numbers, to the bit.
+    let again = setup.ok(&[], "one", &[]);
+    assert_eq!(first["results"], again["results"]);
+    // Proof that they are read, not recomputed: a kept score altered by hand is reported.
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let mut kept: Value = serde_json::from_str(&text).unwrap();
+        for row in kept["rows"].as_array_mut().unwrap() {
+            for pair in row["scores"].as_array_mut().unwrap() {
+                if pair[0] == "knn" {
+                    pair[1] = Value::from(-7.0);
+                }
+            }
+        }
+        std::fs::write(f, serde_json::to_vec(&kept).unwrap()).unwrap();
+    }
+    let altered = setup.ok(&[], "one", &[]);
+    for row in altered["results"].as_array().unwrap() {
+        assert_eq!(row["scores"]["knn"], -7.0, "{row}");
+    }
+    // Another k for k-NN: scored again from the same statistics.
+    let text = std::fs::read_to_string(setup.config()).unwrap() + "knn: {k: 3}\n";
+    setup.write(&text);
+    let rescored = setup.ok(&[], "one", &[]);
+    assert_eq!(
+        rescored["statistics"]["computed"].as_array().unwrap().len(),
+        0
+    );
+    for row in rescored["results"].as_array().unwrap() {
+        let knn = row["scores"]["knn"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&knn), "{row}");
+    }
 }

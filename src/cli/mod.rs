@@ -21,9 +21,9 @@ use zoo_select::{pipeline, report};
 pub fn main() -> ExitCode {
     // First, while the process has one thread and before libtorch has called MKL.
     let numerics = zoo_select::numerics::request_reproducible_mkl();
-    // ZS_GLIBC_ARENAS keeps glibc's defaults (an arena per thread), as in examples/loader_rate:
+    // ZS_GLIBC_ARENAS keeps glibc's defaults (an arena per thread), as in tools/probes/loader_rate:
     // a measurement switch for what the one heap costs a GPU pass's decoding threads
-    // (scripts/perf/gpu-pass), not a setting.
+    // (tools/perf/gpu-pass), not a setting.
     if std::env::var_os("ZS_GLIBC_ARENAS").is_none() {
         zoo_select::allocator::reuse_freed_memory();
     }

@@ -382,7 +382,7 @@ mod tests {
         }
     }
 
-    /// Files TurboJPEG's encoder cannot make (scripts/make_fixtures.py, with cjpeg): every
+    /// Files TurboJPEG's encoder cannot make (tests/oracles/make_fixtures.py, with cjpeg): every
     /// component sampled 2x1, whose iMCU is wider than TurboJPEG's "4:4:4" says (the crop is
     /// refused, and the whole decoded), baseline and progressive; and a progressive JPEG whose
     /// scans leave coefficients unrefined, which libjpeg decodes with block smoothing.

@@ -9,7 +9,7 @@
 //! images (equal similarities: the image listed first), ties in the vote broken by the most
 //! similar neighbour carrying one of the tied labels. The score is the fraction classified
 //! right. Computed in tiles of rows on the statistics' device, in f64, so it equals the NumPy
-//! reference (scripts/reference/sample_metrics.py) exactly.
+//! reference (tests/oracles/sample_metrics.py) exactly.
 
 use tch::{Kind, Tensor};
 

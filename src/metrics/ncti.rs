@@ -17,7 +17,7 @@
 //! NCTI = ncc' + seli' - vc'. Here the candidates are every (model, layer) row of the run
 //! (`Relative`), so a row's score moves when candidates are added or removed.
 //!
-//! What the authors' code does (scripts/reference/sample_metrics.md, section 4; the paper's
+//! What the authors' code does (tests/oracles/sample_metrics.md, section 4; the paper's
 //! text was not retrieved, so its weights and normalisation are unverified), and what is
 //! followed here: the branch between the two discriminants,
 //! chosen by absolute variances, so by the feature scale (followed; the two branches scale H

@@ -13,7 +13,7 @@
 //! 3. the discriminant refitted on the moved features with the same lam; the score is the mean
 //!    probability of the true class.
 //!
-//! What the authors' code does that the paper does not say (scripts/reference/sample_metrics.md):
+//! What the authors' code does that the paper does not say (tests/oracles/sample_metrics.md):
 //! no log in the final score (their comment: "ignored in case of instability"), the double
 //! softmax, and every eigenvector of the Fisher problem kept, so the projection drops out and
 //! step 1 is shrinkage LDA, computed here by a Cholesky solve with S_w,lam. We follow the code.

@@ -111,6 +111,7 @@ pub fn save(path: &Path, info: FileInfo, meta: &PartMeta, stats: &mut [ModelStat
             layers: layers.clone(),
             source_logits: source.clone(),
             stats: std::mem::take(s),
+            file: None,
         })
         .collect();
     let mut file = stats_file::StatsFile { info, models };

@@ -11,6 +11,7 @@ pub mod loader;
 mod memory;
 mod pass;
 mod progress;
+mod score_cache;
 mod scoring;
 mod stopwatch;
 mod stores;
@@ -55,6 +56,7 @@ pub struct Outcome {
     pub statistics: StatsReport,
 }
 
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct LayerResult {
     pub model: String,
     pub layer: String,
@@ -366,6 +368,13 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
             let _ = std::fs::remove_file(path);
         }
     }
+    // Nor the folders, once empty (another shard's checkpoint keeps them; its writer makes
+    // them again if need be).
+    let _ = std::fs::remove_dir(&plan.checkpoints).and_then(|()| {
+        plan.checkpoints
+            .parent()
+            .map_or(Ok(()), std::fs::remove_dir)
+    });
     if todo.is_empty() {
         // Nothing ran: what the statistics read from the cache take.
         accumulator_bytes = models.iter().map(|m| m.stats.bytes()).sum();
@@ -418,6 +427,11 @@ fn assemble(
     )> = Vec::new();
     let mut source = None;
     let mut source_logits = SourceLogits::Unwanted;
+    // The cache file holds exactly these statistics only if the pass added none.
+    let file = match (&cached, &fresh) {
+        (Some(c), None) => c.file.clone(),
+        _ => None,
+    };
     if let Some(mut c) = cached {
         let mut stats = c.stats.to_device(device).map_err(torch)?;
         pool.extend(c.layers.drain(..).zip(stats.layers.drain(..)));
@@ -456,6 +470,7 @@ fn assemble(
         layers: metas,
         source_logits,
         stats: ModelStats { layers, source },
+        file,
     })
 }
 
@@ -742,7 +757,11 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         .map(|m| m.stats.spilled_rows_bytes())
         .sum();
     let score_start = Instant::now();
-    let results = scoring::score(&plan.metrics, &mut gathered.models)?;
+    let scores = plan
+        .cache
+        .as_deref()
+        .map(|dir| score_cache::ScoreCache::new(dir, plan));
+    let results = scoring::score(&plan.metrics, &mut gathered.models, scores.as_ref())?;
     let score_s = score_start.elapsed().as_secs_f64();
     let images: u64 = per_class.iter().sum();
     Ok(Outcome {

@@ -396,6 +396,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
             layers,
             source_logits,
             stats,
+            file: None,
         })
         .collect();
     Ok(Output {

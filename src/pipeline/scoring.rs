@@ -15,108 +15,136 @@ use crate::metrics::{degenerate, Metric};
 use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
 
+use super::score_cache::ScoreCache;
 use super::LayerResult;
 
-pub fn score(metrics: &[Box<dyn Metric>], models: &mut [ModelEntry]) -> Result<Vec<LayerResult>> {
+pub fn score(
+    metrics: &[Box<dyn Metric>],
+    models: &mut [ModelEntry],
+    kept: Option<&ScoreCache>,
+) -> Result<Vec<LayerResult>> {
     let mut results = Vec::new();
     for entry in models.iter_mut() {
-        let model = Model {
-            name: entry.key.name.clone(),
-            source: entry.source_logits.clone(),
-        };
-        let model_stats = &mut entry.stats;
-        let _span = tracing::debug_span!("score", model = %model.name).entered();
-        let mut from_source: Vec<(&str, Result<f64, String>)> = Vec::new();
-        for m in metrics {
-            let score = match model_stats.source.as_mut() {
-                Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
-                None if m.needs().source() => Some(Err(no_source_reason(&model.source))),
-                None => None,
-            };
-            if let Some(score) = score {
-                from_source.push((m.name(), score));
+        let file = kept.zip(entry.file.clone());
+        let layers: Vec<String> = entry.layers.iter().map(|m| m.name.clone()).collect();
+        if let Some(rows) = file.as_ref().and_then(|(k, f)| k.load(f, &layers)) {
+            tracing::debug!(
+                "model `{}`: scores kept from an earlier run",
+                entry.key.name
+            );
+            for row in &rows {
+                row.warn_again();
             }
+            results.extend(rows);
+            continue;
         }
-        for (i, meta) in entry.layers.iter().enumerate() {
-            let layer = &meta.name;
-            let _span = tracing::debug_span!("layer", name = %layer).entered();
-            let first = model_stats.first(i);
-            let mut result = LayerResult {
-                model: model.name.clone(),
-                layer: layer.clone(),
-                dim: first.dim(),
-                n: first.total(),
-                params_after: meta.params_after,
-                scores: Vec::new(),
-                notes: Vec::new(),
-                sample_rows: first.sample_len().map(|n| n as u64),
-                terms: Vec::new(),
-            };
-            for m in metrics {
-                let score = match from_source.iter().find(|(name, _)| *name == m.name()) {
-                    Some((_, Ok(v))) => Ok(*v),
-                    Some((_, Err(note))) => {
-                        result.notes.push((m.name().to_owned(), note.clone()));
-                        continue;
-                    }
-                    None => {
-                        let store =
-                            model_stats
-                                .store(i, m.transform())
-                                .ok_or_else(|| Error::Metric {
-                                    metric: m.name().to_owned(),
-                                    message: "its statistics were not gathered".into(),
-                                })?;
-                        if let Some(why) = degenerate::check(store)
-                            .map_err(|e| in_context(torch_failure(m.name(), e), &model, layer))?
-                        {
-                            result.no_score(m.name(), (why, false));
-                            continue;
-                        }
-                        if let Some(relative) = m.relative() {
-                            let terms = match relative.terms(store) {
-                                Ok(terms) => terms,
-                                Err(e) => {
-                                    let why =
-                                        failure(e).map_err(|e| in_context(e, &model, layer))?;
-                                    result.no_score(m.name(), why);
-                                    continue;
-                                }
-                            };
-                            if let Some(bad) = terms.iter().find(|t| !t.is_finite()) {
-                                result.no_score(m.name(), (format!("a term is {bad}"), true));
-                                continue;
-                            }
-                            let names = relative.term_names().iter().map(|n| (*n).to_owned());
-                            result
-                                .terms
-                                .push((m.name().to_owned(), names.zip(terms).collect()));
-                            continue;
-                        }
-                        match m.score_layer(store) {
-                            Some(r) => r,
-                            None => continue,
-                        }
-                    }
-                };
-                let score = match score {
-                    Ok(score) => score,
-                    Err(e) => {
-                        let why = failure(e).map_err(|e| in_context(e, &model, layer))?;
-                        result.no_score(m.name(), why);
-                        continue;
-                    }
-                };
-                if !score.is_finite() {
-                    result.no_score(m.name(), (format!("the score is {score}"), true));
-                    continue;
-                }
-                result.scores.push((m.name().to_owned(), score));
-            }
-            results.push(result);
+        let rows = score_model(metrics, entry)?;
+        if let Some((k, f)) = &file {
+            k.store(f, &rows);
         }
+        results.extend(rows);
     }
     combine(metrics, &mut results)?;
+    Ok(results)
+}
+
+/// One model's rows: its layer metrics' scores and its relative metrics' terms.
+fn score_model(metrics: &[Box<dyn Metric>], entry: &mut ModelEntry) -> Result<Vec<LayerResult>> {
+    let mut results = Vec::new();
+    let model = Model {
+        name: entry.key.name.clone(),
+        source: entry.source_logits.clone(),
+    };
+    let model_stats = &mut entry.stats;
+    let _span = tracing::debug_span!("score", model = %model.name).entered();
+    let mut from_source: Vec<(&str, Result<f64, String>)> = Vec::new();
+    for m in metrics {
+        let score = match model_stats.source.as_mut() {
+            Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
+            None if m.needs().source() => Some(Err(no_source_reason(&model.source))),
+            None => None,
+        };
+        if let Some(score) = score {
+            from_source.push((m.name(), score));
+        }
+    }
+    for (i, meta) in entry.layers.iter().enumerate() {
+        let layer = &meta.name;
+        let _span = tracing::debug_span!("layer", name = %layer).entered();
+        let first = model_stats.first(i);
+        let mut result = LayerResult {
+            model: model.name.clone(),
+            layer: layer.clone(),
+            dim: first.dim(),
+            n: first.total(),
+            params_after: meta.params_after,
+            scores: Vec::new(),
+            notes: Vec::new(),
+            sample_rows: first.sample_len().map(|n| n as u64),
+            terms: Vec::new(),
+        };
+        for m in metrics {
+            let score = match from_source.iter().find(|(name, _)| *name == m.name()) {
+                Some((_, Ok(v))) => Ok(*v),
+                Some((_, Err(note))) => {
+                    result.notes.push((m.name().to_owned(), note.clone()));
+                    continue;
+                }
+                None => {
+                    let store =
+                        model_stats
+                            .store(i, m.transform())
+                            .ok_or_else(|| Error::Metric {
+                                metric: m.name().to_owned(),
+                                message: "its statistics were not gathered".into(),
+                            })?;
+                    if let Some(why) = degenerate::check(store)
+                        .map_err(|e| in_context(torch_failure(m.name(), e), &model, layer))?
+                    {
+                        result.no_score(m.name(), (why, false));
+                        continue;
+                    }
+                    if let Some(relative) = m.relative() {
+                        let terms = match relative.terms(store) {
+                            Ok(terms) => terms,
+                            Err(e) => {
+                                let why = failure(e).map_err(|e| in_context(e, &model, layer))?;
+                                result.no_score(m.name(), why);
+                                continue;
+                            }
+                        };
+                        if let Some(bad) = terms.iter().find(|t| !t.is_finite()) {
+                            result.no_score(m.name(), (format!("a term is {bad}"), true));
+                            continue;
+                        }
+                        let names = relative.term_names().iter().map(|n| (*n).to_owned());
+                        result
+                            .terms
+                            .push((m.name().to_owned(), names.zip(terms).collect()));
+                        continue;
+                    }
+                    match m.score_layer(store) {
+                        Some(r) => r,
+                        None => continue,
+                    }
+                }
+            };
+            let score = match score {
+                Ok(score) => score,
+                Err(e) => {
+                    let why = failure(e).map_err(|e| in_context(e, &model, layer))?;
+                    result.no_score(m.name(), why);
+                    continue;
+                }
+            };
+            if !score.is_finite() {
+                result.no_score(m.name(), (format!("the score is {score}"), true));
+                continue;
+            }
+            result.scores.push((m.name().to_owned(), score));
+        }
+        results.push(result);
+    }
     Ok(results)
 }
 
@@ -169,6 +197,22 @@ fn failure(e: Error) -> Result<(String, bool)> {
 }
 
 impl LayerResult {
+    /// The warnings `no_score` gave when these scores were computed, for a run that reads
+    /// them from the score cache.
+    fn warn_again(&self) {
+        for (metric, note) in self
+            .notes
+            .iter()
+            .filter(|(_, n)| n.starts_with("no score: "))
+        {
+            tracing::warn!(
+                "{metric}: model `{}` layer `{}`: {note}",
+                self.model,
+                self.layer
+            );
+        }
+    }
+
     /// `metric` failed on this row: a note in the report, a warning now.
     fn no_score(&mut self, metric: &str, (why, numerical): (String, bool)) {
         let hint = if numerical {

@@ -687,7 +687,7 @@ impl ClassMoments {
     }
 
     /// Bytes held on the statistics' device: the sums, and the scatters of the classes that
-    /// keep one (the bounds documented in the README). Rows are in `host_bytes`.
+    /// keep one (the bounds documented in docs/metrics.md). Rows are in `host_bytes`.
     pub fn bytes(&self) -> usize {
         let numel = |t: &Tensor| t.size().iter().product::<i64>() as usize;
         let parts = [

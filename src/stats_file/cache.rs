@@ -119,7 +119,8 @@ impl Cache {
         };
         match super::read(&path, device) {
             Ok(mut file) if usable(&file) => {
-                let entry = file.models.pop()?;
+                let mut entry = file.models.pop()?;
+                entry.file = Some(path);
                 Some((entry, file.info))
             }
             Ok(_) => {
@@ -170,6 +171,7 @@ impl Cache {
             layers: entry.layers.clone(),
             source_logits: entry.source_logits.clone(),
             stats: std::mem::take(&mut entry.stats),
+            file: None,
         };
         let mut file = StatsFile {
             info,
@@ -179,6 +181,7 @@ impl Cache {
         for back in file.models {
             entry.stats = back.stats;
         }
+        entry.file = written.is_ok().then_some(path);
         written
     }
 }

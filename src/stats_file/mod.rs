@@ -14,7 +14,7 @@ mod fingerprint;
 mod format;
 
 pub use cache::Cache;
-pub use fingerprint::{dataset_id, model_keys, DatasetId};
+pub use fingerprint::{dataset_id, hex, model_keys, DatasetId};
 pub use format::FORMAT_VERSION;
 
 use std::path::{Path, PathBuf};
@@ -92,6 +92,9 @@ pub struct ModelEntry {
     pub layers: Vec<LayerMeta>,
     pub source_logits: SourceLogits,
     pub stats: ModelStats,
+    /// The cache file that holds exactly these statistics, if one does: what the scores kept
+    /// beside them are keyed by.
+    pub file: Option<PathBuf>,
 }
 
 /// Everything in a file besides the models' statistics.
@@ -333,6 +336,7 @@ pub fn read(path: &Path, device: Device) -> Result<StatsFile> {
             layers: metas,
             source_logits: m.source_logits,
             stats: ModelStats { layers, source },
+            file: None,
         });
     }
     payload.finish().map_err(|m| file_err(path, m))?;

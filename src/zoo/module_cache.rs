@@ -190,24 +190,11 @@ impl ModuleCache {
     }
 }
 
-/// Writes `path` under a new name, then renames it. Without waiting for the disk: a module torn
-/// by a crash fails its checksum and is rebuilt, and waiting for the disk took 0.37 s of the 0.90 s that keeping five models' modules
-/// added to a first run on the CPU (ResNet-50's 98 MB: 0.25 s; ./scripts/perf/module_cache).
+/// Without waiting for the disk: a module torn by a crash fails its checksum and is rebuilt,
+/// and the wait would cost a first run more than the module cache saves it
+/// (docs/performance.md, "Module cache").
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".module-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+    crate::atomic_file::write(path, bytes, ".module-", false)
 }
 
 #[cfg(test)]

@@ -9,12 +9,19 @@ use tch::Tensor;
 
 /// Runs zoo-select with `args`, as a user would.
 pub fn zoo_select(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_zoo-select"))
-        .args(args)
-        .env_remove("RUST_LOG")
+    command().args(args).output().expect("zoo-select runs")
+}
+
+/// The binary as a user runs it, except that its default cache is each output folder's
+/// `stats/` (no `$HOME` or `$XDG_CACHE_HOME`): tests must not share one user cache, nor fill
+/// the machine's. The per-user default has its own test.
+pub fn command() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_zoo-select"));
+    c.env_remove("RUST_LOG")
         .env_remove("LD_LIBRARY_PATH")
-        .output()
-        .expect("zoo-select runs")
+        .env_remove("HOME")
+        .env_remove("XDG_CACHE_HOME");
+    c
 }
 
 /// Runs zoo-select with `args`, which must succeed, and returns its stdout.
