@@ -5,7 +5,7 @@
         [--groups G]
 
 With --groups G, each class is split into G pseudo-classes (`<class>-<g>`, image j of the class
-in group j mod G): 10 G classes, for measuring many-class targets (scripts/many_classes).
+in group j mod G): 10 G classes, for measuring many-class targets (tools/many_classes).
 
 Reads Debian's package dataset-fashion-mnist (/usr/share/datasets/fashion-mnist, MIT licence,
 (c) Zalando SE); takes the first N images of each class in file order, so the tree is the same on
