@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use tch::Device;
 
-use crate::config::Config;
+use crate::config::{Config, DatasetConfig, Precision};
 use crate::error::{Error, Result};
 use crate::metrics::{self, Metric};
 use crate::recommend::{Strategy, DEFAULT_STRATEGY};
@@ -50,6 +50,47 @@ pub struct Plan {
     pub output: PathBuf,
     /// Image decoding threads.
     pub workers: usize,
+    /// Where the images are, and how many of each class are read.
+    pub dataset: DatasetConfig,
+    pub batch_size: usize,
+    /// The models' precision (the statistics stay f64).
+    pub precision: Precision,
+    /// libtorch's threads during the pass; None: fitted to how busy the machine is.
+    pub threads: Option<usize>,
+    /// What the statistics may take in memory; None where it is not given and the memory
+    /// available cannot be read.
+    pub memory_budget: Option<MemoryBudget>,
+}
+
+/// Bytes of memory the statistics may take: `memory_budget` (GiB) from the config, or by
+/// default 80 % of the memory available when the plan was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MemoryBudget {
+    pub bytes: u64,
+    pub default: bool,
+}
+
+impl MemoryBudget {
+    fn resolve(gib: Option<f64>) -> Option<MemoryBudget> {
+        match gib {
+            Some(g) => Some(MemoryBudget {
+                bytes: (g * (1u64 << 30) as f64) as u64,
+                default: false,
+            }),
+            None => available_memory().map(|b| MemoryBudget {
+                bytes: b / 5 * 4,
+                default: true,
+            }),
+        }
+    }
+}
+
+/// MemAvailable of /proc/meminfo, in bytes (Linux).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
 
 /// `path` made absolute, its `.` and `..` resolved by name (`/data/img/../runs` is `/data/runs`),
@@ -81,7 +122,8 @@ fn listed_under(root: &Path, dir: &Path) -> bool {
 
 impl Plan {
     pub fn new(config_path: &Path, overrides: Overrides) -> Result<Plan> {
-        let mut config = Config::load(config_path)?;
+        // Read, overridden, then validated once.
+        let mut config = Config::read(config_path)?;
         let config_err = |message: String| Error::Config {
             path: config_path.to_owned(),
             message,
@@ -143,6 +185,11 @@ impl Plan {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, |n| n.get()));
         Ok(Plan {
             config_path: config_path.to_owned(),
+            dataset: config.dataset.clone(),
+            batch_size: config.batch_size,
+            precision: config.precision,
+            threads: config.threads,
+            memory_budget: MemoryBudget::resolve(config.memory_budget),
             config,
             models,
             device,
@@ -195,6 +242,17 @@ impl Plan {
                 false
             }
         }
+    }
+
+    /// Every setting the scores depend on besides the statistics, as text: what keeps scores
+    /// from being reused under other settings (the score cache's key).
+    pub fn scoring_settings(&self) -> String {
+        let c = &self.config;
+        let metrics: Vec<&str> = self.metrics.iter().map(|m| m.name()).collect();
+        format!(
+            "{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+            c.transrate, c.transrate_variants, c.knn, c.sample
+        )
     }
 
     /// How the devices are named in reports: `cpu`, `cuda:0,cuda:1`.

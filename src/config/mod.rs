@@ -167,6 +167,23 @@ pub struct TransRateConfig {
     pub subspace: Option<usize>,
 }
 
+impl TransRateConfig {
+    /// Checks the values; `key` is where they stand in the config (`transrate`, or
+    /// `transrate_variants.<name>`), for the message.
+    pub fn check(&self, key: &str) -> Result<(), String> {
+        if !(self.eps.is_finite() && self.eps > 0.0) {
+            return Err(format!(
+                "`{key}.eps` must be a positive number, got {}",
+                self.eps
+            ));
+        }
+        if self.subspace == Some(0) {
+            return Err(format!("`{key}.subspace` must be at least 1"));
+        }
+        Ok(())
+    }
+}
+
 impl Default for TransRateConfig {
     fn default() -> Self {
         TransRateConfig {
@@ -239,6 +256,17 @@ fn default_eps() -> f64 {
 impl Config {
     /// Reads, parses, resolves relative paths and validates a config file.
     pub fn load(path: &Path) -> Result<Config> {
+        let config = Config::read(path)?;
+        config.validate().map_err(|message| Error::Config {
+            path: path.to_owned(),
+            message,
+        })?;
+        Ok(config)
+    }
+
+    /// The config file parsed and its paths resolved, not yet validated: for a caller that
+    /// applies its own overrides first and then validates once (`Plan::new`).
+    pub fn read(path: &Path) -> Result<Config> {
         let text =
             std::fs::read_to_string(path).map_err(|e| Error::io("cannot read config", path, e))?;
         let mut config = Config::parse(&text).map_err(|message| Error::Config {
@@ -253,10 +281,6 @@ impl Config {
             })?;
         let base = path.parent().unwrap_or(Path::new("."));
         config.resolve_paths(base, path);
-        config.validate().map_err(|message| Error::Config {
-            path: path.to_owned(),
-            message,
-        })?;
         Ok(config)
     }
 
@@ -352,11 +376,9 @@ impl Config {
                 ));
             }
         }
-        if !(self.transrate.eps.is_finite() && self.transrate.eps > 0.0) {
-            return Err(format!(
-                "`transrate.eps` must be a positive number, got {}",
-                self.transrate.eps
-            ));
+        self.transrate.check("transrate")?;
+        for (name, options) in &self.transrate_variants {
+            options.check(&format!("transrate_variants.{name}"))?;
         }
         if self.knn.k == 0 {
             return Err("`knn.k` must be at least 1".into());
@@ -366,9 +388,6 @@ impl Config {
                 "`sample.max_images` must be at least 2, got {}",
                 self.sample.max_images
             ));
-        }
-        if self.transrate.subspace == Some(0) {
-            return Err("`transrate.subspace` must be at least 1".into());
         }
         if self.metrics.is_empty() {
             return Err("`metrics` is empty: list at least one metric".into());
@@ -382,6 +401,11 @@ impl Config {
                 self.checkpoint_every
             ));
         }
+        self.validate_models()
+    }
+
+    /// The `models` entries and the `zoo` folder's layer list.
+    fn validate_models(&self) -> Result<(), String> {
         if self.models.is_empty() && self.zoo.is_none() {
             return Err(
                 "no models: list them under `models`, or point `zoo` at a folder of manifests"

@@ -3,7 +3,7 @@
 //!
 //! `folder` lists the images and their labels without opening them; `preprocess` decodes one
 //! image once (JPEGs with `jpeg`, libjpeg-turbo as PIL) and cuts it to every input geometry the
-//! zoo needs.
+//! zoo needs. `open` is where a run reads its images from.
 
 mod folder;
 mod jpeg;
@@ -17,6 +17,12 @@ pub use folder::{scan, single_images, ImageFolder, Item, TWO_PER_CLASS};
 pub use preprocess::{decode, fit, load, load_into, Geometry};
 pub use sample::sample_flags;
 pub use shard::shard_items;
+
+/// The one entry point of a data source: the images a dataset config names, listed and
+/// labelled (an ImageFolder tree today; another source would be another arm here).
+pub fn open(config: &crate::config::DatasetConfig) -> crate::error::Result<ImageFolder> {
+    scan(&config.root, config.max_per_class)
+}
 
 /// An image that was left out of the statistics, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]

@@ -130,22 +130,12 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
         }
         out.push(metric);
     }
-    // Further TransRate configurations, scored from the same statistics in the same pass.
+    // Further TransRate configurations, scored from the same statistics in the same pass (their
+    // options were checked with the config).
     for (name, options) in &config.transrate_variants {
         if KNOWN.contains(&name.as_str()) || name == "all" {
             return Err(format!(
                 "`transrate_variants` cannot use the metric name `{name}`"
-            ));
-        }
-        if !(options.eps.is_finite() && options.eps > 0.0) {
-            return Err(format!(
-                "`transrate_variants.{name}.eps` must be a positive number, got {}",
-                options.eps
-            ));
-        }
-        if options.subspace == Some(0) {
-            return Err(format!(
-                "`transrate_variants.{name}.subspace` must be at least 1"
             ));
         }
         out.push(Box::new(TransRate::variant(name, options)));

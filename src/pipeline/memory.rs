@@ -14,6 +14,7 @@ use tch::Device;
 
 use super::pass::Job;
 use crate::error::{Error, Result};
+use crate::plan::MemoryBudget;
 use crate::stats::{ClassMoments, SpillFile};
 use crate::zoo::ZooModel;
 
@@ -72,17 +73,15 @@ pub fn check(job: &Job, models: &[ZooModel]) -> Result<RowBudget> {
         gib(rows),
         dir.display()
     );
-    let (budget, default) = match plan.config.memory_budget {
-        Some(g) => ((g * (1u64 << 30) as f64) as u64, false),
-        None => match available_memory() {
-            Some(b) => (b / 5 * 4, true),
-            None => {
-                return Ok(RowBudget {
-                    per_part: None,
-                    dir,
-                })
-            }
-        },
+    let Some(MemoryBudget {
+        bytes: budget,
+        default,
+    }) = plan.memory_budget
+    else {
+        return Ok(RowBudget {
+            per_part: None,
+            dir,
+        });
     };
     let why = if default {
         " (80 % of the memory available now)".to_owned()
@@ -135,22 +134,10 @@ pub fn check(job: &Job, models: &[ZooModel]) -> Result<RowBudget> {
 /// memory available), the other half left to the sums they come with, whose size no file
 /// announces before it is read.
 pub fn file_rows_budget(plan: &crate::plan::Plan) -> RowBudget {
-    let budget = match plan.config.memory_budget {
-        Some(g) => Some((g * (1u64 << 30) as f64) as u64),
-        None => available_memory().map(|b| b / 5 * 4),
-    };
     RowBudget {
-        per_part: budget.map(|b| b / 2),
+        per_part: plan.memory_budget.map(|b| b.bytes / 2),
         dir: spill_dir(&plan.output),
     }
-}
-
-/// MemAvailable of /proc/meminfo, in bytes (Linux).
-fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
 }
 
 /// Bytes an unprivileged process may still write in `dir`'s file system.

@@ -9,19 +9,23 @@
 mod checkpoint;
 pub mod loader;
 mod memory;
+mod outcome;
 mod pass;
 mod progress;
 mod score_cache;
 mod scoring;
+mod stop;
 mod stopwatch;
 mod stores;
 
 pub use loader::DECODE_THREAD;
+pub use outcome::{
+    DeviceTime, Gathered, LayerResult, ModelLoad, Outcome, StatsReport, Steps, Timing,
+};
 pub use progress::{Progress, Silent};
+pub use stop::stop_flag;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use crate::dataset::{self, ImageFolder, Skip};
@@ -35,142 +39,6 @@ use crate::zoo::{ModelSpec, SourceLogits};
 pub use memory::{RowBudget, Spiller};
 use stores::Layout;
 
-/// Everything a report needs from a finished run.
-pub struct Outcome {
-    pub root: PathBuf,
-    pub classes: Vec<String>,
-    /// Usable images per class.
-    pub per_class: Vec<u64>,
-    pub skipped: Vec<Skip>,
-    pub empty_classes: Vec<String>,
-    pub results: Vec<LayerResult>,
-    pub accumulator_bytes: usize,
-    /// Host memory held by feature rows at the end of the pass.
-    pub host_bytes: usize,
-    /// Disk used for LEEP's softmax rows.
-    pub spilled_bytes: u64,
-    /// Disk used by per-class feature rows spilled beyond `memory_budget`, at the end.
-    pub spilled_rows_bytes: u64,
-    pub device: String,
-    pub timing: Timing,
-    pub statistics: StatsReport,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct LayerResult {
-    pub model: String,
-    pub layer: String,
-    pub dim: usize,
-    pub n: u64,
-    /// Parameter elements fine-tuning re-trains above this layer, if the model's listing
-    /// places it.
-    pub params_after: Option<u64>,
-    /// (metric, score) in the plan's metric order.
-    pub scores: Vec<(String, f64)>,
-    /// (metric, why it has no score here), e.g. NCE for a model without source logits.
-    pub notes: Vec<(String, String)>,
-    /// Rows of the image sample the sample-level metrics (k-NN) read, if any.
-    pub sample_rows: Option<u64>,
-    /// (relative metric, its raw (term, value)s here), in the plan's metric order: what the
-    /// metric's score of this row was combined from, with every other row's.
-    pub terms: Vec<(String, Vec<(String, f64)>)>,
-}
-
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Timing {
-    pub load_s: f64,
-    pub pass_s: f64,
-    pub score_s: f64,
-    pub total_s: f64,
-    pub images_per_s: f64,
-    /// Each model loaded for the pass (none when the statistics were all cached).
-    pub models: Vec<ModelLoad>,
-    /// Where each device thread's pass time went.
-    pub devices: Vec<DeviceTime>,
-    /// Where the decoding side's time went (none when no pass ran).
-    pub decoding: Option<loader::DecodingTime>,
-}
-
-/// Where one device thread's time went during the pass: what bounds the pass is where it spent
-/// the most. Waiting for batches: decoding is slower than the device (more `workers`, smaller
-/// images). Queueing: the host's own per-batch work (on the CPU, the whole forward pass and the
-/// statistics), split into uploading the batches, the forwards and the statistics (on a GPU, the
-/// time to queue their kernels, unless one of them waits for the device). Waiting for the
-/// device: a GPU busy with the batches queued (the best case). Settling: filing the feature rows
-/// that came back from the device in host memory; spilling: writing rows beyond the memory
-/// budget to disk. `cpu` holds the same steps on the device thread's CPU clock: a step far
-/// longer on the wall was waiting, not working.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct DeviceTime {
-    pub device: String,
-    pub batches: usize,
-    #[serde(flatten)]
-    pub wall: Steps,
-    pub cpu: Steps,
-}
-
-/// The device thread's steps, in seconds.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Steps {
-    pub waiting_for_batches_s: f64,
-    pub queueing_s: f64,
-    pub uploading_s: f64,
-    pub forwards_s: f64,
-    pub statistics_s: f64,
-    pub waiting_for_device_s: f64,
-    pub settling_s: f64,
-    pub spilling_s: f64,
-    pub checkpoints_s: f64,
-}
-
-/// How long one model took to be ready on one device, whether its rewritten module came from
-/// the module cache, and whether TorchScript optimised it for inference.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ModelLoad {
-    pub model: String,
-    pub device: String,
-    pub seconds: f64,
-    pub cached_module: bool,
-    pub optimized: bool,
-}
-
-/// Where the statistics came from.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct StatsReport {
-    pub cache: Option<PathBuf>,
-    /// `model/layer` pairs read from the cache.
-    pub reused: Vec<String>,
-    /// `model/layer` pairs this run's pass computed.
-    pub computed: Vec<String>,
-    /// Files a checkpoint had already folded in when this run started.
-    pub resumed_files: usize,
-    /// Shard files merged (`zoo-select score`).
-    pub shards: Vec<PathBuf>,
-}
-
-/// The statistics of every model of a plan, gathered by a pass or read from files.
-pub struct Gathered {
-    pub info: FileInfo,
-    /// In the plan's order, each with the plan's layers in order.
-    pub models: Vec<ModelEntry>,
-    pub empty_classes: Vec<String>,
-    pub load_s: f64,
-    pub loads: Vec<ModelLoad>,
-    pub device_times: Vec<DeviceTime>,
-    pub decoding: Option<loader::DecodingTime>,
-    pub pass_s: f64,
-    pub accumulator_bytes: usize,
-    pub statistics: StatsReport,
-}
-
-/// Set by the binary's SIGINT/SIGTERM handler: the pass checkpoints and stops after the batch
-/// in flight.
-pub fn stop_flag() -> Arc<AtomicBool> {
-    static STOP: OnceLock<Arc<AtomicBool>> = OnceLock::new();
-    STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
-        .clone()
-}
-
 /// The one-command path: gather, then score.
 pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
     let start = Instant::now();
@@ -180,8 +48,7 @@ pub fn run(plan: &Plan, progress: &dyn Progress) -> Result<Outcome> {
 
 /// Lists the images (this shard's only, with `--shard`) and identifies them.
 fn images(plan: &Plan) -> Result<(ImageFolder, Vec<dataset::Item>, DatasetId)> {
-    let cfg = &plan.config;
-    let folder = dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class)?;
+    let folder = dataset::open(&plan.dataset)?;
     for class in &folder.empty_classes {
         tracing::warn!("class folder `{class}` has no files; it is left out");
     }
@@ -237,7 +104,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
     let mut cached: Vec<Option<(ModelEntry, FileInfo)>> = Vec::with_capacity(plan.models.len());
     let mut todo: Vec<(usize, ModelSpec)> = Vec::new();
     let mut cache_spiller = Spiller::new(memory::file_rows_budget(plan));
-    let model_keys = stats_file::model_keys(&plan.models, plan.config.precision)?;
+    let model_keys = stats_file::model_keys(&plan.models, plan.precision)?;
     for ((i, spec), key) in plan.models.iter().enumerate().zip(model_keys) {
         let entry = cache
             .as_ref()
@@ -504,7 +371,7 @@ pub fn merge(plan: &Plan, paths: &[PathBuf], check_images: bool) -> Result<Gathe
                 .flat_map(|m| m.stats.stores_mut()),
         )?;
     }
-    let expected: Vec<ModelKey> = stats_file::model_keys(&plan.models, plan.config.precision)?;
+    let expected: Vec<ModelKey> = stats_file::model_keys(&plan.models, plan.precision)?;
     let (first_path, first) = (files[0].0.clone(), files[0].1.info.clone());
     let count = match first.shard {
         Some(s) => s.count,
@@ -626,15 +493,15 @@ pub fn merge(plan: &Plan, paths: &[PathBuf], check_images: bool) -> Result<Gathe
 /// another machine) is said, and the files are scored as they are; any other listing error
 /// stops the run.
 fn images_now(plan: &Plan) -> Result<Option<DatasetId>> {
-    let cfg = &plan.config;
-    if let Err(e) = std::fs::metadata(&cfg.dataset.root) {
+    let cfg = &plan.dataset;
+    if let Err(e) = std::fs::metadata(&cfg.root) {
         tracing::warn!(
             "cannot check the statistics files against the images: {} ({e}); scoring them as they are",
-            cfg.dataset.root.display()
+            cfg.root.display()
         );
         return Ok(None);
     }
-    let folder = dataset::scan(&cfg.dataset.root, cfg.dataset.max_per_class)?;
+    let folder = dataset::open(cfg)?;
     Ok(Some(stats_file::dataset_id(&folder, &folder.items)))
 }
 

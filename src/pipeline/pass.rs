@@ -16,7 +16,9 @@ use super::loader::{self, Batch, DecodingTime, Message};
 use super::memory::{self, RowBudget, Spiller};
 use super::stopwatch::Stopwatch;
 use super::stores::Layout;
-use super::{stop_flag, DeviceTime, ModelLoad, Progress};
+use super::outcome::{DeviceTime, ModelLoad};
+use super::progress::Progress;
+use super::stop::stop_flag;
 use crate::dataset::{Geometry, Item, Skip};
 use crate::device::{start_download, upload_staged, Fence};
 use crate::error::{Error, Result};
@@ -96,7 +98,7 @@ fn load_models(
             spec,
             device,
             job.layout.wants_source(),
-            job.plan.config.precision,
+            job.plan.precision,
             modules.map(|m| (m, key.sha256.as_str())),
         )?;
         loads.push(ModelLoad {
@@ -115,7 +117,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     let plan = job.plan;
     let start = Instant::now();
     let parts = plan.devices.len();
-    let batch_size = plan.config.batch_size;
+    let batch_size = plan.batch_size;
     let identities: Vec<(ModelKey, Vec<String>)> = job
         .keys
         .iter()
@@ -192,7 +194,7 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
     }
     let row_budget = memory::check(job, &models[0])?;
     // Held for the pass: dropping it gives scoring libtorch's threads back.
-    let _gpu_threads = match (plan.config.threads, &load) {
+    let _gpu_threads = match (plan.threads, &load) {
         (Some(threads), _) => {
             tch::set_num_threads(threads as i32);
             None
@@ -651,7 +653,7 @@ impl PartContext<'_> {
         Done {
             device: self.index,
             devices: self.job.plan.devices.len(),
-            batch_size: self.job.plan.config.batch_size,
+            batch_size: self.job.plan.batch_size,
             batches_done: 0,
             files_done: 0,
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use super::LayerResult;
+use super::outcome::LayerResult;
 use crate::plan::Plan;
 
 pub struct ScoreCache {
@@ -27,16 +27,11 @@ struct ScoreFile {
 
 impl ScoreCache {
     pub fn new(cache: &Path, plan: &Plan) -> ScoreCache {
-        let c = &plan.config;
-        let metrics: Vec<&str> = plan.metrics.iter().map(|m| m.name()).collect();
         let settings = format!(
-            "{} {}\n{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+            "{} {}\n{}",
             env!("CARGO_PKG_VERSION"),
             build_id(),
-            c.transrate,
-            c.transrate_variants,
-            c.knn,
-            c.sample
+            plan.scoring_settings()
         );
         ScoreCache {
             dir: cache.join("scores"),

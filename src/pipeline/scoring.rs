@@ -16,7 +16,7 @@ use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
 
 use super::score_cache::ScoreCache;
-use super::LayerResult;
+use super::outcome::LayerResult;
 
 pub fn score(
     metrics: &[Box<dyn Metric>],

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::{DeviceTime, Steps};
+use super::outcome::{DeviceTime, Steps};
 
 /// The wall and this thread's CPU clocks at the last lap.
 pub struct Stopwatch {
