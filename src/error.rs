@@ -125,8 +125,22 @@ pub enum Error {
         numerical: bool,
     },
 
+    /// The decoding side failed or ended early: the pass cannot go on without its images.
     #[error("image decoding stopped: {0}")]
-    Worker(String),
+    Decoding(String),
+
+    /// A device part stopped because another one failed; that one's error is the cause, and
+    /// the pass reports it instead.
+    #[error("stopped because another device part failed")]
+    AnotherPartFailed,
+
+    /// A device thread panicked: a bug, not a property of the input.
+    #[error("the device thread of part {part} panicked; this is a bug: please report it with the log of the run with -v")]
+    DevicePanicked { part: usize },
+
+    /// A (model, layer) the plan asks for has no statistics after the pass: a bug.
+    #[error("no statistics for {model}/{layer} after the pass; this is a bug: please report it, and run again with --no-cache meanwhile")]
+    MissingStatistics { model: String, layer: String },
 
     #[error(
         "the statistics would need {need} but the memory budget is {budget}{why}; use fewer \

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::stats::ModelStats;
 use crate::stats_file::{self, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Shard};
 use crate::zoo::SourceLogits;
@@ -120,6 +120,83 @@ pub fn save(path: &Path, info: FileInfo, meta: &PartMeta, stats: &mut [ModelStat
         *s = entry.stats;
     }
     written
+}
+
+/// When and where one device part checkpoints: every `every`, and at a stop. A checkpoint is
+/// insurance: one that cannot be written (a full disk) is warned about once and the pass goes
+/// on with its statistics in memory, the next one trying again; at a stop it was the only place
+/// the work could go, and its failure is the run's.
+pub struct Checkpointer<'a> {
+    pub path: &'a Path,
+    /// The checkpoint folder, for messages.
+    pub folder: &'a Path,
+    pub part: usize,
+    pub every: std::time::Duration,
+    last: std::time::Instant,
+    /// Whether the last checkpoint failed: a folder that stays full is said once.
+    failing: bool,
+}
+
+impl<'a> Checkpointer<'a> {
+    pub fn new(path: &'a Path, folder: &'a Path, part: usize, every: std::time::Duration) -> Self {
+        Checkpointer {
+            path,
+            folder,
+            part,
+            every,
+            last: std::time::Instant::now(),
+            failing: false,
+        }
+    }
+
+    pub fn due(&self, stopping: bool) -> bool {
+        stopping || self.last.elapsed() >= self.every
+    }
+
+    /// Writes the part's statistics, whose rows must all have landed.
+    pub fn save(
+        &mut self,
+        info: FileInfo,
+        meta: &PartMeta,
+        stats: &mut [ModelStats],
+        stopping: bool,
+    ) -> Result<()> {
+        let t = std::time::Instant::now();
+        let files_done = info.progress.map_or(0, |p| p.files_done);
+        let written = save(self.path, info, meta, stats);
+        self.last = std::time::Instant::now();
+        match written {
+            Ok(()) => {
+                self.failing = false;
+                tracing::debug!(
+                    "checkpoint of part {} after {files_done} files written in {:.3} s",
+                    self.part + 1,
+                    t.elapsed().as_secs_f64()
+                );
+                Ok(())
+            }
+            Err(e) if stopping => Err(Error::Output {
+                path: self.folder.to_owned(),
+                reason: format!(
+                    "the checkpoint of the {files_done} files done could not be written ({e}); \
+                     a later run resumes from the last one written, if any: free space there \
+                     first"
+                ),
+            }),
+            Err(e) => {
+                if !self.failing {
+                    tracing::warn!(
+                        "{e}: no checkpoint of part {} now, the pass goes on (an interruption \
+                         before the next one would lose its work); free space in {}",
+                        self.part + 1,
+                        self.folder.display()
+                    );
+                }
+                self.failing = true;
+                Ok(())
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use tch::Device;
 
-use super::pass::Job;
+use super::job::Job;
 use crate::error::{Error, Result};
 use crate::plan::MemoryBudget;
 use crate::stats::{ClassMoments, SpillFile};
@@ -48,10 +48,7 @@ pub fn gib(b: u64) -> String {
 /// hours into the pass. Returns what the rows may keep in memory.
 pub fn check(job: &Job, models: &[ZooModel]) -> Result<RowBudget> {
     let plan = job.plan;
-    let mut per_class = vec![0u64; job.classes];
-    for item in job.items {
-        per_class[item.label] += 1;
-    }
+    let per_class = job.per_class();
     let parts = plan.devices.len();
     let (mut device, mut fixed, mut rows) = (0u64, 0u64, 0u64);
     for model in models {

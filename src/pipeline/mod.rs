@@ -7,9 +7,12 @@
 //! per image is kept, so memory is the models, a few batches in flight and the statistics.
 
 mod checkpoint;
+mod finite_check;
+mod job;
 pub mod loader;
 mod memory;
 mod outcome;
+mod part;
 mod pass;
 mod progress;
 mod score_cache;
@@ -164,7 +167,7 @@ pub fn gather(plan: &Plan, progress: &dyn Progress) -> Result<Gathered> {
         if !statistics.reused.is_empty() {
             tracing::info!("computing {}", statistics.computed.join(", "));
         }
-        let job = pass::Job {
+        let job = job::Job {
             plan,
             items: &items,
             keys: todo.iter().map(|(i, _)| keys[*i].clone()).collect(),
@@ -323,7 +326,10 @@ fn assemble(
         let i = pool
             .iter()
             .position(|(m, _)| &m.name == name)
-            .ok_or_else(|| Error::Worker(format!("no statistics for {}/{name}", spec.name)))?;
+            .ok_or_else(|| Error::MissingStatistics {
+                model: spec.name.clone(),
+                layer: name.clone(),
+            })?;
         let (m, l) = pool.remove(i);
         metas.push(m);
         layers.push(l);

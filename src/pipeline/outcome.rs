@@ -137,4 +137,3 @@ pub struct Gathered {
     pub accumulator_bytes: usize,
     pub statistics: StatsReport,
 }
-

@@ -15,8 +15,8 @@ use crate::metrics::{degenerate, Metric};
 use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
 
-use super::score_cache::ScoreCache;
 use super::outcome::LayerResult;
+use super::score_cache::ScoreCache;
 
 pub fn score(
     metrics: &[Box<dyn Metric>],

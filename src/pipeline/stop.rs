@@ -11,4 +11,3 @@ pub fn stop_flag() -> Arc<AtomicBool> {
     STOP.get_or_init(|| Arc::new(AtomicBool::new(false)))
         .clone()
 }
-
