@@ -4,7 +4,6 @@
 
 use tch::{Device, Kind, Tensor};
 
-use super::part::wait;
 use crate::device::{start_download, Fence};
 use crate::error::{Error, Result};
 use crate::stats::ModelStats;
@@ -70,6 +69,10 @@ pub(super) fn check_finite(
     };
     let fence =
         Fence::record(device).map_err(|e| Error::torch_op("marking the check on the device", e))?;
-    wait(fence.map(|f| (f, u64::MAX)))?;
+    if let Some(fence) = fence {
+        fence
+            .wait()
+            .map_err(|e| Error::torch_op("waiting for the device", e))?;
+    }
     check.read(models)
 }

@@ -14,7 +14,7 @@ use super::checkpoint::{Checkpointer, PartMeta};
 use super::finite_check::{check_finite, FiniteCheck};
 use super::job::Job;
 use super::loader::{Batch, Message};
-use super::memory::{self, RowBudget, Spiller};
+use super::memory;
 use super::outcome::DeviceTime;
 use super::progress::Progress;
 use super::stop::stop_flag;
@@ -23,6 +23,7 @@ use crate::dataset::{Geometry, Skip};
 use crate::device::{upload_staged, Fence};
 use crate::error::{Error, Result};
 use crate::stats::{BatchLabels, ModelStats};
+use crate::stats::{RowBudget, Spiller};
 use crate::stats_file::{FileInfo, Progress as Done};
 use crate::zoo::ZooModel;
 
@@ -414,7 +415,7 @@ fn to_device(batch: &Batch, device: Device) -> Result<Vec<Tensor>, tch::TchError
 }
 
 /// Waits for the batch behind `fence`, if any.
-pub(super) fn wait(fence: Option<(Fence, u64)>) -> Result<()> {
+fn wait(fence: Option<(Fence, u64)>) -> Result<()> {
     match fence {
         Some((fence, _)) => fence
             .wait()

@@ -13,13 +13,14 @@ use tch::Device;
 use super::checkpoint::{self, PartMeta, Restored};
 use super::job::Job;
 use super::loader::{self, DecodingTime};
-use super::memory::{self, RowBudget};
+use super::memory;
 use super::outcome::{DeviceTime, ModelLoad};
 use super::part::{Part, PartContext, PartEnd};
 use super::progress::Progress;
 use crate::dataset::{Geometry, Skip};
 use crate::error::{Error, Result};
 use crate::stats::ModelStats;
+use crate::stats::RowBudget;
 use crate::stats_file::{LayerMeta, ModelEntry, ModelKey};
 use crate::zoo::{ModuleCache, ZooModel};
 

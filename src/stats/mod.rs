@@ -16,6 +16,7 @@ mod model_stats;
 mod row_sample;
 mod source;
 mod spill;
+mod spiller;
 mod staging;
 
 pub use batch_labels::{BatchLabels, Sample};
@@ -25,6 +26,7 @@ pub use model_stats::ModelStats;
 pub use row_sample::RowSample;
 pub use source::SourceStats;
 pub use spill::{Array, SpillFile, SPILL_PREFIX};
+pub use spiller::{RowBudget, Spiller};
 
 /// The statistics a set of metrics reads, beyond per-class counts and sums.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

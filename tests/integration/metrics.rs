@@ -15,8 +15,8 @@ use zoo_select::error::Error;
 use zoo_select::metrics::{
     Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncti, Sfda, ShrinkageHScore, TransRate,
 };
-use zoo_select::pipeline::{RowBudget, Spiller};
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
+use zoo_select::stats::{RowBudget, Spiller};
 use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
 use zoo_select::zoo::SourceLogits;
 
