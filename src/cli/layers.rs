@@ -35,7 +35,7 @@ pub fn run(target: &Path, input_size: Option<u32>, json: bool) -> anyhow::Result
     } else {
         as_tree(&rows, size, !stages.is_empty())
     };
-    Ok(super::write_stdout(&text)?)
+    Ok(super::stdout::write_stdout(&text)?)
 }
 
 fn as_json(rows: &[LayerRow]) -> anyhow::Result<String> {

@@ -6,6 +6,7 @@ mod args;
 mod layers;
 mod logging;
 mod progress;
+mod stdout;
 mod table;
 
 use std::io::Write;
@@ -15,6 +16,7 @@ use anyhow::Context;
 use clap::Parser;
 
 use args::{Args, Command, RunArgs};
+use stdout::write_stdout;
 use zoo_select::plan::Plan;
 use zoo_select::{pipeline, report};
 
@@ -179,14 +181,6 @@ fn one_line(e: &anyhow::Error) -> String {
         }
     }
     text
-}
-
-/// Writes to stdout without panicking when the reader has gone away.
-fn write_stdout(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

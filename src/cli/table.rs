@@ -7,7 +7,7 @@ use zoo_select::report::Report;
 
 pub fn print(report: &Report, files: &[PathBuf]) -> std::io::Result<()> {
     let names: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
-    super::write_stdout(&format!("{}\nWrote {}\n", render(report), names.join(", ")))
+    super::stdout::write_stdout(&format!("{}\nWrote {}\n", render(report), names.join(", ")))
 }
 
 pub fn render(report: &Report) -> String {

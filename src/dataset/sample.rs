@@ -7,7 +7,7 @@
 
 use sha2::{Digest, Sha256};
 
-use super::ImageFolder;
+use super::folder::ImageFolder;
 
 /// For every image of the listing, whether its rows are kept; all of them if `max` allows.
 pub fn sample_flags(folder: &ImageFolder, max: usize) -> Vec<bool> {

@@ -2,7 +2,7 @@
 //! image starting at the k-th. Deterministic on every machine (the listing is sorted), and
 //! balanced: each class's images split between the shards to within one.
 
-use super::Item;
+use super::folder::Item;
 
 /// The items of shard `index` (from 1) of `count`.
 pub fn shard_items(items: &[Item], index: usize, count: usize) -> Vec<Item> {

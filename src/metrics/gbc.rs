@@ -12,7 +12,7 @@
 
 use tch::{Kind, TchError, Tensor};
 
-use super::{scalar, torch_err, Metric};
+use super::metric::{scalar, torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{ClassMoments, Needs};
 

@@ -10,8 +10,8 @@
 
 use tch::{Kind, TchError, Tensor};
 
+use super::metric::{torch_err, Metric};
 use super::spectral::trace_pinv_product;
-use super::{torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{ClassMoments, Needs};
 

@@ -18,8 +18,8 @@
 use tch::{Kind, TchError, Tensor};
 
 use super::hscore::{between_class_covariance, RCOND};
+use super::metric::{scalar, torch_err, Metric};
 use super::spectral::trace_pinv_product;
-use super::{scalar, torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{ClassMoments, Needs};
 

@@ -8,7 +8,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{torch_err, Metric};
+use super::metric::{torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{Needs, SourceStats};
 

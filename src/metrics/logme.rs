@@ -16,8 +16,8 @@
 
 use tch::Kind;
 
+use super::metric::{torch_err, Metric};
 use super::spectral::eigh;
-use super::{torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{ClassMoments, Needs};
 

@@ -6,7 +6,7 @@
 
 use tch::Kind;
 
-use super::{scalar, torch_err, Metric};
+use super::metric::{scalar, torch_err, Metric};
 use crate::error::Result;
 use crate::stats::{Needs, SourceStats};
 

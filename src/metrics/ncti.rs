@@ -29,7 +29,7 @@
 
 use tch::{Kind, TchError, Tensor};
 
-use super::{Metric, Relative};
+use super::metric::{Metric, Relative};
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs};
 
@@ -64,7 +64,7 @@ impl From<TchError> for Failure {
 impl From<Failure> for Error {
     fn from(f: Failure) -> Self {
         let (message, numerical) = match f {
-            Failure::Torch(e) => return super::torch_err("ncti")(e),
+            Failure::Torch(e) => return super::metric::torch_err("ncti")(e),
             Failure::Degenerate(message) => (message, true),
             Failure::TooFew(message) => (message, false),
         };

@@ -22,7 +22,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{torch_err, Metric};
+use super::metric::{torch_err, Metric};
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs};
 

@@ -26,7 +26,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::{scalar, torch_err, Metric};
+use super::metric::{scalar, torch_err, Metric};
 use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use crate::error::{Error, Result};
 use crate::stats::{logdet_identity_plus, ClassMoments, Needs, Transform};

@@ -186,7 +186,7 @@ fn combine(metrics: &[Box<dyn Metric>], results: &mut [LayerResult]) -> Result<(
 
 /// Why a metric has no score on a row (and whether the cause is numerical), or the error that
 /// stops the run: only what the metrics know to come from the row's data is a property of the
-/// row; memory, CUDA and every other failure is not (`metrics::torch_err`).
+/// row; memory, CUDA and every other failure is not (metrics/metric.rs, `torch_err`).
 fn failure(e: Error) -> Result<(String, bool)> {
     match e {
         Error::Degenerate {

@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 
 use tch::{Device, Kind, TchError, Tensor};
 
+use super::batch_labels::BatchLabels;
 use super::spill::{Array, Chunk, RowChunks, SpillFile};
-use super::BatchLabels;
 use crate::device::{start_download, to_pageable, upload};
 
 /// What centring a class's rows by the global mean takes, for either form.

@@ -4,7 +4,10 @@
 
 use tch::{Device, TchError, Tensor};
 
-use super::{BatchLabels, ClassMoments, SourceStats, Transform};
+use super::batch_labels::BatchLabels;
+use super::class_moments::ClassMoments;
+use super::source::SourceStats;
+use super::transform::Transform;
 
 #[derive(Default)]
 pub struct ModelStats {

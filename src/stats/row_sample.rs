@@ -8,8 +8,8 @@
 
 use tch::{Device, Kind, TchError, Tensor};
 
+use super::batch_labels::BatchLabels;
 use super::staging::Staging;
-use super::BatchLabels;
 use crate::device::{start_download, to_pageable};
 
 pub struct RowSample {

@@ -15,7 +15,8 @@ use std::io::{BufReader, BufWriter, Read, Write};
 
 use tch::{Device, Kind, TchError, Tensor};
 
-use super::{BatchLabels, Needs};
+use super::batch_labels::BatchLabels;
+use super::needs::Needs;
 use crate::device::start_download;
 
 pub struct SourceStats {

@@ -5,7 +5,8 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use super::{ClassMoments, SpillFile};
+use super::class_moments::ClassMoments;
+use super::spill::SpillFile;
 use crate::error::{Error, Result};
 
 /// Where and beyond what a device part spills its rows.

@@ -15,8 +15,9 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tch::Device;
 
+use super::file::{self, FileInfo, ModelEntry, Shard, StatsFile};
 use super::fingerprint::hex;
-use super::{DatasetId, FileInfo, ModelEntry, ModelKey, Shard, StatsFile};
+use super::fingerprint::{DatasetId, ModelKey};
 use crate::error::Result;
 
 pub struct Cache {
@@ -117,7 +118,7 @@ impl Cache {
                 && file.models.len() == 1
                 && file.models[0].key == *key
         };
-        match super::read(&path, device) {
+        match file::read(&path, device) {
             Ok(mut file) if usable(&file) => {
                 let mut entry = file.models.pop()?;
                 entry.file = Some(path);
@@ -177,7 +178,7 @@ impl Cache {
             info,
             models: vec![lent],
         };
-        let written = super::write(&path, &mut file);
+        let written = file::write(&path, &mut file);
         for back in file.models {
             entry.stats = back.stats;
         }

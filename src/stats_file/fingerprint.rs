@@ -6,7 +6,6 @@
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::ModelKey;
 use crate::config::Precision;
 use crate::dataset::{ImageFolder, Item};
 use crate::error::{Error, Result};
@@ -109,6 +108,17 @@ fn model_key(spec: &ModelSpec, sha256: String, precision: Precision) -> ModelKey
         preprocessing: format!("{:?} {:?}", spec.input, spec.layout),
         precision: format!("{precision:?}").to_lowercase(),
     }
+}
+
+/// A model's identity for its statistics: another file, preprocessing or precision is another
+/// model.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ModelKey {
+    pub name: String,
+    pub sha256: String,
+    /// The input geometry, normalisation and layout, as text.
+    pub preprocessing: String,
+    pub precision: String,
 }
 
 #[cfg(test)]

@@ -9,31 +9,20 @@ mod capacity;
 mod inspect;
 mod manifest;
 mod model;
+mod model_hints;
 mod module_cache;
+mod source_logits;
 mod spec;
 
 pub use capacity::{params_after, params_total};
 pub use inspect::{inspect, LayerRow};
 pub use manifest::{sha256_file, Manifest};
-pub use model::{inference_module, Features, SourceLogits, ZooModel};
-pub use module_cache::{ModuleCache, ModuleKey, Prepared};
+pub use model::{inference_module, Features, ZooModel};
+pub use module_cache::{file_name, ModuleCache, ModuleKey, Prepared};
+pub use source_logits::SourceLogits;
 pub use spec::{blocks, resolve, select, ModelSpec};
 
 use crate::dataset::Geometry;
-
-/// A model name as a file name (cache entries, kept modules): anything but letters, digits, `-`,
-/// `_` and `.` becomes `_`.
-pub fn file_name(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 /// The distinct input geometries of a zoo, in first-use order: each image is fitted once per
 /// geometry and that tensor feeds every model sharing it.

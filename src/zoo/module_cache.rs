@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::SourceLogits;
+use super::source_logits::SourceLogits;
 
 /// What loading decided about a model, besides the module itself.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,7 +107,7 @@ impl ModuleCache {
     fn paths(&self, key: &ModuleKey) -> (PathBuf, PathBuf, String) {
         let text = key.text();
         let hash = format!("{:x}", Sha256::digest(text.as_bytes()));
-        let stem = format!("{}-{}", super::file_name(key.name), &hash[..16]);
+        let stem = format!("{}-{}", file_name(key.name), &hash[..16]);
         (
             self.dir.join(format!("{stem}.pt")),
             self.dir.join(format!("{stem}.json")),
@@ -195,6 +195,20 @@ impl ModuleCache {
 /// (docs/performance.md, "Module cache").
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::atomic_file::write(path, bytes, ".module-", false)
+}
+
+/// A model name as a file name (cache entries, kept modules): anything but letters, digits, `-`,
+/// `_` and `.` becomes `_`.
+pub fn file_name(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 
 use std::arch::x86_64::*;
 
-use super::Taps;
+use super::kernel::Taps;
 
 /// Source pixels per group: one 16-byte load covers their 12 bytes.
 const GROUP: usize = 4;

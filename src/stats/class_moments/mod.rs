@@ -14,50 +14,13 @@ use std::ops::AddAssign;
 
 use tch::{Kind, TchError, Tensor};
 
+mod persist;
+
+use super::batch_labels::BatchLabels;
 use super::class_second::{ClassCentre, ClassSecond};
-use super::{Array, BatchLabels, Needs, RowSample};
-
-/// Per image: the trace of the total and of the within-class scatter, and the mean squared norm
-/// of the raw features (the scale both are judged against).
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Spread {
-    pub total: f64,
-    pub within: f64,
-    pub mean_square: f64,
-}
-
-impl Spread {
-    /// The spread of raw feature rows (m, D) labelled by `labels`.
-    pub fn of_rows(rows: &Tensor, labels: &[i64]) -> Result<Spread, TchError> {
-        let x = rows.f_to_kind(Kind::Double)?;
-        let n = labels.len().max(1) as f64;
-        let mean_square = x.f_square()?.f_sum(Kind::Double)?.f_double_value(&[])? / n;
-        let centred = |t: &Tensor| -> Result<f64, TchError> {
-            let mean = t.f_mean_dim(&[0i64][..], true, Kind::Double)?;
-            t.f_sub(&mean)?
-                .f_square()?
-                .f_sum(Kind::Double)?
-                .f_double_value(&[])
-        };
-        let total = centred(&x)? / n;
-        let mut within = 0.0;
-        let mut classes: Vec<i64> = labels.to_vec();
-        classes.sort_unstable();
-        classes.dedup();
-        for c in classes {
-            let idx: Vec<i64> = (0..labels.len() as i64)
-                .filter(|&i| labels[i as usize] == c)
-                .collect();
-            let idx = Tensor::f_from_slice(&idx)?.f_to_device(x.device())?;
-            within += centred(&x.f_index_select(0, &idx)?)?;
-        }
-        Ok(Spread {
-            total,
-            within: within / n,
-            mean_square,
-        })
-    }
-}
+use super::needs::Needs;
+use super::row_sample::RowSample;
+use super::spread::Spread;
 
 pub struct ClassMoments {
     counts: Vec<u64>,
@@ -303,119 +266,6 @@ impl ClassMoments {
                     .sample
                     .as_ref()
                     .is_some_and(|s| s.target == needs.sample))
-    }
-
-    /// The arrays of the store by name, for a statistics file (`from_parts` reads them back).
-    pub fn parts(&self) -> Result<Vec<(String, Array)>, TchError> {
-        let mut out = vec![
-            ("shift".to_owned(), Array::Held(self.shift.shallow_clone())),
-            ("sums".to_owned(), Array::Held(self.sums.shallow_clone())),
-        ];
-        if let Some(second) = &self.class_second {
-            // Present even before any row arrives, so the file says these sums were kept.
-            out.push((
-                "class_second".to_owned(),
-                Array::Held(Tensor::f_from_slice(&[second.row_classes() as f64])?),
-            ));
-            for (name, a) in second.parts() {
-                out.push((format!("class_second.{name}"), a));
-            }
-        }
-        if let Some(sample) = &self.sample {
-            for (name, t) in sample.parts()? {
-                out.push((format!("sample.{name}"), Array::Held(t)));
-            }
-        }
-        let optional = [
-            ("total_second", self.total_second.as_ref()),
-            ("class_squares", self.class_squares.as_ref()),
-            ("fourth_q4", self.fourth.as_ref().map(|f| &f.0)),
-            ("fourth_q3", self.fourth.as_ref().map(|f| &f.1)),
-        ];
-        out.extend(
-            optional
-                .into_iter()
-                .filter_map(|(n, t)| t.map(|t| (n.to_owned(), Array::Held(t.shallow_clone())))),
-        );
-        Ok(out)
-    }
-
-    /// A store from the arrays `parts` gave and the per-class counts; the shapes are checked.
-    pub fn from_parts(counts: Vec<u64>, mut parts: Vec<(String, Tensor)>) -> Result<Self, String> {
-        // Each class's rows or scatter, named `class_second.<form>_<class>`, and the row
-        // sample's arrays, `sample.<name>`.
-        let mut own = Vec::new();
-        let mut sampled = Vec::new();
-        let mut i = 0;
-        while i < parts.len() {
-            if let Some(name) = parts[i].0.strip_prefix("class_second.") {
-                let name = name.to_owned();
-                own.push((name, parts.swap_remove(i).1));
-            } else if let Some(name) = parts[i].0.strip_prefix("sample.") {
-                let name = name.to_owned();
-                sampled.push((name, parts.swap_remove(i).1));
-            } else {
-                i += 1;
-            }
-        }
-        let sample = if sampled.is_empty() {
-            None
-        } else {
-            Some(RowSample::from_parts(sampled)?)
-        };
-        let mut take = |name: &str| {
-            parts
-                .iter()
-                .position(|(n, _)| n == name)
-                .map(|i| parts.swap_remove(i).1)
-        };
-        let shift = take("shift").ok_or("no `shift` array")?;
-        let sums = take("sums").ok_or("no `sums` array")?;
-        let (c, d) = (
-            counts.len() as i64,
-            shift.size().first().copied().unwrap_or(-1),
-        );
-        let check = |name: &str, t: Option<Tensor>, shape: &[i64]| match t {
-            Some(t) if t.size() != shape => Err(format!(
-                "array `{name}` has shape {:?}, expected {shape:?}",
-                t.size()
-            )),
-            other => Ok(other),
-        };
-        let sums = check("sums", Some(sums), &[c, d])?;
-        let class_second = match take("class_second") {
-            Some(_) => {
-                let device = shift.device();
-                Some(ClassSecond::from_parts(
-                    counts.len(),
-                    d.max(0) as usize,
-                    device,
-                    own,
-                )?)
-            }
-            None if own.is_empty() => None,
-            None => return Err("per-class rows without their marker".into()),
-        };
-        let q4 = check("fourth_q4", take("fourth_q4"), &[])?;
-        let q3 = check("fourth_q3", take("fourth_q3"), &[d])?;
-        let store = ClassMoments {
-            shift: check("shift", Some(shift), &[d])?.ok_or("no shift")?,
-            sums: sums.ok_or("no sums")?,
-            class_second,
-            sample,
-            total_second: check("total_second", take("total_second"), &[d, d])?,
-            class_squares: check("class_squares", take("class_squares"), &[c, d])?,
-            fourth: match (q4, q3) {
-                (Some(a), Some(b)) => Some((a, b)),
-                (None, None) => None,
-                _ => return Err("only one of the two fourth-moment arrays".into()),
-            },
-            counts,
-        };
-        if let Some((name, _)) = parts.first() {
-            return Err(format!("unknown array `{name}`"));
-        }
-        Ok(store)
     }
 
     /// A copy on `device`.
