@@ -573,21 +573,16 @@ fn metrics_all_end_to_end_match_the_python_reference() {
     let run = run_config(&yaml, &[]);
     assert!(run.output.status.success(), "{}", run.stderr());
     let report = run.report();
-    let names = [
-        "transrate",
-        "logme",
-        "hscore",
-        "hscore_shrink",
-        "nce",
-        "leep",
-        "gbc",
-        "knn",
-        "sfda",
-        "ncti",
-    ];
-    // Then the default cut strategy's score, computed although `all` does not list it.
+    // Every known metric, then the default cut strategy's score, computed although `all` does
+    // not list it.
+    let names = zoo_select::metrics::KNOWN;
     let mut listed = names.to_vec();
-    listed.push("transrate_subspace");
+    let strategy =
+        zoo_select::recommend::Strategy::by_name(zoo_select::recommend::DEFAULT_STRATEGY)
+            .unwrap()
+            .metric()
+            .unwrap();
+    listed.push(strategy.name());
     assert_eq!(report["metrics"], serde_json::json!(listed));
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("e2e_expected.json")).unwrap(),
