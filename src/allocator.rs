@@ -2,17 +2,16 @@
 //!
 //! libtorch takes every activation from glibc's malloc. By default glibc serves blocks above a
 //! few megabytes with a fresh mmap and returns them with munmap, so every batch faults its
-//! activations' pages in again and the kernel zeroes them: measured here, 30 % of a pass's CPU
-//! time went to page faults and page clearing. Serving them from the heap and never trimming it
-//! lets each batch reuse the previous batch's memory: the pass ran 1.56 times faster (15.5 s to
-//! 9.9 s on 300 photos, three models) for 20 % more peak memory, which stays flat with the
-//! number of images.
+//! activations' pages in again and the kernel zeroes them: a large share of a pass's CPU time
+//! went to page faults and page clearing. Serving them from the heap and never trimming it lets
+//! each batch reuse the previous batch's memory: the pass runs markedly faster for a little more
+//! peak memory, which stays flat with the number of images (docs/performance.md).
 //!
 //! Those settings hold for the main arena only: glibc gives other threads arenas of their own,
 //! made of 64 MB mmapped heaps, where a batch's large activations are mapped and unmapped again.
-//! A device thread off the main thread ran a pass 1.5 times slower for it, so the process keeps
-//! one arena: the device loop of a single-device run stays on the main thread, and the threads
-//! of a run on several devices share its heap (a 2-part CPU run: 14.4 s to 12.4 s).
+//! A device thread off the main thread ran a pass slower for it, so the process keeps one arena:
+//! the device loop of a single-device run stays on the main thread, and the threads of a run on
+//! several devices share its heap (docs/performance.md).
 //!
 //! A heap that is never trimmed keeps its fragments too. oneDNN's packed convolutions (see
 //! taps/module.cpp) allocate in a pattern that left ever more of it unusable: a ResNet-18 pass

@@ -139,7 +139,7 @@ impl Metric for TransRate {
 }
 
 /// R = 1/2 logdet(I + scatter / (n eps)) for a (D, D) f64 scatter matrix Z^T Z of n rows,
-/// which is consumed (overwritten in place: at D = 2048 each copy is 32 MB).
+/// which is consumed (overwritten in place: a copy of a wide layer's scatter is large).
 ///
 /// Cholesky gives the log-determinant at a third of the cost of an eigendecomposition, reading
 /// only the lower triangle. If rounding has left the matrix not numerically positive definite

@@ -405,7 +405,7 @@ fn to_device(batch: &Batch, device: Device) -> Result<Vec<Tensor>, tch::TchError
         .iter()
         .map(|pixels| {
             // (B, H, W, 3) bytes seen as (B, 3, H, W): channels-last, which oneDNN's
-            // convolutions run 1.3 to 2 times faster than contiguous NCHW on CPU.
+            // convolutions run faster than contiguous NCHW on CPU (docs/performance.md).
             upload_staged(pixels, device)?
                 .f_permute([0, 3, 1, 2])?
                 .f_to_kind(Kind::Float)?

@@ -43,9 +43,8 @@ pub struct Output {
     pub checkpoints: Vec<PathBuf>,
 }
 
-/// Loads every model of the job onto `device`, one after another: loading two at once on this
-/// 2-core machine took longer than one after another (1.04 s against 0.98 s for three ResNet-18),
-/// their probes' OpenMP threads contending for the cores.
+/// Loads every model of the job onto `device`, one after another: loading two at once was no
+/// faster, their probes' OpenMP threads contending for the cores.
 fn load_models(
     job: &Job,
     device: Device,

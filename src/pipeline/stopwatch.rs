@@ -1,7 +1,8 @@
 //! The device thread's clocks. A step of the pass that takes long on the wall clock but little on
 //! the thread's CPU clock was waiting (for the GPU, for a lock, for a core the decoding threads
-//! hold), not working: on a lent H200 the device thread spent 68 ms a batch against a 16 ms
-//! forward, and only the two clocks side by side say which kind of time that was.
+//! hold), not working: on a lent GPU the device thread spent several times a forward's time per
+//! batch (docs/performance.md, "GPU"), and only the two clocks side by side say which kind of
+//! time that was.
 
 use std::time::Instant;
 

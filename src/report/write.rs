@@ -26,8 +26,8 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
         .map(|(path, bytes)| stage(path, bytes))
         .collect::<Result<Vec<_>>>()?;
     for ((path, _), tmp) in files.iter().zip(staged) {
-        tmp.persist(path)
-            .map_err(|e| Error::io("cannot write", path, e.error))?;
+        tmp.commit(true)
+            .map_err(|e| Error::io("cannot write", path, e))?;
     }
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
@@ -64,18 +64,17 @@ pub fn scores_csv(report: &Report) -> Result<Vec<u8>> {
 }
 
 /// The bytes in a temporary file beside `path`, readable as a normal file would be.
-fn stage(path: &Path, bytes: &[u8]) -> Result<tempfile::NamedTempFile> {
-    use std::os::unix::fs::PermissionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".zoo-select-")
-        .permissions(std::fs::Permissions::from_mode(0o644))
-        .tempfile_in(dir)
-        .map_err(|e| Error::io("cannot write in", dir, e))?;
-    tmp.write_all(bytes)
+fn stage(path: &Path, bytes: &[u8]) -> Result<crate::atomic_file::Staged> {
+    let staged = crate::atomic_file::Staged::new(path, ".zoo-select-").map_err(|e| {
+        Error::io(
+            "cannot write in",
+            path.parent().unwrap_or(Path::new(".")),
+            e,
+        )
+    })?;
+    staged
+        .file()
+        .write_all(bytes)
         .map_err(|e| Error::io("cannot write", path, e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| Error::io("cannot write", path, e))?;
-    Ok(tmp)
+    Ok(staged)
 }

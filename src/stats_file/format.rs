@@ -3,8 +3,8 @@
 //! little-endian, row-major, in header order, then any raw rows), and a CRC-32 of everything
 //! before it.
 //!
-//! Files are written to a temporary file in the same folder, synced and renamed over the
-//! target, so a kill at any moment leaves either the old file or the new one, never half of one.
+//! Files are written through atomic_file.rs (synced, then renamed over the target), so a kill
+//! at any moment leaves either the old file or the new one, never half of one.
 
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -59,17 +59,9 @@ pub fn write_atomic(
     header: &[u8],
     body: impl FnOnce(&mut CrcWriter<BufWriter<File>>) -> Result<(), WriteError>,
 ) -> Result<(), WriteError> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".zss-")
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let staged = crate::atomic_file::Staged::new(path, ".zss-")?;
     let mut w = CrcWriter {
-        inner: BufWriter::with_capacity(1 << 20, tmp.reopen()?),
+        inner: BufWriter::with_capacity(1 << 20, staged.file().try_clone()?),
         crc: crc32fast::Hasher::new(),
     };
     w.write_all(MAGIC)?;
@@ -80,16 +72,8 @@ pub fn write_atomic(
     let crc = w.crc.clone().finalize();
     let mut inner = w.inner;
     inner.write_all(&crc.to_le_bytes())?;
-    let file = inner.into_inner().map_err(|e| e.into_error())?;
-    file.sync_all()?;
-    // Temporary files are private; a statistics file is as readable as any other output
-    // (a cache folder may be shared by a team).
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o644))?;
-    }
-    tmp.persist(path).map_err(|e| e.error)?;
+    inner.into_inner().map_err(|e| e.into_error())?;
+    staged.commit(true)?;
     Ok(())
 }
 

@@ -69,16 +69,16 @@ pub struct Rewritten {
     /// A copy whose Conv2d-BatchNorm2d pairs that no tap separates are folded into one
     /// convolution (TorchScript's FoldConvBatchNorm); None where folding fails. The taps keep
     /// their meaning; folded values differ from the plain module's by float rounding (about 1e-6
-    /// relative), and MobileNet- or EfficientNet-style networks run 1.3 to 1.7 times faster on
-    /// CPU.
+    /// relative), and MobileNet- or EfficientNet-style networks run much faster on the CPU
+    /// (docs/performance.md).
     pub folded: Option<TapModule>,
     /// As `layers` lists the file.
     pub layers: Vec<LayerInfo>,
 }
 
 /// As `rewrite`, for inference, from one read of the file and without a round trip through
-/// bytes (loading three ResNet-18 took 1.84 s with two rewrites, two reloads and a separate
-/// listing; 0.75 s this way, with each file hashed once).
+/// bytes: two rewrites, two reloads and a separate listing took more than twice as long as
+/// this, with each file hashed once.
 pub fn prepare(model: &str, path: &Path, layers: &[String]) -> Result<Rewritten> {
     let c_path = c_path(model, path)?;
     let c_names = c_names(model, layers)?;
@@ -162,8 +162,7 @@ fn listing(text: &str) -> Vec<LayerInfo> {
 }
 
 /// Runs TorchScript graphs as they are, without the executor's profiling runs and
-/// re-optimisation: on these models the optimised graph is no faster (measured on
-/// EfficientNet-B0: 0.62 s against 0.64 s per batch of 32), but profiling costs two slow batches
+/// re-optimisation: on these models the optimised graph is no faster, but profiling costs two slow batches
 /// per model and again for every new batch shape (the last, partial batch). For the calling
 /// thread only: libtorch keeps the setting per thread, so every thread that runs a model calls
 /// this first.

@@ -85,10 +85,10 @@ pub(super) struct Ready {
 /// unfolded one, to 1e-3 of each output's scale, on a probe batch of `size` x `size` images.
 ///
 /// That is a property of the graph, not of the device, so it is decided on the CPU in exact f32
-/// before the module moves. Checked on a GPU, every ResNet-50 stayed unfolded: Nsight Compute
-/// counted its 53 BatchNorm kernels in each batch of a pass on a lent H200, 7.3 ms of GPU time
-/// against 11.9 ms of convolutions. cuDNN's TF32 convolutions, rounding the folded and unfolded
-/// weights differently through 50 layers, are the likely cause.
+/// before the module moves. Checked on a GPU, every ResNet-50 stayed unfolded, its BatchNorm
+/// kernels taking GPU time in every batch (docs/performance.md, "GPU"): cuDNN's TF32
+/// convolutions, rounding the folded and unfolded weights differently through 50 layers, are
+/// the likely cause.
 pub(super) fn load_for_inference(
     spec: &ModelSpec,
     layers: &[String],
@@ -146,8 +146,7 @@ pub fn inference_module(
 
 /// A loaded f32 module made ready to run in `precision`. On the CPU in f32 it is also frozen
 /// and optimised by TorchScript (oneDNN convolutions whose weights are packed once rather than
-/// at every call; ResNet-18 runs up to 1.22x faster here, see docs/performance.md, "oneDNN
-/// packing") where the shim expects a gain, and kept only if its pooled taps agree with the
+/// at every call: docs/performance.md, "oneDNN packing") where the shim expects a gain, and kept only if its pooled taps agree with the
 /// module as loaded on the probe batch. Returns whether it was optimised.
 ///
 /// Not on a GPU: what TorchScript's optimisation does for cuDNN has not been measured there.

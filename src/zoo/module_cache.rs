@@ -116,7 +116,7 @@ impl ModuleCache {
     }
 
     /// The module bytes and decisions kept for `key`, if a whole entry is there. The module is
-    /// mapped, not read: ResNet-50's 98 MB copied into fresh memory cost more than checking it.
+    /// mapped, not read: copying a large module into fresh memory cost more than checking it.
     /// Entries are replaced by renaming a new file over them, so a mapping never sees a write.
     pub fn get(&self, key: &ModuleKey) -> Option<(memmap2::Mmap, Prepared)> {
         let (module, meta, text) = self.paths(key);

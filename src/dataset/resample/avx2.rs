@@ -1,6 +1,6 @@
 //! PIL's horizontal pass with AVX2, to the bit. The horizontal pass reads each output pixel's
-//! taps from three interleaved channels, which the compiler cannot vectorise; it was nine tenths
-//! of fitting an image (0.4 of 0.45 ms for a 500x375 photo to 224 px) and a quarter of decoding.
+//! taps from three interleaved channels, which the compiler cannot vectorise; it was most of the
+//! time of fitting an image, and a large part of decoding (docs/performance.md).
 //!
 //! Each output pixel's window is read as groups of four source pixels (12 bytes, loaded as 16),
 //! spread into 16-bit lanes as (r0 r1 g0 g1 b0 b1 0 0 | r2 r3 g2 g3 b2 b3 0 0) and multiplied
