@@ -19,7 +19,6 @@ import argparse
 import csv
 import json
 import math
-import re
 import subprocess
 import sys
 from collections import defaultdict
@@ -493,9 +492,10 @@ def main():
     if shipped:
         best = max(shipped, key=shipped.get)
         text += f"\nBest shipped cut strategy held out: `{best}` (weighted tau {shipped[best]:.2f}).\n"
-        default = re.search(r'DEFAULT_STRATEGY: &str = "(\w+)"', (common.ROOT / "src/recommend/strategy.rs").read_text()).group(1)
+        # The binary's default, as its reports name it (the configs here set no `recommend:`).
+        default = next(iter(scores.values()))["recommendation"]["strategy"]
         if default != best:
-            print(f"warning: src/recommend/strategy.rs defaults to `{default}`, the evidence supports `{best}`", file=sys.stderr)
+            print(f"warning: zoo-select defaults to the `{default}` strategy, the evidence supports `{best}`", file=sys.stderr)
     if lcases:
         fitted = {f: fit_constant(f, lcases) for f in STRATEGY_FAMILIES}
         margins = {f: fit_margin(lambda c, f=f: STRATEGY_FAMILIES[f][1](c["rows"], fitted[f]), lcases) for f in SHIPPED}

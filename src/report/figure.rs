@@ -4,6 +4,8 @@
 //! Models name their layers differently, so each model gets its own small panel with its own
 //! layer names on the x axis; all panels share one y scale, because comparing models is half of
 //! the decision and separate scales would make a useless model look as good as a useful one.
+//! The layout is fixed, whatever the report: up to three panels a row, layer names at 45
+//! degrees, and the legend in one row, the figure never narrower than it.
 //! The SVG is written by hand: plotters' SVG backend would also work without font files, but
 //! categorical axes, the markers and one legend for the whole grid would still be drawn by hand,
 //! for four more crates. Text is left to the viewer's fonts, so nothing here needs fonts
@@ -12,20 +14,24 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::{score_of, Cut, Recommendation, Report};
+use super::ranking::{score_of, Report};
+use crate::recommend::{Cut, Recommendation};
 
 /// Line and dot colours of successive panels: matplotlib's default cycle, familiar to readers.
 const COLOURS: [&str; 8] = [
     "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf",
 ];
 const MARGIN: f64 = 16.0;
-/// Below three panels a row the panels widen instead, so that one model's figure still has room
-/// for its title and legend.
-const MIN_WIDTH: f64 = 480.0;
 const PANEL_W: f64 = 300.0;
 const COLS: usize = 3;
 const GAP_X: f64 = 28.0;
 const GAP_Y: f64 = 18.0;
+/// Above the panels: the baselines of the title and of the line under it, the middle of the
+/// legend's row, and the top of the first row of panels.
+const TITLE_Y: f64 = MARGIN + 14.0;
+const SUBTITLE_Y: f64 = TITLE_Y + 17.0;
+const LEGEND_Y: f64 = SUBTITLE_Y + 20.0;
+const PANELS_Y: f64 = LEGEND_Y + 18.0;
 /// Inside a panel: room for the y tick labels, the title, and the plot itself.
 const PLOT_LEFT: f64 = 62.0;
 const PLOT_RIGHT: f64 = 12.0;
@@ -166,50 +172,31 @@ fn shorten(s: &str, max: usize) -> String {
     out
 }
 
-/// How the layer names of a panel are set under its axis.
+/// Which layer names are set under a panel's axis: every `every`-th layer, counted from `phase`.
 struct XLabels {
-    rotated: bool,
-    /// Label every `every`-th layer (counted from `phase`) when there are too many to fit.
     every: usize,
     phase: usize,
 }
 
-fn x_labels(panel: &Panel, plot_w: f64) -> XLabels {
-    let n = panel.layers.len().max(1);
-    let slot = plot_w / n as f64;
-    let widest = panel
-        .layers
-        .iter()
-        .map(|l| text_width(&shorten(l.0, MAX_LABEL), LABEL_FONT))
-        .fold(0.0, f64::max);
-    let rotated = widest > slot - 4.0;
-    let spacing = if rotated {
-        slot * std::f64::consts::FRAC_1_SQRT_2
-    } else {
-        f64::INFINITY
-    };
+/// Names are always set at 45 degrees: at MAX_LABEL characters that fits under any slot once
+/// thinned out, so one setting serves every panel and the grid's label band stays regular.
+fn x_labels(panel: &Panel, slot: f64) -> XLabels {
+    // Neighbours at 45 degrees are a slot apart along the axis, slot/sqrt(2) across baselines.
+    let spacing = slot * std::f64::consts::FRAC_1_SQRT_2;
     let every = if spacing >= LABEL_SPACING {
         1
     } else {
         (LABEL_SPACING / spacing).ceil() as usize
     };
     // When names must be thinned out, the cut's name is the one a reader needs most.
-    let cut_at = panel
-        .cut
-        .and_then(|c| panel.layers.iter().position(|l| l.0 == c));
     XLabels {
-        rotated,
         every,
-        phase: cut_at.map_or(0, |i| i % every),
+        phase: cut_index(panel).map_or(0, |i| i % every),
     }
 }
 
 /// Height the labels under a panel's axis need.
-fn label_height(panel: &Panel, plot_w: f64) -> f64 {
-    let how = x_labels(panel, plot_w);
-    if !how.rotated {
-        return 8.0 + LABEL_FONT;
-    }
+fn label_height(panel: &Panel) -> f64 {
     let widest = panel
         .layers
         .iter()
@@ -278,154 +265,219 @@ fn legend_entries() -> [(Icon, &'static str); 4] {
     ]
 }
 
+/// Room one legend entry takes in its row: the marker, the text, and the gap to the next entry.
+fn legend_entry_width(text: &str) -> f64 {
+    26.0 + text_width(text, 11.0) + 12.0
+}
+
+/// The legend's whole row, which the figure is never narrower than.
+fn legend_width() -> f64 {
+    legend_entries()
+        .iter()
+        .map(|e| legend_entry_width(e.1))
+        .sum()
+}
+
 /// The whole figure: a title, the legend, then one panel per model, left to right, top to bottom.
 fn draw(metric: &str, panels: &[Panel]) -> String {
     let cols = panels.len().clamp(1, COLS);
     let rows = panels.len().div_ceil(cols).max(1);
-    let width = (2.0 * MARGIN + cols as f64 * PANEL_W + (cols - 1) as f64 * GAP_X).max(MIN_WIDTH);
+    // Below three panels a row the panels widen instead, so that even one model's figure has
+    // room for the legend's one row (and so for its title).
+    let width = (2.0 * MARGIN + cols as f64 * PANEL_W + (cols - 1) as f64 * GAP_X)
+        .max(2.0 * MARGIN + legend_width());
     let panel_w = (width - 2.0 * MARGIN - (cols - 1) as f64 * GAP_X) / cols as f64;
-    let plot_w = panel_w - PLOT_LEFT - PLOT_RIGHT;
     // One label height for every row keeps the grid regular.
     let labels_h = panels
         .iter()
-        .map(|p| label_height(p, plot_w))
+        .map(label_height)
         .fold(8.0 + LABEL_FONT, f64::max);
     let panel_h = PANEL_TITLE + PLOT_H + labels_h;
+    let height = PANELS_Y + rows as f64 * panel_h + (rows - 1) as f64 * GAP_Y + MARGIN;
 
     let mut out = String::new();
-    let mut y = MARGIN + 14.0;
-    let mut header = String::new();
-    let _ = writeln!(
-        header,
-        r#"<text x="{MARGIN}" y="{y:.1}" font-size="15" font-weight="bold">{} by layer (higher transfers better)</text>"#,
-        escape(metric)
-    );
-    y += 17.0;
-    let _ = writeln!(
-        header,
-        r##"<text x="{MARGIN}" y="{y:.1}" font-size="11" fill="#555">One panel per model, all on the same y scale</text>"##
-    );
-    // One line when the legend fits, else a grid of equal columns, which reads better than a
-    // ragged flow.
-    y += 20.0;
-    let entries = legend_entries();
-    let widths: Vec<f64> = entries
-        .iter()
-        .map(|e| 26.0 + text_width(e.1, 11.0) + 12.0)
-        .collect();
-    let avail = width - 2.0 * MARGIN;
-    let one_line = widths.iter().sum::<f64>() <= avail;
-    let column = widths.iter().copied().fold(0.0, f64::max);
-    let per_line = ((avail / column).floor() as usize).max(1);
-    let mut x = MARGIN;
-    let _ = writeln!(header, r#"<g class="legend" font-size="11">"#);
-    for (k, ((icon, text), w)) in entries.iter().zip(&widths).enumerate() {
-        if !one_line && k > 0 && k % per_line == 0 {
-            x = MARGIN;
-            y += 20.0;
-        }
-        icon(&mut header, x + 10.0, y);
-        let _ = writeln!(
-            header,
-            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
-            x + 26.0,
-            y + 4.0,
-            escape(text)
-        );
-        x += if one_line { *w } else { column };
-    }
-    header.push_str("</g>\n");
-    let top = y + 18.0;
-    let height = top + rows as f64 * panel_h + (rows - 1) as f64 * GAP_Y + MARGIN;
-
     let _ = writeln!(
         out,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
     );
     out.push_str("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-    out.push_str(&header);
+    draw_heading(&mut out, metric);
+    draw_legend(&mut out);
     if panels.is_empty() {
         let _ = writeln!(
             out,
             r##"<text x="{MARGIN}" y="{:.1}" fill="#555">No model has a {} score</text>"##,
-            top + 20.0,
+            PANELS_Y + 20.0,
             escape(metric)
         );
     }
     let scale = Scale::new(panels);
     for (i, panel) in panels.iter().enumerate() {
-        let px = MARGIN + (i % cols) as f64 * (panel_w + GAP_X);
-        let py = top + (i / cols) as f64 * (panel_h + GAP_Y);
-        draw_panel(
-            &mut out,
-            metric,
-            panel,
-            COLOURS[i % COLOURS.len()],
-            &scale,
-            (px, py, panel_w, panel_h),
-        );
+        let frame = Frame {
+            x: MARGIN + (i % cols) as f64 * (panel_w + GAP_X),
+            y: PANELS_Y + (i / cols) as f64 * (panel_h + GAP_Y),
+            w: panel_w,
+            h: panel_h,
+        };
+        let colour = COLOURS[i % COLOURS.len()];
+        draw_panel(&mut out, metric, panel, colour, &scale, &frame);
     }
     out.push_str("</svg>\n");
     out
 }
 
+/// The figure's title and the line under it.
+fn draw_heading(out: &mut String, metric: &str) {
+    let _ = writeln!(
+        out,
+        r#"<text x="{MARGIN}" y="{TITLE_Y:.1}" font-size="15" font-weight="bold">{} by layer (higher transfers better)</text>"#,
+        escape(metric)
+    );
+    let _ = writeln!(
+        out,
+        r##"<text x="{MARGIN}" y="{SUBTITLE_Y:.1}" font-size="11" fill="#555">One panel per model, all on the same y scale</text>"##
+    );
+}
+
+/// The legend, in one row: the figure is made wide enough for it (see `draw`).
+fn draw_legend(out: &mut String) {
+    let mut x = MARGIN;
+    let _ = writeln!(out, r#"<g class="legend" font-size="11">"#);
+    for (icon, text) in legend_entries() {
+        icon(out, x + 10.0, LEGEND_Y);
+        let _ = writeln!(
+            out,
+            r#"<text x="{:.1}" y="{:.1}">{}</text>"#,
+            x + 26.0,
+            LEGEND_Y + 4.0,
+            escape(text)
+        );
+        x += legend_entry_width(text);
+    }
+    out.push_str("</g>\n");
+}
+
+/// The box one model's panel takes in the figure: its title, plot and labels.
+struct Frame {
+    x: f64,
+    y: f64,
+    w: f64,
+    h: f64,
+}
+
+/// Where a panel's plot lies, and where a layer and a score fall in it.
+struct Plot<'s> {
+    left: f64,
+    top: f64,
+    width: f64,
+    /// Each layer's share of the width; its point sits in the middle.
+    slot: f64,
+    scale: &'s Scale,
+}
+
+impl Plot<'_> {
+    fn new<'s>(frame: &Frame, layers: usize, scale: &'s Scale) -> Plot<'s> {
+        let width = frame.w - PLOT_LEFT - PLOT_RIGHT;
+        Plot {
+            left: frame.x + PLOT_LEFT,
+            top: frame.y + PANEL_TITLE,
+            width,
+            slot: width / layers.max(1) as f64,
+            scale,
+        }
+    }
+
+    fn x(&self, i: usize) -> f64 {
+        self.left + self.slot * (i as f64 + 0.5)
+    }
+
+    fn y(&self, s: f64) -> f64 {
+        let Scale { lo, hi, .. } = *self.scale;
+        self.top + PLOT_PAD + (PLOT_H - 2.0 * PLOT_PAD) * (hi - s) / (hi - lo)
+    }
+
+    fn bottom(&self) -> f64 {
+        self.top + PLOT_H
+    }
+}
+
+/// One model's panel. Later elements are drawn over earlier ones, hence the order: a layer's dot
+/// over the ring that marks it as an alternative, the cut's marker over its dot.
 fn draw_panel(
     out: &mut String,
     metric: &str,
     panel: &Panel,
     colour: &str,
     scale: &Scale,
-    (px, py, panel_w, panel_h): (f64, f64, f64, f64),
+    frame: &Frame,
 ) {
-    let x0 = px + PLOT_LEFT;
-    let plot_w = panel_w - PLOT_LEFT - PLOT_RIGHT;
-    let y0 = py + PANEL_TITLE;
-    let y1 = y0 + PLOT_H;
-    let n = panel.layers.len().max(1);
-    let slot = plot_w / n as f64;
-    let x = |i: usize| x0 + slot * (i as f64 + 0.5);
-    let y =
-        |s: f64| y0 + PLOT_PAD + (PLOT_H - 2.0 * PLOT_PAD) * (scale.hi - s) / (scale.hi - scale.lo);
+    let plot = Plot::new(frame, panel.layers.len(), scale);
+    let finite: Vec<(usize, f64)> = panel
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (i, l.1))
+        .filter(|(_, s)| s.is_finite())
+        .collect();
     let _ = writeln!(out, r#"<g class="panel">"#);
+    draw_title(out, panel, frame);
+    draw_axes(out, &plot);
+    draw_layer_names(out, panel, &plot);
+    if finite.is_empty() {
+        draw_no_score(out, metric, &plot);
+    }
+    draw_curve(out, &finite, &plot, colour);
+    draw_alternatives(out, panel, &plot, colour);
+    draw_points(out, panel, &finite, &plot, colour);
+    draw_cut(out, metric, panel, &plot, colour);
+    draw_pick(out, panel, &plot);
+    out.push_str("</g>\n");
+}
 
+/// The model's name over its panel. The overall pick's panel stands out before anything in it is
+/// read: highlighted, its title in bold and saying so.
+fn draw_title(out: &mut String, panel: &Panel, frame: &Frame) {
     let title_size = 13.0;
+    let max_chars = ((frame.w - 8.0) / (title_size * 0.62)) as usize;
     let mut title = panel.model.to_owned();
-    let max_chars = ((panel_w - 8.0) / (title_size * 0.62)) as usize;
     if panel.pick.is_some() {
-        // The overall pick's panel stands out before anything in it is read.
         let _ = writeln!(
             out,
             r##"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="#fff6d5" stroke="#e0b000"/>"##,
-            px - 4.0,
-            py - 2.0,
-            panel_w + 8.0,
-            panel_h + 4.0
+            frame.x - 4.0,
+            frame.y - 2.0,
+            frame.w + 8.0,
+            frame.h + 4.0
         );
         title = format!(
             "★ {} (overall pick)",
             shorten(panel.model, max_chars.saturating_sub(17))
         );
     }
+    let weight = if panel.pick.is_some() {
+        "bold"
+    } else {
+        "normal"
+    };
     let _ = writeln!(
         out,
-        r#"<text x="{:.1}" y="{:.1}" font-size="{title_size}" font-weight="{}">{}<title>{}</title></text>"#,
-        px,
-        py + 16.0,
-        if panel.pick.is_some() {
-            "bold"
-        } else {
-            "normal"
-        },
+        r#"<text x="{:.1}" y="{:.1}" font-size="{title_size}" font-weight="{weight}">{}<title>{}</title></text>"#,
+        frame.x,
+        frame.y + 16.0,
         escape(&shorten(&title, max_chars)),
         escape(panel.model)
     );
+}
 
+/// The plot's frame, and the shared y scale's ticks, grid lines and values.
+fn draw_axes(out: &mut String, plot: &Plot) {
+    let (x0, y0, plot_w) = (plot.left, plot.top, plot.width);
     let _ = writeln!(
         out,
         r#"<rect x="{x0:.1}" y="{y0:.1}" width="{plot_w:.1}" height="{PLOT_H:.1}" fill="white" stroke="black"/>"#
     );
-    for t in scale.ticks() {
-        let ty = y(t);
+    for t in plot.scale.ticks() {
+        let ty = plot.y(t);
         let _ = writeln!(
             out,
             r##"<line x1="{x0:.1}" y1="{ty:.1}" x2="{:.1}" y2="{ty:.1}" stroke="#e4e4e4"/><line x1="{:.1}" y1="{ty:.1}" x2="{x0:.1}" y2="{ty:.1}" stroke="black"/>"##,
@@ -437,16 +489,19 @@ fn draw_panel(
             r#"<text x="{:.1}" y="{:.1}" font-size="{TICK_FONT}" text-anchor="end">{}</text>"#,
             x0 - 6.0,
             ty + 3.5,
-            scale.label(t)
+            plot.scale.label(t)
         );
     }
+}
 
-    let how = x_labels(panel, plot_w);
-    let cut_at = panel
-        .cut
-        .and_then(|c| panel.layers.iter().position(|l| l.0 == c));
+/// A tick under every layer, and under as many as fit its name, shortened (the full name in a
+/// tooltip), the cut's in bold.
+fn draw_layer_names(out: &mut String, panel: &Panel, plot: &Plot) {
+    let how = x_labels(panel, plot.slot);
+    let cut_at = cut_index(panel);
+    let y1 = plot.bottom();
     for (i, (layer, _)) in panel.layers.iter().enumerate() {
-        let lx = x(i);
+        let lx = plot.x(i);
         let _ = writeln!(
             out,
             r#"<line x1="{lx:.1}" y1="{y1:.1}" x2="{lx:.1}" y2="{:.1}" stroke="black"/>"#,
@@ -456,44 +511,33 @@ fn draw_panel(
             continue;
         }
         let weight = if cut_at == Some(i) { "bold" } else { "normal" };
-        let label = escape(&shorten(layer, MAX_LABEL));
-        if how.rotated {
-            let _ = writeln!(
-                out,
-                r#"<text class="layer" x="{lx:.1}" y="{:.1}" dy="0.35em" font-size="{LABEL_FONT}" font-weight="{weight}" text-anchor="end" transform="rotate(-45 {lx:.1} {:.1})">{label}<title>{}</title></text>"#,
-                y1 + 8.0,
-                y1 + 8.0,
-                escape(layer)
-            );
-        } else {
-            let _ = writeln!(
-                out,
-                r#"<text class="layer" x="{lx:.1}" y="{:.1}" font-size="{LABEL_FONT}" font-weight="{weight}" text-anchor="middle">{label}<title>{}</title></text>"#,
-                y1 + 8.0 + LABEL_FONT * 0.8,
-                escape(layer)
-            );
-        }
-    }
-
-    let finite: Vec<(usize, f64)> = panel
-        .layers
-        .iter()
-        .enumerate()
-        .map(|(i, l)| (i, l.1))
-        .filter(|(_, s)| s.is_finite())
-        .collect();
-    if finite.is_empty() {
         let _ = writeln!(
             out,
-            r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">no finite {} score</text>"##,
-            x0 + plot_w / 2.0,
-            y0 + PLOT_H / 2.0,
-            escape(metric)
+            r#"<text class="layer" x="{lx:.1}" y="{:.1}" dy="0.35em" font-size="{LABEL_FONT}" font-weight="{weight}" text-anchor="end" transform="rotate(-45 {lx:.1} {:.1})">{}<title>{}</title></text>"#,
+            y1 + 8.0,
+            y1 + 8.0,
+            escape(&shorten(layer, MAX_LABEL)),
+            escape(layer)
         );
     }
+}
+
+/// In place of a curve, when no layer of the model has a score.
+fn draw_no_score(out: &mut String, metric: &str, plot: &Plot) {
+    let _ = writeln!(
+        out,
+        r##"<text x="{:.1}" y="{:.1}" text-anchor="middle" fill="#555">no finite {} score</text>"##,
+        plot.left + plot.width / 2.0,
+        plot.top + PLOT_H / 2.0,
+        escape(metric)
+    );
+}
+
+/// The line through the scores (layer index, finite score) of neighbouring layers.
+fn draw_curve(out: &mut String, finite: &[(usize, f64)], plot: &Plot, colour: &str) {
     // A layer without a score breaks the line rather than bridging it: the gap is honest.
     let mut runs: Vec<Vec<(usize, f64)>> = Vec::new();
-    for &(i, s) in &finite {
+    for &(i, s) in finite {
         match runs.last_mut() {
             Some(run) if run.last().is_some_and(|&(j, _)| j + 1 == i) => run.push((i, s)),
             _ => runs.push(vec![(i, s)]),
@@ -502,7 +546,7 @@ fn draw_panel(
     for run in runs.iter().filter(|r| r.len() > 1) {
         let points: Vec<String> = run
             .iter()
-            .map(|&(i, s)| format!("{:.1},{:.1}", x(i), y(s)))
+            .map(|&(i, s)| format!("{:.1},{:.1}", plot.x(i), plot.y(s)))
             .collect();
         let _ = writeln!(
             out,
@@ -510,65 +554,88 @@ fn draw_panel(
             points.join(" ")
         );
     }
-    let score_at = |layer: &str| {
-        panel
-            .layers
-            .iter()
-            .position(|l| l.0 == layer)
-            .and_then(|i| {
-                panel.layers[i]
-                    .1
-                    .is_finite()
-                    .then(|| (i, panel.layers[i].1))
-            })
-    };
+}
+
+/// A ring around each layer within noise of the cut, other than the cut itself.
+fn draw_alternatives(out: &mut String, panel: &Panel, plot: &Plot, colour: &str) {
     for alt in &panel.alternatives {
         if Some(*alt) == panel.cut {
             continue;
         }
-        if let Some((i, s)) = score_at(alt) {
+        if let Some((i, s)) = score_at(panel, alt) {
             let _ = writeln!(
                 out,
                 r#"<circle class="alternative" cx="{:.1}" cy="{:.1}" r="6" fill="white" stroke="{colour}" stroke-width="2"/>"#,
-                x(i),
-                y(s)
+                plot.x(i),
+                plot.y(s)
             );
         }
     }
-    for &(i, s) in &finite {
+}
+
+/// A dot at each layer with a score, the score in its tooltip.
+fn draw_points(
+    out: &mut String,
+    panel: &Panel,
+    finite: &[(usize, f64)],
+    plot: &Plot,
+    colour: &str,
+) {
+    for &(i, s) in finite {
         let _ = writeln!(
             out,
             r#"<circle cx="{:.1}" cy="{:.1}" r="2.5" fill="{colour}"><title>{} {}: {}</title></circle>"#,
-            x(i),
-            y(s),
+            plot.x(i),
+            plot.y(s),
             escape(panel.model),
             escape(panel.layers[i].0),
             s
         );
     }
-    if let Some((i, s)) = panel.cut.and_then(score_at) {
+}
+
+/// The recommended cut's marker, when the cut has a score.
+fn draw_cut(out: &mut String, metric: &str, panel: &Panel, plot: &Plot, colour: &str) {
+    if let Some((i, s)) = panel.cut.and_then(|c| score_at(panel, c)) {
         let _ = writeln!(
             out,
             r#"<circle class="cut" cx="{:.1}" cy="{:.1}" r="6" fill="{colour}" stroke="black" stroke-width="1.5"><title>recommended cut of {}: {} ({} {})</title></circle>"#,
-            x(i),
-            y(s),
+            plot.x(i),
+            plot.y(s),
             escape(panel.model),
             escape(panel.layers[i].0),
             escape(metric),
             s
         );
     }
-    if let Some((i, s)) = panel.pick.flatten().and_then(score_at) {
+}
+
+/// The star over the overall pick's layer.
+fn draw_pick(out: &mut String, panel: &Panel, plot: &Plot) {
+    if let Some((i, s)) = panel.pick.flatten().and_then(|l| score_at(panel, l)) {
         // Above the point, not on it, so the cut's own marker stays visible underneath.
         let _ = writeln!(
             out,
             r##"<polygon class="pick" points="{}" fill="#f2b705" stroke="black" stroke-width="1"><title>overall pick: {} at {}</title></polygon>"##,
-            star(x(i), y(s) - 15.0, 8.0),
+            star(plot.x(i), plot.y(s) - 15.0, 8.0),
             escape(panel.model),
             escape(panel.layers[i].0)
         );
     }
-    out.push_str("</g>\n");
+}
+
+/// Where the recommended cut is among the panel's layers.
+fn cut_index(panel: &Panel) -> Option<usize> {
+    panel
+        .cut
+        .and_then(|c| panel.layers.iter().position(|l| l.0 == c))
+}
+
+/// The layer's index and score, when it is the panel's and has a finite score.
+fn score_at(panel: &Panel, layer: &str) -> Option<(usize, f64)> {
+    let i = panel.layers.iter().position(|l| l.0 == layer)?;
+    let s = panel.layers[i].1;
+    s.is_finite().then_some((i, s))
 }
 
 /// Model and layer names come from users' files; XML also forbids most control characters.
@@ -833,6 +900,8 @@ mod tests {
         p.pick = Some(Some("head"));
         let svg = draw("transrate", &[p]);
         assert_eq!(texts_of(&svg, r#"class="layer""#), ["head"]);
+        // Even a short name is set at 45 degrees, as every other panel's are.
+        assert!(svg.contains("rotate(-45"));
         assert_eq!(svg.matches(r#"class="cut""#).count(), 1);
         assert_eq!(svg.matches(r#"class="pick""#).count(), 1);
         assert!(!svg.contains("NaN"));
@@ -841,6 +910,38 @@ mod tests {
 
         let empty = draw("leep", &[]);
         assert!(empty.contains("No model has a leep score"));
+    }
+
+    /// The value of the first `name="..."` attribute in `line`.
+    fn attr(line: &str, name: &str) -> f64 {
+        let start = line.find(&format!(" {name}=\"")).expect(name) + name.len() + 3;
+        let len = line[start..].find('"').expect(name);
+        line[start..start + len].parse().expect(name)
+    }
+
+    #[test]
+    fn legend_is_one_row_inside_the_figure() {
+        for count in 0..=4 {
+            let panels: Vec<Panel> = (0..count)
+                .map(|_| panel("m", &[("l1", 1.0), ("l2", 2.0)], Some("l2")))
+                .collect();
+            let svg = draw("transrate", &panels);
+            let width = attr(svg.lines().next().unwrap(), "width");
+            let legend: Vec<&str> = svg
+                .lines()
+                .skip_while(|l| !l.starts_with(r#"<g class="legend""#))
+                .take_while(|l| *l != "</g>")
+                .skip(1)
+                .collect();
+            assert_eq!(legend.len(), 4, "{svg}");
+            for line in legend {
+                let text = &line[line.rfind("<text").unwrap()..];
+                let label = texts_of(text, "<text")[0];
+                assert_eq!(attr(text, "y"), LEGEND_Y + 4.0, "{count} panels: {line}");
+                let right = attr(text, "x") + text_width(label, 11.0);
+                assert!(right <= width - MARGIN, "{count} panels: {line}");
+            }
+        }
     }
 
     #[test]

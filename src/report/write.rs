@@ -5,7 +5,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::{figure, Report};
+use super::figure;
+use super::ranking::Report;
 use crate::error::{Error, Result};
 
 /// report.json, scores.csv and scores.svg in `dir`; returns their paths.
