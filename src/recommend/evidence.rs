@@ -1,6 +1,6 @@
 //! What the benchmark measured for each cut strategy on targets it was not tuned on
 //! (leave-one-target-out), embedded in the binary so the advice can say how far to trust it.
-//! evidence.json is written by `scripts/benchmark/score.py --write`, never by hand.
+//! evidence.json is written by `research/benchmark/score.py --write`, never by hand.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
@@ -28,7 +28,7 @@ pub struct StrategyEvidence {
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Evidence {
-    /// The benchmark protocol's hash (scripts/benchmark/common.py).
+    /// The benchmark protocol's hash (research/benchmark/common.py).
     pub protocol: String,
     pub strategies: BTreeMap<String, StrategyEvidence>,
 }

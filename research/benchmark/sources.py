@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
 """The benchmark's zoo: pre-train the small source networks (once; their weights are committed
-in scripts/benchmark/sources/ as float16) and export every model of common.ZOO_MODELS to
+in research/benchmark/sources/ as float16) and export every model of common.ZOO_MODELS to
 TorchScript with manifests in data/benchmark/zoo/, at common.RESOLUTION.
 
-    .venv/bin/python scripts/benchmark/sources.py            # export (pre-trains what is missing)
-    .venv/bin/python scripts/benchmark/sources.py --retrain  # pre-train the small networks again
+    .venv/bin/python research/benchmark/sources.py            # export (pre-trains what is missing)
+    .venv/bin/python research/benchmark/sources.py --retrain  # pre-train the small networks again
 
 Sources of the small networks, chosen to be related or unrelated to the targets:
   fmnist_5to9   Fashion-MNIST training split, classes 5-9 (sandal .. ankle boot): related to

@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """Regenerate the benchmark's ground truth: every fine-tuning run of the protocol, written to
-scripts/benchmark/ground_truth.csv (committed). Resumable: finished runs are kept in
+research/benchmark/ground_truth.csv (committed). Resumable: finished runs are kept in
 data/benchmark/runs.csv and skipped, so the job can be stopped and restarted.
 
-    .venv/bin/python scripts/benchmark/ground_truth.py [--tasks fmnist5,...] [--models lite0,...]
+    .venv/bin/python research/benchmark/ground_truth.py [--tasks fmnist5,...] [--models lite0,...]
 
 On a lent GPU (no zoo there: see gpu_payload.py) shards of the plan run side by side, appending
 to one runs file:
 
-    python3 scripts/benchmark/ground_truth.py --device cuda --payload gpu/payload --shard 3/12 --runs runs.csv
+    python3 research/benchmark/ground_truth.py --device cuda --payload gpu/payload --shard 3/12 --runs runs.csv
 
 Model selection: every zoo model on every target (task and regime), fine-tuned whole (cut = its
 last layer). Layer selection: the networks of common.LAYER_MODELS cut at each of their candidate

@@ -1,7 +1,7 @@
 """SmallNet: the benchmark's own small residual network, pre-trained on source tasks related and
-unrelated to the targets (scripts/benchmark/sources.py). Four stages, each halving the
+unrelated to the targets (research/benchmark/sources.py). Four stages, each halving the
 resolution, 0.3 M parameters; exported with scripts/export_zoo.py --module smallnet:build5
-(or build10) with scripts/benchmark on PYTHONPATH.
+(or build10) with research/benchmark on PYTHONPATH.
 """
 
 import torch

@@ -4,7 +4,7 @@
 weights/ as float16; pre-trained here only when missing or with --retrain) and the zoo of
 TorchScript models with manifests (data/graded/zoo). Idempotent.
 
-    .venv/bin/python scripts/benchmark/graded/prepare.py [--retrain] [--no-zoo]
+    .venv/bin/python research/benchmark/graded/prepare.py [--retrain] [--no-zoo]
 """
 
 import argparse

@@ -3,7 +3,7 @@
 in runs.csv beside this file (committed, so that a later session resumes where this one
 stopped). Runs already there under the current protocol hash are skipped.
 
-    .venv/bin/python scripts/benchmark/graded/truth.py [--shard i/n] [--limit N]
+    .venv/bin/python research/benchmark/graded/truth.py [--shard i/n] [--limit N]
 
 Two workers may share the file (--shard 0/2 and 1/2): each line is one append. The plan is
 ordered so that a run stopped part-way leaves the most useful part done: every (target, source,

@@ -1,5 +1,5 @@
 """What the transferability benchmark is made of: its target tasks, its zoo of source models and
-its fine-tuning protocol. Everything else in scripts/benchmark/ imports these definitions, so the
+its fine-tuning protocol. Everything else in research/benchmark/ imports these definitions, so the
 protocol hash in the ground-truth CSV changes whenever any of them does.
 """
 
