@@ -3,7 +3,9 @@
 //! and scores.svg (the primary score along each model's depth).
 
 mod figure;
+mod panel;
 mod ranking;
+mod svg_text;
 mod write;
 
 pub use crate::recommend::{Cut, Recommendation};
