@@ -24,10 +24,15 @@ def write(task: common.Task, force: bool = False) -> Path:
     root = common.DATA / "targets" / task.name
     if root.exists() and not force:
         return root
+    return write_tree(root, common.class_names(task), common.task_split(task))
+
+
+def write_tree(root: Path, names: list[str], splits: dict) -> Path:
+    """Writes `splits` ({split: (images, labels)}) as <root>/<split>/<class name>/<i>.png,
+    through a temporary folder renamed at the end, so a killed write leaves no half tree."""
     tmp = root.with_name(root.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    names = common.class_names(task)
-    for split, (images, labels) in common.task_split(task).items():
+    for split, (images, labels) in splits.items():
         for i, (img, label) in enumerate(zip(images, labels)):
             folder = tmp / split / names[label]
             folder.mkdir(parents=True, exist_ok=True)

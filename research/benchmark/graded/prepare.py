@@ -9,7 +9,6 @@ TorchScript models with manifests (data/graded/zoo). Idempotent.
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,9 @@ from torch import nn
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import nets  # noqa: E402
 import suite  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import targets  # noqa: E402
 
 
 def to_tensor(images: np.ndarray) -> torch.Tensor:
@@ -103,17 +105,8 @@ def load_state(src: suite.Source) -> dict:
 
 def write_targets(task: suite.Task):
     root = suite.DATA / "targets" / task.name
-    if root.exists():
-        return
-    tmp = root.with_name(root.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    names = suite.class_names(task)
-    for split, (images, labels) in suite.task_split(task).items():
-        for i, (img, label) in enumerate(zip(images, labels)):
-            folder = tmp / split / names[label]
-            folder.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(img).save(folder / f"{i:05d}.png")
-    tmp.rename(root)
+    if not root.exists():
+        targets.write_tree(root, suite.class_names(task), suite.task_split(task))
 
 
 def export(src: suite.Source):

@@ -27,20 +27,22 @@ truth rather than mixing runs of two protocols.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import json
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+from common import digits, fmnist  # noqa: E402  (the same images as the first benchmark reads)
+
 ROOT = HERE.parent.parent.parent
 DATA = ROOT / "data" / "graded"  # targets as PNG trees, exported zoo (not committed)
 WEIGHTS = HERE / "weights"  # pre-trained sources, float16 (committed)
 RUNS = HERE / "runs.csv"  # the ground truth, one fine-tuning run a line (committed)
-FMNIST = Path("/usr/share/datasets/fashion-mnist")
 
 RESOLUTION = 32
 SOURCE_POOL = 3000  # first images of each Fashion-MNIST training class reserved for sources
@@ -132,26 +134,6 @@ def protocol_hash() -> str:
 
 
 # ------------------------------------------------------------------------------------- data
-def _idx(path: Path, header: int) -> np.ndarray:
-    with gzip.open(path, "rb") as f:
-        return np.frombuffer(f.read(), dtype=np.uint8, offset=header)
-
-
-def fmnist(split: str) -> tuple[np.ndarray, np.ndarray]:
-    prefix = "train" if split == "train" else "t10k"
-    images = _idx(FMNIST / f"{prefix}-images-idx3-ubyte.gz", 16).reshape(-1, 28, 28)
-    labels = _idx(FMNIST / f"{prefix}-labels-idx1-ubyte.gz", 8).astype(np.int64)
-    return images, labels
-
-
-def digits() -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 8 x 8 handwritten digits, scaled from 0..16 to 0..255."""
-    from sklearn.datasets import load_digits
-
-    d = load_digits()
-    return np.clip(d.images * (255.0 / 16.0), 0, 255).round().astype(np.uint8), d.target.astype(np.int64)
-
-
 def transform(images: np.ndarray, how: str) -> np.ndarray:
     if how == "rot90":
         return np.ascontiguousarray(np.rot90(images, 1, axes=(1, 2)))
