@@ -44,20 +44,26 @@ impl Cache {
     }
 
     /// Removes what writers killed mid-write left: temporary files (`.zss-*.tmp` here,
-    /// `.module-*.tmp` in `modules/`) untouched for an hour, which no live writer leaves so
+    /// `.module-*.tmp` in `modules/`, `.scores-*.tmp` in `scores/`) untouched for an hour, which no live writer leaves so
     /// long. Returns how many it removed.
     pub fn sweep(&self) -> usize {
         let stale = |e: &std::fs::DirEntry| {
             let name = e.file_name().to_string_lossy().into_owned();
             let temporary = name.ends_with(".tmp")
-                && (name.starts_with(".zss-") || name.starts_with(".module-"));
+                && [".zss-", ".module-", ".scores-"]
+                    .iter()
+                    .any(|p| name.starts_with(p));
             temporary
                 && e.metadata()
                     .and_then(|m| m.modified())
                     .is_ok_and(|t| t.elapsed().is_ok_and(|age| age.as_secs() >= 3600))
         };
         let mut removed = 0;
-        for dir in [self.dir.clone(), self.dir.join("modules")] {
+        for dir in [
+            self.dir.clone(),
+            self.dir.join("modules"),
+            self.dir.join("scores"),
+        ] {
             let Ok(entries) = std::fs::read_dir(&dir) else {
                 continue;
             };
@@ -274,6 +280,7 @@ mod tests {
     fn sweep_removes_only_temporary_files_left_an_hour_ago() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::create_dir(dir.path().join("modules")).unwrap();
+        std::fs::create_dir(dir.path().join("scores")).unwrap();
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3700);
         let make = |name: &str, old: bool| {
             let path = dir.path().join(name);
@@ -285,10 +292,13 @@ mod tests {
         };
         make(".zss-old.tmp", true);
         make("modules/.module-old.tmp", true);
+        make("scores/.scores-old.tmp", true);
+        make("scores/0123.json", true);
         make(".zss-live.tmp", false);
         make("resnet-0123.zss", true);
         make(".zoo-select-rows-old", true);
-        assert_eq!(Cache::new(dir.path()).sweep(), 2);
+        assert_eq!(Cache::new(dir.path()).sweep(), 3);
+        assert!(dir.path().join("scores/0123.json").exists());
         let left: std::collections::BTreeSet<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .flatten()
@@ -300,7 +310,8 @@ mod tests {
                 ".zss-live.tmp",
                 "resnet-0123.zss",
                 ".zoo-select-rows-old",
-                "modules"
+                "modules",
+                "scores"
             ]
             .into_iter()
             .map(String::from)
