@@ -47,3 +47,39 @@ pub(super) fn escape(s: &str) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_shortened_by_characters_not_bytes() {
+        assert_eq!(shorten("layer4", 18), "layer4");
+        assert_eq!(shorten("features.denseblock4", 10), "features.…");
+        // Multi-byte characters count once each.
+        assert_eq!(shorten("ééééé", 4), "ééé…");
+        assert_eq!(shorten("abc", 0), "…");
+    }
+
+    #[test]
+    fn markup_and_control_characters_are_escaped() {
+        assert_eq!(
+            escape("a<b>&\"c'\u{1}\t"),
+            "a&lt;b&gt;&amp;&quot;c&apos;\u{fffd}\t"
+        );
+    }
+
+    #[test]
+    fn the_star_has_ten_points_about_its_centre() {
+        let points: Vec<(f64, f64)> = star(10.0, 20.0, 5.0)
+            .split(' ')
+            .map(|p| {
+                let (x, y) = p.split_once(',').unwrap();
+                (x.parse().unwrap(), y.parse().unwrap())
+            })
+            .collect();
+        assert_eq!(points.len(), 10);
+        // The first point is straight above the centre, at the full radius.
+        assert_eq!(points[0], (10.0, 15.0));
+    }
+}
