@@ -3,13 +3,14 @@
 //!
 //! A metric says which statistics it needs (so the pipeline allocates only those) and how to
 //! finish them into a score, higher meaning "transfers better". Layer metrics (TransRate, LogME,
-//! H-scores, GBC, k-NN, SFDA) score each (model, layer) from its `ClassMoments`; source metrics
+//! H-scores, GBC, k-NN, SFDA, NCM, CDNV, TransRate's permutation z) score each (model, layer) from its `ClassMoments`; source metrics
 //! (NCE, LEEP) score a model from its classifier's predictions (`SourceStats`), the same for all
 //! its layers; relative metrics (NCTI) finish each (model, layer) into raw terms and score a row
 //! only against all the run's candidate rows (`Relative`). Adding a metric is one file plus one
 //! line in `build`.
 
 pub mod degenerate;
+mod cdnv;
 mod gbc;
 mod hscore;
 mod hscore_shrink;
@@ -17,22 +18,27 @@ mod knn;
 mod leep;
 mod logme;
 mod metric;
+mod ncm;
 mod nce;
 mod ncti;
 mod sfda;
 mod spectral;
 mod transrate;
+mod transrate_z;
 
+pub use cdnv::Cdnv;
 pub use gbc::Gbc;
 pub use hscore::HScore;
 pub use hscore_shrink::ShrinkageHScore;
 pub use knn::Knn;
 pub use leep::Leep;
 pub use logme::LogMe;
+pub use ncm::Ncm;
 pub use nce::Nce;
 pub use ncti::Ncti;
 pub use sfda::Sfda;
 pub use transrate::{coding_rate, TransRate};
+pub use transrate_z::TransRateZ;
 
 use crate::config::Config;
 
@@ -50,6 +56,9 @@ pub const KNOWN: &[&str] = &[
     "knn",
     "sfda",
     "ncti",
+    "ncm",
+    "cdnv",
+    "transrate_z",
 ];
 
 /// The metrics a config asks for, in its order (the first is the primary one); `all` is every
@@ -81,6 +90,14 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
                 max_images: config.sample.max_images,
             }),
             "ncti" => Box::new(Ncti {
+                max_images: config.sample.max_images,
+            }),
+            "ncm" => Box::new(Ncm {
+                max_images: config.sample.max_images,
+            }),
+            "cdnv" => Box::new(Cdnv),
+            "transrate_z" => Box::new(TransRateZ {
+                options: config.transrate,
                 max_images: config.sample.max_images,
             }),
             other => {

@@ -491,7 +491,7 @@ fn config_errors_name_the_key() {
     );
     assert!(
         run.error_line()
-            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, sfda, ncti, or `all`"),
+            .ends_with("unknown metric `leap` in `metrics`; known: transrate, logme, hscore, hscore_shrink, nce, leep, gbc, knn, sfda, ncti, ncm, cdnv, transrate_z, or `all`"),
         "{}",
         run.stderr()
     );

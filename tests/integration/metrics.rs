@@ -13,7 +13,8 @@ use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use zoo_select::error::Error;
 use zoo_select::metrics::{
-    Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncti, Sfda, ShrinkageHScore, TransRate,
+    Cdnv, Gbc, HScore, Knn, Leep, LogMe, Metric, Ncm, Nce, Ncti, Sfda, ShrinkageHScore,
+    TransRate, TransRateZ,
 };
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats::{RowBudget, Spiller};
@@ -173,6 +174,14 @@ fn metric(key: &str) -> Box<dyn Metric> {
         "leep" => Box::new(Leep),
         "gbc" => Box::new(Gbc),
         "sfda" => Box::new(Sfda {
+            max_images: 1_000_000,
+        }),
+        "ncm" => Box::new(Ncm {
+            max_images: 1_000_000,
+        }),
+        "cdnv" => Box::new(Cdnv),
+        "transrate_z" => Box::new(TransRateZ {
+            options: TransRateConfig::default(),
             max_images: 1_000_000,
         }),
         other if other.starts_with("ncti") => Box::new(Ncti {
@@ -341,7 +350,7 @@ fn every_metric_matches_its_numpy_reference() {
     for s in sets() {
         for (key, want) in per_set(&s) {
             let got = score(key, &s, &[], whole());
-            if key.starts_with("knn/") {
+            if key.starts_with("knn/") || key == "ncm" {
                 // An accuracy: a count of images classified right, equal or wrong.
                 assert_eq!(got, *want, "{} {key}", s.name);
             }

@@ -155,6 +155,9 @@ def metric_sets():
         for k in KNN_KS:
             expected[f"knn/k{k}"] = sample_ref.knn(x, y, k=k)
         expected["sfda"] = sample_ref.sfda(x, y)
+        expected["ncm"] = sample_ref.ncm(x, y)
+        expected["cdnv"] = sample_ref.cdnv(x, y)
+        expected["transrate_z"] = sample_ref.transrate_z(x, y)
         # NCTI's raw terms; its score is relative: the sets below are its candidates.
         for term, v in zip(NCTI_TERMS, sample_ref.ncti_components(x, y)):
             expected[f"ncti/{term}"] = v

@@ -435,3 +435,97 @@ if __name__ == "__main__":
         print(f"ncti components sep={s}: seli={cp[0]:.6f} ncc={cp[1]:.6f} vc={cp[2]:.6f} (svd branch)")
     print("ncti combined:", ncti_combine(comps))
     print("self-check ok")
+
+
+# ------------------------------------------------------------------------------------------------
+# Calibrated scores: NCM, CDNV, TransRate's permutation z (issue 25). Plain loops where the
+# definition is a loop, so the reference reads like the formula rather than like the Rust.
+# ------------------------------------------------------------------------------------------------
+
+CDNV_CAP = 1e3                # a pair of classes contributes at most this CDNV
+TRANSRATE_Z_PERMUTATIONS = 16
+TRANSRATE_Z_EPS = 1e-4        # TransRate's published default eps
+
+
+def ncm(X, y) -> float:
+    """Leave-one-out nearest-class-mean accuracy, Euclidean. An image's own class mean is taken
+    without it; an image alone in its class counts as wrong; equal distances: lowest class."""
+    x = _features(X)
+    y, c = _labels(y, len(x), all_present=False)
+    counts = np.bincount(y, minlength=c)
+    sums = np.zeros((c, x.shape[1]))
+    np.add.at(sums, y, x)
+    correct = 0
+    for i in range(len(x)):
+        best, best_d = None, np.inf
+        for k in range(c):
+            if counts[k] == 0:
+                continue
+            if k == y[i]:
+                if counts[k] == 1:
+                    continue
+                centre = (sums[k] - x[i]) / (counts[k] - 1)
+            else:
+                centre = sums[k] / counts[k]
+            d = float(np.sum((x[i] - centre) ** 2))
+            if d < best_d:
+                best, best_d = k, d
+        correct += best == y[i]
+    return correct / len(x)
+
+
+def cdnv(X, y, cap: float = CDNV_CAP) -> float:
+    """-log10 of the mean over class pairs of the debiased class-distance normalised variance
+    (Galanti et al. 2022): (V_i + V_j) / (2 D_ij), V_c the unbiased variance summed over the
+    dimensions, D_ij = |mu_i - mu_j|^2 - V_i / n_i - V_j / n_j floored at (V_i + V_j) / (2 cap).
+    Classes with fewer than two images take no part."""
+    x = _features(X)
+    y, c = _labels(y, len(x), all_present=False)
+    classes = [k for k in range(c) if np.sum(y == k) >= 2]
+    mu = {k: x[y == k].mean(axis=0) for k in classes}
+    n = {k: int(np.sum(y == k)) for k in classes}
+    var = {k: float(np.sum((x[y == k] - mu[k]) ** 2)) / (n[k] - 1) for k in classes}
+    ratios = []
+    for a_i, i in enumerate(classes):
+        for j in classes[a_i + 1:]:
+            spread = (var[i] + var[j]) / 2
+            d = float(np.sum((mu[i] - mu[j]) ** 2)) - var[i] / n[i] - var[j] / n[j]
+            ratios.append(spread / max(d, spread / cap))
+    return float(-np.log10(np.mean(ratios)))
+
+
+def splitmix64_shuffle(items: list, seed: int) -> list:
+    """Fisher-Yates driven by SplitMix64 seeded with `seed` (the permutations zoo-select draws)."""
+    mask = (1 << 64) - 1
+    state = seed
+    out = list(items)
+    for i in range(len(out) - 1, 0, -1):
+        state = (state + 0x9E3779B97F4A7C15) & mask
+        z = state
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+        z ^= z >> 31
+        j = z % (i + 1)
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def transrate_z(X, y, eps: float = TRANSRATE_Z_EPS, permutations: int = TRANSRATE_Z_PERMUTATIONS) -> float:
+    """TransRate's z-score against permuted labels: (TR(y) - mean_p TR(y_p)) / sd_p TR(y_p),
+    TR the published TransRate (global centring, 1/C class weights) of the rows, ddof 1."""
+    x = _features(X)
+    y, _ = _labels(y, len(x), all_present=False)
+    z = x - x.mean(axis=0)
+
+    def rate(rows):
+        n, d = rows.shape
+        return 0.5 * np.linalg.slogdet(np.eye(d) + rows.T @ rows / (n * eps))[1]
+
+    def transrate_of(labels):
+        labels = np.asarray(labels)
+        present = np.unique(labels)
+        return rate(z) - np.mean([rate(z[labels == k]) for k in present])
+
+    real = transrate_of(y)
+    null = np.array([transrate_of(splitmix64_shuffle(list(y), p)) for p in range(permutations)])
+    return float((real - null.mean()) / null.std(ddof=1))
