@@ -8,8 +8,9 @@ use tch::Device;
 
 use crate::config::{Config, DatasetConfig, Precision};
 use crate::error::{Error, Result};
+use crate::metrics::jackknife::Folds;
 use crate::metrics::{self, Metric};
-use crate::recommend::{Strategy, DEFAULT_STRATEGY};
+use crate::recommend::{ModelRule, Strategy, DEFAULT_MODEL_RULE, DEFAULT_STRATEGY};
 use crate::stats_file::Shard;
 use crate::zoo::{self, ModelSpec};
 
@@ -47,6 +48,10 @@ pub struct Plan {
     pub metrics: Vec<Box<dyn Metric>>,
     /// How the cut inside the recommended model is chosen.
     pub strategy: &'static Strategy,
+    /// How the recommended model is chosen.
+    pub model_rule: &'static ModelRule,
+    /// The advice's scores that get this run's standard errors.
+    pub folds: Folds,
     pub output: PathBuf,
     /// Image decoding threads.
     pub workers: usize,
@@ -142,13 +147,34 @@ impl Plan {
         }
         config.validate().map_err(config_err)?;
         let mut metrics = metrics::build(&config).map_err(config_err)?;
-        let strategy = Strategy::by_name(config.recommend.as_deref().unwrap_or(DEFAULT_STRATEGY))
-            .map_err(config_err)?;
-        if let Some(m) = strategy.metric() {
+        let strategy =
+            Strategy::by_name(config.recommend.cut.as_deref().unwrap_or(DEFAULT_STRATEGY))
+                .map_err(config_err)?;
+        let model_rule = ModelRule::by_name(
+            config
+                .recommend
+                .model
+                .as_deref()
+                .unwrap_or(DEFAULT_MODEL_RULE),
+        )
+        .map_err(config_err)?;
+        // The advice's scores are computed whether or not `metrics:` lists them.
+        for m in [model_rule.required(&config), strategy.metric(&config)]
+            .into_iter()
+            .flatten()
+        {
             if !metrics.iter().any(|have| have.name() == m.name()) {
                 metrics.push(m);
             }
         }
+        let primary = metrics.first().map_or("transrate", |m| m.name()).to_owned();
+        let mut advice = vec![model_rule.metric(&primary).to_owned()];
+        advice.push(strategy.cut_metric(&primary).to_owned());
+        advice.dedup();
+        let folds = Folds {
+            folds: config.folds,
+            metrics: advice,
+        };
         let models = zoo::resolve(&config, config_path)?;
         let devices = config
             .device
@@ -200,6 +226,8 @@ impl Plan {
             shard: overrides.shard,
             metrics,
             strategy,
+            model_rule,
+            folds,
             output,
             workers,
         })
@@ -250,8 +278,8 @@ impl Plan {
         let c = &self.config;
         let metrics: Vec<&str> = self.metrics.iter().map(|m| m.name()).collect();
         format!(
-            "{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
-            c.transrate, c.transrate_variants, c.knn, c.sample
+            "{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+            c.transrate, c.transrate_variants, c.knn, c.sample, self.folds
         )
     }
 

@@ -2,7 +2,11 @@
 """Score the benchmark zoo with zoo-select on every target (task and regime) and measure, held
 out, how well each metric ranks the models and each cut strategy ranks the cuts against the
 cached fine-tuned ground truth (research/benchmark/ground_truth.csv). Prints the tables; with
---write, also puts them into docs/benchmark.md and writes src/recommend/evidence.json.
+--write, also puts them into docs/benchmark.md (between its tables markers).
+
+It no longer writes src/recommend/evidence.json: the figures the binary states come from the
+graded benchmark, research/benchmark/graded/score.py --write, which chooses the rules the tool
+ships. This benchmark's tables stay in the docs as the first benchmark's record.
 
     .venv/bin/python research/benchmark/score.py [--write]
     .venv/bin/python research/benchmark/score.py --fast     # two scarce targets, three models, checks
@@ -449,7 +453,7 @@ def check_mirror(scores, targets):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--write", action="store_true", help="update docs/benchmark.md and src/recommend/evidence.json")
+    ap.add_argument("--write", action="store_true", help="update docs/benchmark.md (not src/recommend/evidence.json: graded/score.py writes it)")
     ap.add_argument("--fast", action="store_true", help="one target, three models, with checks (for ./scripts/test)")
     ap.add_argument("--min-seeds", type=int, default=1, help="leave out entries with fewer fine-tuning seeds")
     ap.add_argument("--reuse-scores", action="store_true",
@@ -513,30 +517,7 @@ def main():
         start, end = "<!-- tables:start -->", "<!-- tables:end -->"
         body = doc.read_text()
         doc.write_text(body[: body.index(start)] + f"{start}\n{text}\n{end}" + body[body.index(end) + len(end):])
-        write_evidence(lcases, layer_ceiling, layer_res)
-        print(f"wrote {doc} and src/recommend/evidence.json")
-
-
-def write_evidence(cases, ceiling, held_out):
-    """The held-out figures of each shipped strategy (its constants and margin fitted on the
-    other tasks, as in the table), for the tool to state, next to the ceiling and the mid-depth
-    baseline that reads no feature."""
-    out = {"protocol": common.protocol_hash(), "strategies": {}}
-    middle = held_out["middle"]
-    for name in SHIPPED:
-        res = held_out.get(name)
-        if res:
-            out["strategies"][name] = {
-                "targets": len({(c["task"], c["regime"]) for c in cases}),
-                "regret_points": round(float(np.mean([r["regret"] for r in res])), 3),
-                "weighted_tau": round(float(np.nanmean([r["wtau"] for r in res])), 3),
-                "ceiling_weighted_tau": round(float(np.nanmean([c["wtau"] for c in ceiling])), 3),
-                "alternatives_cover": round(float(np.mean([r["cover"] for r in res])), 3),
-                "middle_weighted_tau": round(float(np.nanmean([r["wtau"] for r in middle])), 3),
-                "middle_regret_points": round(float(np.mean([r["regret"] for r in middle])), 3),
-            }
-    path = common.ROOT / "src" / "recommend" / "evidence.json"
-    path.write_text(json.dumps(out, indent=2) + "\n")
+        print(f"wrote {doc}")
 
 
 if __name__ == "__main__":

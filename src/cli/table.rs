@@ -1,5 +1,5 @@
-//! The ranking as text on stdout: every (model, layer) by the primary metric, best first, then
-//! the recommendation and each model's cut.
+//! The ranking as text on stdout: every (model, layer) by the score that chose the model, best
+//! first, random-weight models marked, then the recommendation and each model's cut.
 
 use std::path::PathBuf;
 
@@ -12,7 +12,11 @@ pub fn print(report: &Report, files: &[PathBuf]) -> std::io::Result<()> {
 
 pub fn render(report: &Report) -> String {
     let rows = report.ranked();
-    let model_w = rows.iter().map(|r| r.model.len()).max().unwrap_or(5).max(5);
+    let name = |r: &zoo_select::report::ResultRow| match r.pretrained {
+        Some(false) => format!("{} (random)", r.model),
+        _ => r.model.clone(),
+    };
+    let model_w = rows.iter().map(|r| name(r).len()).max().unwrap_or(5).max(5);
     let layer_w = rows.iter().map(|r| r.layer.len()).max().unwrap_or(5).max(5);
     let ds = &report.dataset;
     let st = &report.statistics;
@@ -56,7 +60,7 @@ pub fn render(report: &Report) -> String {
         out += &format!(
             "{:>4}  {:<model_w$}  {:<layer_w$}  {:>6}",
             i + 1,
-            row.model,
+            name(row),
             row.layer,
             row.dim
         );

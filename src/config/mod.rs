@@ -66,9 +66,15 @@ pub struct Config {
     /// GiB of memory the statistics may take (host memory, and device memory on a CPU run);
     /// default: 80 % of the memory available when the run starts. Checked before the pass.
     pub memory_budget: Option<f64>,
-    /// How the cut inside the chosen model is picked (src/recommend/strategy.rs); default: the
-    /// strategy the benchmark's held-out evidence supports.
-    pub recommend: Option<String>,
+    /// How the advice chooses: `recommend: <cut strategy>`, or `recommend: {model: <rule>,
+    /// cut: <strategy>}` (src/recommend/model_rule.rs, strategy.rs); defaults: the rules the
+    /// graded benchmark's held-out evidence chose.
+    #[serde(default)]
+    pub recommend: RecommendConfig,
+    /// Folds of the sampled images for this run's own standard errors of the advice's scores
+    /// (src/metrics/jackknife.rs); 0 turns them off.
+    #[serde(default = "default_folds")]
+    pub folds: usize,
     /// The precision the models run in; statistics are f64 whatever it is. `bf16` and `fp16`
     /// are faster on hardware made for them and change the scores (docs/performance.md).
     #[serde(default)]
@@ -246,6 +252,59 @@ fn default_checkpoint_every() -> f64 {
 fn default_batch_size() -> usize {
     64
 }
+fn default_folds() -> usize {
+    10
+}
+
+/// `recommend:`, as a cut strategy's name alone or as `{model, cut}`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(try_from = "RecommendInput")]
+pub struct RecommendConfig {
+    pub model: Option<String>,
+    pub cut: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum RecommendInput {
+    Cut(String),
+    Both(serde_yaml::Mapping),
+}
+
+impl TryFrom<RecommendInput> for RecommendConfig {
+    type Error = String;
+
+    fn try_from(input: RecommendInput) -> Result<Self, String> {
+        let map = match input {
+            RecommendInput::Cut(cut) => {
+                return Ok(RecommendConfig {
+                    model: None,
+                    cut: Some(cut),
+                })
+            }
+            RecommendInput::Both(map) => map,
+        };
+        let mut out = RecommendConfig::default();
+        for (key, value) in map {
+            let (Some(key), Some(value)) = (key.as_str(), value.as_str()) else {
+                return Err(
+                    "`recommend` takes `model: <rule>` and `cut: <strategy>`, each a name".into(),
+                );
+            };
+            match key {
+                "model" => out.model = Some(value.to_owned()),
+                "cut" => out.cut = Some(value.to_owned()),
+                other => {
+                    return Err(format!(
+                        "unknown key `{other}` in `recommend`; it takes `model` and `cut`"
+                    ))
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
 fn default_metrics() -> Vec<String> {
     vec!["transrate".to_owned()]
 }
@@ -352,6 +411,9 @@ impl Config {
     pub fn validate(&self) -> Result<(), String> {
         if self.batch_size == 0 {
             return Err("`batch_size` must be at least 1".into());
+        }
+        if self.folds == 1 {
+            return Err("`folds` must be 0 (no standard errors) or at least 2".into());
         }
         if self
             .output

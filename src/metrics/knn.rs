@@ -13,7 +13,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::metric::{torch_err, Metric};
+use super::metric::{score_sample, torch_err, Metric, SampleRows};
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs};
 
@@ -27,11 +27,10 @@ pub struct Knn {
 const TILE: i64 = 1024;
 
 impl Knn {
-    fn score(&self, stats: &ClassMoments) -> Result<f64, tch::TchError> {
-        let (rows, labels) = stats.sample_rows()?;
-        let device = stats.shift().device();
+    fn score(&self, rows: &Tensor, labels: &[i64]) -> Result<f64, tch::TchError> {
+        let device = rows.device();
         let m = labels.len() as i64;
-        let x = rows.f_to_device(device)?.f_to_kind(Kind::Double)?;
+        let x = rows.f_to_kind(Kind::Double)?;
         let norms = x
             .f_square()?
             .f_sum_dim_intlist(&[1i64][..], true, Kind::Double)?
@@ -39,7 +38,7 @@ impl Knn {
         let norms = norms.f_where_scalarother(&norms.f_gt(0.0)?, 1.0)?;
         let xn = x.f_div(&norms)?;
         let xt = xn.f_transpose(0, 1)?;
-        let y = Tensor::f_from_slice(&labels)?.f_to_device(device)?;
+        let y = Tensor::f_from_slice(labels)?.f_to_device(device)?;
         let classes = labels.iter().copied().max().unwrap_or(0) + 1;
         let k = (self.k as i64).min(m - 1);
         let mut correct = 0i64;
@@ -94,17 +93,18 @@ impl Metric for Knn {
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
-        let rows = match stats.sample_rows() {
-            Ok((_, labels)) => labels.len(),
-            Err(e) => return Some(Err(torch_err("knn")(e))),
-        };
-        if rows < 2 {
+        score_sample(self, stats)
+    }
+
+    fn score_rows(&self, rows: &SampleRows) -> Option<Result<f64>> {
+        let (labels, rows) = (rows.labels, rows.x);
+        if labels.len() < 2 {
             return Some(Err(Error::Degenerate {
                 metric: "knn".into(),
-                message: format!("{rows} sampled image(s); k-NN needs at least 2"),
+                message: format!("{} sampled image(s); k-NN needs at least 2", labels.len()),
                 numerical: false,
             }));
         }
-        Some(self.score(stats).map_err(torch_err("knn")))
+        Some(self.score(rows, labels).map_err(torch_err("knn")))
     }
 }

@@ -3,6 +3,8 @@
 //! run's rows, and how a libtorch failure inside a metric is told apart from a property of the
 //! data.
 
+use tch::Tensor;
+
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs, SourceStats, Transform};
 
@@ -16,6 +18,12 @@ pub trait Metric: Send + Sync {
     }
     /// A layer metric's score of one (model, layer); None for source metrics.
     fn score_layer(&self, _stats: &ClassMoments) -> Option<Result<f64>> {
+        None
+    }
+    /// A sample metric's score of the rows (m, D) of sampled images and their labels, on the
+    /// statistics' device: what `score_layer` computes from the whole sample, and what the
+    /// jackknife recomputes on part of it. None for metrics of moments.
+    fn score_rows(&self, _rows: &SampleRows) -> Option<Result<f64>> {
         None
     }
     /// A source metric's score of one model; None for layer metrics.
@@ -71,4 +79,32 @@ pub(crate) fn torch_err(metric: &str) -> impl Fn(tch::TchError) -> Error + '_ {
 
 pub(crate) fn scalar(t: tch::Tensor) -> Result<f64, tch::TchError> {
     t.f_double_value(&[])
+}
+
+/// Rows of sampled images: features (m, D) on the statistics' device, labels, and each image's
+/// position in the listing (what fixes its fold and, for `transrate_z`, its shuffled labels).
+pub struct SampleRows<'a> {
+    pub x: &'a Tensor,
+    pub labels: &'a [i64],
+    pub ids: &'a [u32],
+}
+
+/// `score_layer` of a sample metric: `score_rows` on the statistics' whole sample.
+pub(crate) fn score_sample(metric: &dyn Metric, stats: &ClassMoments) -> Option<Result<f64>> {
+    let read = || -> std::result::Result<_, tch::TchError> {
+        let (rows, labels) = stats.sample_rows()?;
+        Ok((
+            rows.f_to_device(stats.shift().device())?,
+            labels,
+            stats.sample_ids()?,
+        ))
+    };
+    match read() {
+        Ok((x, labels, ids)) => metric.score_rows(&SampleRows {
+            x: &x,
+            labels: &labels,
+            ids: &ids,
+        }),
+        Err(e) => Some(Err(torch_err(metric.name())(e))),
+    }
 }

@@ -9,17 +9,18 @@
 //! only against all the run's candidate rows (`Relative`). Adding a metric is one file plus one
 //! line in `build`.
 
-pub mod degenerate;
 mod cdnv;
+pub mod degenerate;
 mod gbc;
 mod hscore;
 mod hscore_shrink;
+pub mod jackknife;
 mod knn;
 mod leep;
 mod logme;
 mod metric;
-mod ncm;
 mod nce;
+mod ncm;
 mod ncti;
 mod sfda;
 mod spectral;
@@ -33,8 +34,8 @@ pub use hscore_shrink::ShrinkageHScore;
 pub use knn::Knn;
 pub use leep::Leep;
 pub use logme::LogMe;
-pub use ncm::Ncm;
 pub use nce::Nce;
+pub use ncm::Ncm;
 pub use ncti::Ncti;
 pub use sfda::Sfda;
 pub use transrate::{coding_rate, TransRate};
@@ -42,7 +43,7 @@ pub use transrate_z::TransRateZ;
 
 use crate::config::Config;
 
-pub use metric::{Metric, Relative};
+pub use metric::{Metric, Relative, SampleRows};
 
 /// Every metric `metrics:` accepts, in the order `all` lists them.
 pub const KNOWN: &[&str] = &[
@@ -61,6 +62,53 @@ pub const KNOWN: &[&str] = &[
     "transrate_z",
 ];
 
+/// The metric `name` (one of KNOWN) with its options from the config.
+pub fn by_name(name: &str, config: &Config) -> Option<Box<dyn Metric>> {
+    let sample = config.sample.max_images;
+    Some(match name {
+        "transrate" => Box::new(TransRate::new(&config.transrate)),
+        "logme" => Box::new(LogMe),
+        "hscore" => Box::new(HScore),
+        "hscore_shrink" => Box::new(ShrinkageHScore),
+        "nce" => Box::new(Nce),
+        "leep" => Box::new(Leep),
+        "gbc" => Box::new(Gbc),
+        "knn" => Box::new(Knn {
+            k: config.knn.k,
+            max_images: sample,
+        }),
+        "sfda" => Box::new(Sfda { max_images: sample }),
+        "ncti" => Box::new(Ncti { max_images: sample }),
+        "ncm" => Box::new(Ncm { max_images: sample }),
+        "cdnv" => Box::new(Cdnv),
+        "transrate_z" => Box::new(TransRateZ {
+            options: config.transrate,
+            max_images: sample,
+        }),
+        _ => return None,
+    })
+}
+
+/// How the advice's sentences name a score.
+pub fn label(name: &str) -> String {
+    match name {
+        "transrate" => "TransRate".into(),
+        "logme" => "LogME".into(),
+        "knn" => "k-NN accuracy".into(),
+        "ncm" => "nearest-class-mean accuracy".into(),
+        "cdnv" => "CDNV".into(),
+        "transrate_z" => "TransRate's z against shuffled labels".into(),
+        "sfda" => "SFDA".into(),
+        "ncti" => "NCTI".into(),
+        "gbc" => "GBC".into(),
+        "hscore" => "H-score".into(),
+        "hscore_shrink" => "shrinkage H-score".into(),
+        "nce" => "NCE".into(),
+        "leep" => "LEEP".into(),
+        other => other.to_owned(),
+    }
+}
+
 /// The metrics a config asks for, in its order (the first is the primary one); `all` is every
 /// metric, TransRate first.
 pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
@@ -74,39 +122,12 @@ pub fn build(config: &Config) -> Result<Vec<Box<dyn Metric>>, String> {
     };
     let mut out: Vec<Box<dyn Metric>> = Vec::new();
     for name in names {
-        let metric: Box<dyn Metric> = match name {
-            "transrate" => Box::new(TransRate::new(&config.transrate)),
-            "logme" => Box::new(LogMe),
-            "hscore" => Box::new(HScore),
-            "hscore_shrink" => Box::new(ShrinkageHScore),
-            "nce" => Box::new(Nce),
-            "leep" => Box::new(Leep),
-            "gbc" => Box::new(Gbc),
-            "knn" => Box::new(Knn {
-                k: config.knn.k,
-                max_images: config.sample.max_images,
-            }),
-            "sfda" => Box::new(Sfda {
-                max_images: config.sample.max_images,
-            }),
-            "ncti" => Box::new(Ncti {
-                max_images: config.sample.max_images,
-            }),
-            "ncm" => Box::new(Ncm {
-                max_images: config.sample.max_images,
-            }),
-            "cdnv" => Box::new(Cdnv),
-            "transrate_z" => Box::new(TransRateZ {
-                options: config.transrate,
-                max_images: config.sample.max_images,
-            }),
-            other => {
-                return Err(format!(
-                    "unknown metric `{other}` in `metrics`; known: {}, or `all`",
-                    KNOWN.join(", ")
-                ));
-            }
-        };
+        let metric = by_name(name, config).ok_or_else(|| {
+            format!(
+                "unknown metric `{name}` in `metrics`; known: {}, or `all`",
+                KNOWN.join(", ")
+            )
+        })?;
         if out.iter().any(|m| m.name() == metric.name()) {
             return Err(format!("`metrics` lists `{name}` twice"));
         }

@@ -14,7 +14,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::metric::{torch_err, Metric};
+use super::metric::{score_sample, torch_err, Metric, SampleRows};
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs};
 
@@ -40,11 +40,11 @@ impl Metric for Ncm {
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
-        let scored = stats.sample_rows().and_then(|(rows, labels)| {
-            let x = rows.f_to_device(stats.shift().device())?;
-            Ok(accuracy(&x, &labels)?)
-        });
-        Some(match scored {
+        score_sample(self, stats)
+    }
+
+    fn score_rows(&self, rows: &SampleRows) -> Option<Result<f64>> {
+        Some(match accuracy(rows.x, rows.labels) {
             Ok(None) => Err(Error::Degenerate {
                 metric: NAME.into(),
                 message: "fewer than two classes among the sampled images".into(),
@@ -76,7 +76,9 @@ pub fn accuracy(x: &Tensor, labels: &[i64]) -> Result<Option<f64>, tch::TchError
     let n = Tensor::f_from_slice(&counts)?.f_to_device(device)?;
     let sums = Tensor::f_zeros([classes, x.size()[1]], opts)?.f_index_add(0, &y, &x)?;
     let means = sums.f_div(&n.f_clamp_min(1.0)?.f_view([-1, 1])?)?;
-    let mean_sq = means.f_square()?.f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?;
+    let mean_sq = means
+        .f_square()?
+        .f_sum_dim_intlist(&[1i64][..], false, Kind::Double)?;
     // Classes without sampled images are no candidates; an image's own class weighs its
     // distance by (n_c / (n_c - 1))^2, infinite for a class of one.
     let absent = n.f_eq(0.0)?;
@@ -96,9 +98,11 @@ pub fn accuracy(x: &Tensor, labels: &[i64]) -> Result<Option<f64>, tch::TchError
             .f_sub(&xt.f_matmul(&means.f_transpose(0, 1)?)?.f_mul_scalar(2.0)?)?
             .f_add(&mean_sq.f_view([1, -1])?)?
             .f_clamp_min(0.0)?;
-        let own = dist
-            .f_gather(1, &yt, false)?
-            .f_mul(&own_factor.f_index_select(0, &yt.f_view([-1])?)?.f_view([-1, 1])?)?;
+        let own = dist.f_gather(1, &yt, false)?.f_mul(
+            &own_factor
+                .f_index_select(0, &yt.f_view([-1])?)?
+                .f_view([-1, 1])?,
+        )?;
         let _ = dist.f_scatter_(1, &yt, &own)?;
         let _ = dist.f_masked_fill_(&absent.f_view([1, -1])?, f64::INFINITY)?;
         // argmin returns the first of equal values.

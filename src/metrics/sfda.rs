@@ -22,7 +22,7 @@
 
 use tch::{Kind, Tensor};
 
-use super::metric::{torch_err, Metric};
+use super::metric::{score_sample, torch_err, Metric, SampleRows};
 use crate::error::{Error, Result};
 use crate::stats::{ClassMoments, Needs};
 
@@ -85,11 +85,10 @@ fn fit_proba(
 }
 
 impl Sfda {
-    fn score(&self, stats: &ClassMoments) -> Result<f64, tch::TchError> {
-        let (rows, labels) = stats.sample_rows()?;
-        let device = stats.shift().device();
+    fn score(&self, rows: &Tensor, labels: &[i64]) -> Result<f64, tch::TchError> {
+        let device = rows.device();
         // Classes as they appear in the sample, renumbered 0..C-1.
-        let mut present: Vec<i64> = labels.clone();
+        let mut present: Vec<i64> = labels.to_vec();
         present.sort_unstable();
         present.dedup();
         let y: Vec<i64> = labels
@@ -98,7 +97,7 @@ impl Sfda {
             .collect();
         let c = present.len() as i64;
         let n = y.len() as i64;
-        let x = rows.f_to_device(device)?.f_to_kind(Kind::Double)?;
+        let x = rows.f_to_kind(Kind::Double)?;
         let y = Tensor::f_from_slice(&y)?.f_to_device(device)?;
         let (prob, lam) = fit_proba(&x, &y, c, None)?;
         let soft = prob.f_softmax(1, Kind::Double)?;
@@ -137,14 +136,15 @@ impl Metric for Sfda {
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
-        let classes = match stats.sample_rows() {
-            Ok((_, mut labels)) => {
-                labels.sort_unstable();
-                labels.dedup();
-                labels.len()
-            }
-            Err(e) => return Some(Err(torch_err("sfda")(e))),
-        };
+        score_sample(self, stats)
+    }
+
+    fn score_rows(&self, rows: &SampleRows) -> Option<Result<f64>> {
+        let (labels, rows) = (rows.labels, rows.x);
+        let mut present = labels.to_vec();
+        present.sort_unstable();
+        present.dedup();
+        let classes = present.len();
         if classes < 2 {
             return Some(Err(Error::Degenerate {
                 metric: "sfda".into(),
@@ -152,6 +152,6 @@ impl Metric for Sfda {
                 numerical: false,
             }));
         }
-        Some(self.score(stats).map_err(torch_err("sfda")))
+        Some(self.score(rows, labels).map_err(torch_err("sfda")))
     }
 }

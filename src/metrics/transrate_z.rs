@@ -11,16 +11,20 @@
 //!   W(y) = sum_c w_c R(Z_c),  R(Z_c) = 1/2 logdet(I + Z_c^T Z_c / (n_c eps))
 //!   transrate_z = (mean_p W(y_p) - W(y)) / sd_p W(y_p)       (sd with ddof 1)
 //!
-//! over PERMUTATIONS fixed permutations y_p of the labels. TransRate = R(Z) - W(y), and R(Z)
-//! does not depend on the labels, so this is TransRate's z-score against its permutation null;
-//! `per_rank` divides every term by the same rank and drops out; `subspace` is not applied.
-//! The permutations are Fisher-Yates shuffles driven by SplitMix64 seeded with the permutation's
-//! number, written out in the NumPy reference (tests/oracles/sample_metrics.py), so both draw
-//! the same ones on every machine.
+//! over NULLS shuffled labellings y_p. TransRate = R(Z) - W(y), and R(Z) does not depend on the
+//! labels, so this is TransRate's z-score against its shuffled-label null; `per_rank` divides
+//! every term by the same rank and drops out; `subspace` is not applied.
+//!
+//! Each image's shuffled label is fixed by its listing position alone: under labelling p, the
+//! image at position i takes the label found at quantile u = SplitMix64(p << 32 | i) / 2^64 of
+//! the sample's sorted labels. So the shuffled labels keep the classes' proportions, every
+//! machine draws the same ones (the NumPy reference writes the arithmetic out), and, what the
+//! jackknife needs, leaving images out leaves the others' shuffled labels nearly unchanged:
+//! the null's Monte-Carlo noise does not enter the fold scores' spread as if it were the data's.
 
 use tch::{Kind, Tensor};
 
-use super::metric::{torch_err, Metric};
+use super::metric::{score_sample, torch_err, Metric, SampleRows};
 use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use crate::error::{Error, Result};
 use crate::stats::{logdet_identity_plus, ClassMoments, Needs, Transform};
@@ -32,7 +36,7 @@ pub struct TransRateZ {
 }
 
 const NAME: &str = "transrate_z";
-pub const PERMUTATIONS: u64 = 16;
+pub const NULLS: u64 = 16;
 
 impl Metric for TransRateZ {
     fn name(&self) -> &str {
@@ -54,11 +58,11 @@ impl Metric for TransRateZ {
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
-        let scored = stats.sample_rows().and_then(|(rows, labels)| {
-            let x = rows.f_to_device(stats.shift().device())?;
-            self.z(&x, &labels)
-        });
-        Some(match scored {
+        score_sample(self, stats)
+    }
+
+    fn score_rows(&self, rows: &SampleRows) -> Option<Result<f64>> {
+        Some(match self.z(rows.x, rows.labels, rows.ids) {
             Ok(Some(z)) => Ok(z),
             Ok(None) => Err(Error::Degenerate {
                 metric: NAME.into(),
@@ -71,9 +75,9 @@ impl Metric for TransRateZ {
 }
 
 impl TransRateZ {
-    /// The z-score of rows `x` (m, D) labelled `labels`; None when the permutations' rates do
-    /// not vary.
-    pub fn z(&self, x: &Tensor, labels: &[i64]) -> Result<Option<f64>, tch::TchError> {
+    /// The z-score of rows `x` (m, D) labelled `labels`, the images at listing positions
+    /// `ids`; None when the shuffled labellings' rates do not vary.
+    pub fn z(&self, x: &Tensor, labels: &[i64], ids: &[u32]) -> Result<Option<f64>, tch::TchError> {
         let x = x.f_to_kind(Kind::Double)?;
         let mut z = x.f_sub(&x.f_mean_dim(&[0i64][..], true, Kind::Double)?)?;
         let m = labels.len();
@@ -84,15 +88,16 @@ impl TransRateZ {
             }
         }
         let real = self.within(&z, labels)?;
-        let mut shuffled = Vec::with_capacity(PERMUTATIONS as usize);
-        for p in 0..PERMUTATIONS {
-            let mut permuted = labels.to_vec();
-            shuffle(&mut permuted, p);
-            shuffled.push(self.within(&z, &permuted)?);
+        let mut sorted = labels.to_vec();
+        sorted.sort_unstable();
+        let mut shuffled = Vec::with_capacity(NULLS as usize);
+        for p in 0..NULLS {
+            let null: Vec<i64> = ids.iter().map(|&id| null_label(&sorted, p, id)).collect();
+            shuffled.push(self.within(&z, &null)?);
         }
         let mean = shuffled.iter().sum::<f64>() / shuffled.len() as f64;
-        let var = shuffled.iter().map(|w| (w - mean).powi(2)).sum::<f64>()
-            / (shuffled.len() - 1) as f64;
+        let var =
+            shuffled.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (shuffled.len() - 1) as f64;
         let sd = var.sqrt();
         if !(sd > 0.0) || !sd.is_finite() {
             return Ok(None);
@@ -130,7 +135,7 @@ impl TransRateZ {
 }
 
 /// SplitMix64 (Steele et al. 2014), the generator behind the permutations.
-fn splitmix(state: &mut u64) -> u64 {
+pub(crate) fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
     let mut z = *state;
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -138,11 +143,9 @@ fn splitmix(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Fisher-Yates shuffle number `seed` of `items`.
-pub fn shuffle<T>(items: &mut [T], seed: u64) {
-    let mut state = seed;
-    for i in (1..items.len()).rev() {
-        let j = (splitmix(&mut state) % (i as u64 + 1)) as usize;
-        items.swap(i, j);
-    }
+/// The label of the image at listing position `id` under shuffled labelling `p`: the one at
+/// quantile SplitMix64(p << 32 | id) / 2^64 of the sorted labels.
+fn null_label(sorted: &[i64], p: u64, id: u32) -> i64 {
+    let key = splitmix(&mut ((p << 32) | u64::from(id)));
+    sorted[((u128::from(key) * sorted.len() as u128) >> 64) as usize]
 }

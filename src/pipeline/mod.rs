@@ -214,7 +214,12 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         .cache
         .as_deref()
         .map(|dir| score_cache::ScoreCache::new(dir, plan));
-    let results = scoring::score(&plan.metrics, &mut gathered.models, scores.as_ref())?;
+    let results = scoring::score(
+        &plan.metrics,
+        &mut gathered.models,
+        scores.as_ref(),
+        &plan.folds,
+    )?;
     let score_s = score_start.elapsed().as_secs_f64();
     let images: u64 = per_class.iter().sum();
     Ok(Outcome {

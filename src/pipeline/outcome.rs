@@ -49,6 +49,10 @@ pub struct LayerResult {
     /// (relative metric, its raw (term, value)s here), in the plan's metric order: what the
     /// metric's score of this row was combined from, with every other row's.
     pub terms: Vec<(String, Vec<(String, f64)>)>,
+    /// (metric, its score without each fold of the sample in turn), for the metrics the advice
+    /// reads that read the sample (metrics/jackknife.rs); empty with `folds: 0`.
+    #[serde(default)]
+    pub folds: Vec<(String, Vec<f64>)>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]

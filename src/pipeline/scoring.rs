@@ -11,6 +11,7 @@
 //! is better than a wrong one. Any other failure (memory, the GPU) stops the run.
 
 use crate::error::{Error, Result};
+use crate::metrics::jackknife::{self, Folds};
 use crate::metrics::{degenerate, Metric};
 use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
@@ -22,6 +23,7 @@ pub fn score(
     metrics: &[Box<dyn Metric>],
     models: &mut [ModelEntry],
     kept: Option<&ScoreCache>,
+    folds: &Folds,
 ) -> Result<Vec<LayerResult>> {
     let mut results = Vec::new();
     for entry in models.iter_mut() {
@@ -38,7 +40,7 @@ pub fn score(
             results.extend(rows);
             continue;
         }
-        let rows = score_model(metrics, entry)?;
+        let rows = score_model(metrics, entry, folds)?;
         if let Some((k, f)) = &file {
             k.store(f, &rows);
         }
@@ -49,7 +51,11 @@ pub fn score(
 }
 
 /// One model's rows: its layer metrics' scores and its relative metrics' terms.
-fn score_model(metrics: &[Box<dyn Metric>], entry: &mut ModelEntry) -> Result<Vec<LayerResult>> {
+fn score_model(
+    metrics: &[Box<dyn Metric>],
+    entry: &mut ModelEntry,
+    folds: &Folds,
+) -> Result<Vec<LayerResult>> {
     let mut results = Vec::new();
     let model = Model {
         name: entry.key.name.clone(),
@@ -82,6 +88,7 @@ fn score_model(metrics: &[Box<dyn Metric>], entry: &mut ModelEntry) -> Result<Ve
             notes: Vec::new(),
             sample_rows: first.sample_len().map(|n| n as u64),
             terms: Vec::new(),
+            folds: Vec::new(),
         };
         for m in metrics {
             let score = match from_source.iter().find(|(name, _)| *name == m.name()) {
@@ -142,10 +149,43 @@ fn score_model(metrics: &[Box<dyn Metric>], entry: &mut ModelEntry) -> Result<Ve
                 continue;
             }
             result.scores.push((m.name().to_owned(), score));
+            if folds.metrics.iter().any(|name| name == m.name()) {
+                let store = model_stats.store(i, m.transform());
+                if let Some(left_out) = store
+                    .map(|s| fold_scores(m.as_ref(), s, folds.folds))
+                    .transpose()
+                    .map_err(|e| in_context(e, &model, layer))?
+                    .flatten()
+                {
+                    result.folds.push((m.name().to_owned(), left_out));
+                }
+            }
         }
         results.push(result);
     }
     Ok(results)
+}
+
+/// A sample metric's scores without each fold; None for other metrics and where a fold leaves
+/// the metric without a score.
+fn fold_scores(
+    metric: &dyn Metric,
+    store: &crate::stats::ClassMoments,
+    folds: usize,
+) -> Result<Option<Vec<f64>>> {
+    if store.sample_len().is_none() {
+        return Ok(None);
+    }
+    let read = || -> std::result::Result<_, tch::TchError> {
+        let (rows, labels) = store.sample_rows()?;
+        Ok((
+            rows.f_to_device(store.shift().device())?,
+            labels,
+            store.sample_ids()?,
+        ))
+    };
+    let (rows, labels, ids) = read().map_err(|e| torch_failure(metric.name(), e))?;
+    jackknife::leave_fold_out(metric, &rows, &labels, &ids, folds)
 }
 
 /// The relative metrics' scores: every row's terms against all the others', then each row's

@@ -1,36 +1,71 @@
-//! What the benchmark measured for each cut strategy on targets it was not tuned on
-//! (leave-one-target-out), embedded in the binary so the advice can say how far to trust it.
-//! evidence.json is written by `research/benchmark/score.py --write`, never by hand.
+//! What the graded benchmark measured for the advice's rules on fine-tuned ground truth
+//! (docs/benchmark.md), embedded in the binary so that the advice can say how far to trust it.
+//! evidence.json is written by `research/benchmark/graded/score.py --write`, never by hand.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
+/// A rule's figures over the benchmark's cases of one regime: accuracy points lost against the
+/// best choice (mean and worst case), the mean weighted Kendall tau of its scores against
+/// fine-tuned accuracy, and (cuts) the share of cases whose chosen cut was within seed noise
+/// of the best.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
-pub struct StrategyEvidence {
-    /// (task, regime) targets the figures average over, each scored held out.
-    pub targets: usize,
-    /// Mean accuracy points lost against the best cut, held out.
-    pub regret_points: f64,
-    /// Mean weighted Kendall tau of the strategy's layer scores against fine-tuned accuracy.
-    pub weighted_tau: f64,
-    /// The same statistic for one fine-tuning seed predicting the others: the noise ceiling.
-    pub ceiling_weighted_tau: f64,
-    /// Share of held-out cases where the chosen cut or an alternative was within the seed noise
-    /// of the best cut.
-    pub alternatives_cover: f64,
-    /// The same figures for the middle candidate layer, a cut that reads no feature: the
-    /// baseline a strategy has to beat.
-    pub middle_weighted_tau: f64,
-    pub middle_regret_points: f64,
+pub struct Figures {
+    pub cases: usize,
+    pub mean: Option<f64>,
+    pub worst: Option<f64>,
+    pub wtau: Option<f64>,
+    #[serde(default)]
+    pub within_noise: Option<f64>,
+}
+
+/// The same figures with few images a class (`scarce`, 20) and many (`full`, 300).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Regimes {
+    pub scarce: Option<Figures>,
+    pub full: Option<Figures>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Defaults {
+    pub model: String,
+    pub model_layer: String,
+    pub cut: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Ceiling {
+    pub model: Regimes,
+    pub cut: Regimes,
 }
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct Evidence {
-    /// The benchmark protocol's hash (research/benchmark/common.py).
+    pub benchmark: String,
+    /// The benchmark protocol's hash (research/benchmark/graded/suite.py).
     pub protocol: String,
-    pub strategies: BTreeMap<String, StrategyEvidence>,
+    /// Fine-tuning runs the figures rest on.
+    pub runs: usize,
+    pub targets: BTreeMap<String, usize>,
+    pub defaults: Defaults,
+    /// Every fixed model rule, `<metric>/best`, and the `most_params` baseline.
+    pub model_rules: BTreeMap<String, Regimes>,
+    /// Every fixed cut rule by its metric, and the `deepest` and `middle` baselines.
+    pub cut_rules: BTreeMap<String, Regimes>,
+    /// One fine-tuning seed predicting the others: what no score can beat.
+    pub ceiling: Ceiling,
+}
+
+/// The regime whose figures speak for a run with this many images a class: the benchmark's
+/// scarce regime has 20, its full one 300.
+pub fn regime_for(images_per_class: f64) -> &'static str {
+    if images_per_class < (20.0f64 * 300.0).sqrt() {
+        "scarce"
+    } else {
+        "full"
+    }
 }
 
 impl Evidence {
@@ -41,30 +76,13 @@ impl Evidence {
             .get_or_init(|| serde_json::from_str(include_str!("evidence.json")).ok())
             .as_ref()
     }
-
-    pub fn strategy(&self, name: &str) -> Option<&StrategyEvidence> {
-        self.strategies.get(name)
-    }
 }
 
-impl StrategyEvidence {
-    /// What a user can act on: the strategy's held-out record, and plainly when the middle
-    /// layer did better.
-    pub fn statement(&self, strategy: &str) -> String {
-        let mut text = format!(
-            "How sure: on {} held-out benchmark targets the `{strategy}` cut lost {:.1} accuracy points on average against the best cut (weighted tau {:.2} over cuts; fine-tuning seeds agree with each other at {:.2}), and the cut or an alternative was within seed noise of the best in {:.0}% of cases (docs/benchmark.md)",
-            self.targets,
-            self.regret_points,
-            self.weighted_tau,
-            self.ceiling_weighted_tau,
-            100.0 * self.alternatives_cover
-        );
-        if self.middle_weighted_tau > self.weighted_tau {
-            text += &format!(
-                ". There the middle of the candidate layers did better ({:.1} points lost, tau {:.2}): treat the cut as a hint and compare it with a mid-depth one",
-                self.middle_regret_points, self.middle_weighted_tau
-            );
+impl Regimes {
+    pub fn get(&self, regime: &str) -> Option<&Figures> {
+        match regime {
+            "scarce" => self.scarce.as_ref(),
+            _ => self.full.as_ref(),
         }
-        text
     }
 }

@@ -1,33 +1,34 @@
-//! The cut strategies `recommend:` can name, as data: which layer score each maximises and the
-//! margin within which two layers' scores say nothing about which fine-tunes better. Their
-//! constants were chosen on the benchmark's targets, never on a user's (docs/benchmark.md, "Cut
-//! selection, held out"); research/benchmark/score.py mirrors this table and checks that zoo-select
-//! picks the cut it predicts.
+//! The cut strategies `recommend.cut` can name, as data: which layer score each maximises and the
+//! margin within which two layers' scores say nothing about which fine-tunes better when the run
+//! has no fold scores to tell. Which one is the default, and how each fared, comes from the
+//! graded benchmark (docs/benchmark.md, research/benchmark/graded/score.py), never from a
+//! user's data.
 
-use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
-use crate::metrics::{LogMe, Metric, TransRate};
+use crate::config::{ClassWeight, Config, Normalize, TransRateConfig, TransRateScale};
+use crate::metrics::{self, Metric, TransRate};
 
 /// The layer score a strategy maximises.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum CutScore {
     /// The run's primary metric (the published behaviour: with TransRate, the deepest layer).
     Primary,
-    /// LogME, the Bayesian evidence per image of a linear model on the layer's features.
-    LogMe,
-    /// A TransRate configuration scored under its own name.
+    /// A metric `metrics:` knows, with its options from the config.
+    Metric(&'static str),
+    /// A TransRate configuration of the strategy's own, scored under its own name.
     TransRate {
         name: &'static str,
         options: TransRateConfig,
     },
+    /// No score: the deepest (last listed) layer, what a practitioner does without a tool.
+    Deepest,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Strategy {
     pub name: &'static str,
     pub score: CutScore,
-    /// Layers within this much of the best score are reported as alternatives: the smallest
-    /// margin that, on the benchmark, put a cut within seed noise of the best among the chosen
-    /// and its alternatives in at least 80 % of the cases (research/benchmark/score.py).
+    /// Without fold scores, layers within this much of the best score are reported as
+    /// alternatives.
     pub margin: f64,
     pub summary: &'static str,
 }
@@ -39,14 +40,26 @@ pub const SUBSPACE_EPS: f64 = 1e-2;
 
 pub const STRATEGIES: &[Strategy] = &[
     Strategy {
-        name: "primary",
-        score: CutScore::Primary,
-        margin: 5.0,
-        summary: "the layer with the best primary-metric score (with TransRate: nearly always the deepest)",
+        name: "transrate_z",
+        score: CutScore::Metric("transrate_z"),
+        margin: 2.0,
+        summary: "the layer whose TransRate stands furthest above that of permuted labels",
+    },
+    Strategy {
+        name: "ncm",
+        score: CutScore::Metric("ncm"),
+        margin: 0.01,
+        summary: "the layer with the best leave-one-out nearest-class-mean accuracy",
+    },
+    Strategy {
+        name: "knn",
+        score: CutScore::Metric("knn"),
+        margin: 0.01,
+        summary: "the layer with the best leave-one-out k-NN accuracy",
     },
     Strategy {
         name: "logme",
-        score: CutScore::LogMe,
+        score: CutScore::Metric("logme"),
         margin: 0.1,
         summary: "the layer with the best LogME evidence per image",
     },
@@ -66,37 +79,49 @@ pub const STRATEGIES: &[Strategy] = &[
         margin: 1.0,
         summary: "the layer with the best TransRate in its top principal directions (every layer measured in the same number of dimensions)",
     },
+    Strategy {
+        name: "primary",
+        score: CutScore::Primary,
+        margin: 5.0,
+        summary: "the layer with the best primary-metric score (with TransRate: nearly always the deepest)",
+    },
+    Strategy {
+        name: "deepest",
+        score: CutScore::Deepest,
+        margin: 0.0,
+        summary: "the deepest listed layer, reading no score (the benchmark's baseline)",
+    },
 ];
 
-/// What `recommend:` defaults to: the strategy with the best held-out figures on the
-/// benchmark (docs/benchmark.md).
-pub const DEFAULT_STRATEGY: &str = "subspace";
+/// What `recommend.cut` defaults to: the strategy the graded benchmark's leave-one-task-out
+/// selection chose (src/recommend/evidence.json `defaults.cut`; a test holds them equal).
+pub const DEFAULT_STRATEGY: &str = "transrate_z";
 
 impl Strategy {
     pub fn by_name(name: &str) -> Result<&'static Strategy, String> {
         STRATEGIES.iter().find(|s| s.name == name).ok_or_else(|| {
             let known: Vec<&str> = STRATEGIES.iter().map(|s| s.name).collect();
             format!(
-                "unknown strategy `{name}` in `recommend`; known: {}",
+                "unknown cut strategy `{name}` in `recommend`; known: {}",
                 known.join(", ")
             )
         })
     }
 
-    /// The name of the score column the strategy reads.
+    /// The name of the score column the strategy reads (the primary metric's for `deepest`,
+    /// whose choice reads none).
     pub fn cut_metric<'a>(&self, primary: &'a str) -> &'a str {
         match self.score {
-            CutScore::Primary => primary,
-            CutScore::LogMe => "logme",
-            CutScore::TransRate { name, .. } => name,
+            CutScore::Primary | CutScore::Deepest => primary,
+            CutScore::Metric(name) | CutScore::TransRate { name, .. } => name,
         }
     }
 
     /// How the sentence names that score.
     pub fn cut_metric_label(&self, primary: &str) -> String {
         match self.score {
-            CutScore::Primary => primary.to_owned(),
-            CutScore::LogMe => "LogME".to_owned(),
+            CutScore::Primary | CutScore::Deepest => metrics::label(primary),
+            CutScore::Metric(name) => metrics::label(name),
             CutScore::TransRate { options, .. } => format!(
                 "TransRate in the top {} principal directions",
                 options.subspace.unwrap_or_default()
@@ -105,11 +130,11 @@ impl Strategy {
     }
 
     /// The metric the run must compute for this strategy, unless the config asks for it
-    /// already (None for `primary`).
-    pub fn metric(&self) -> Option<Box<dyn Metric>> {
+    /// already (None for `primary` and `deepest`).
+    pub fn metric(&self, config: &Config) -> Option<Box<dyn Metric>> {
         match self.score {
-            CutScore::Primary => None,
-            CutScore::LogMe => Some(Box::new(LogMe)),
+            CutScore::Primary | CutScore::Deepest => None,
+            CutScore::Metric(name) => metrics::by_name(name, config),
             CutScore::TransRate { name, options } => {
                 Some(Box::new(TransRate::variant(name, &options)))
             }

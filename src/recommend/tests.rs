@@ -2,103 +2,167 @@ use std::collections::BTreeMap;
 
 use super::*;
 
+type Row = (
+    &'static str,
+    &'static str,
+    BTreeMap<String, f64>,
+    BTreeMap<String, Vec<f64>>,
+);
+
 fn scores(pairs: &[(&str, f64)]) -> BTreeMap<String, f64> {
     pairs.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect()
 }
 
-fn strategy(name: &str) -> &'static Strategy {
-    Strategy::by_name(name).unwrap()
+fn folds(pairs: &[(&str, &[f64])]) -> BTreeMap<String, Vec<f64>> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), v.to_vec()))
+        .collect()
 }
 
-/// Two models; transrate grows with depth, logme peaks in the middle of `a`.
-fn table() -> Vec<(&'static str, &'static str, BTreeMap<String, f64>)> {
-    vec![
-        ("a", "l1", scores(&[("transrate", 1.0), ("logme", -0.30)])),
-        ("a", "l2", scores(&[("transrate", 2.0), ("logme", 0.10)])),
-        ("a", "l3", scores(&[("transrate", 3.0), ("logme", 0.09)])),
-        ("a", "l4", scores(&[("transrate", 4.0), ("logme", -0.20)])),
-        ("b", "m1", scores(&[("transrate", 0.5), ("logme", 0.20)])),
-        ("b", "m2", scores(&[("transrate", 3.5), ("logme", -0.10)])),
-    ]
-}
-
-fn rows<'a>(t: &'a [(&'static str, &'static str, BTreeMap<String, f64>)]) -> Vec<LayerScores<'a>> {
+fn rows(t: &[Row]) -> Vec<LayerScores<'_>> {
     t.iter()
-        .map(|(m, l, s)| LayerScores {
+        .map(|(m, l, s, f)| LayerScores {
             model: m,
             layer: l,
             scores: s,
+            folds: f,
         })
         .collect()
 }
 
+fn ask<'a>(primary: &'a str, rule: &str, cut: &str) -> Ask<'a> {
+    Ask {
+        primary,
+        per_model: false,
+        rule: ModelRule::by_name(rule).unwrap(),
+        strategy: Strategy::by_name(cut).unwrap(),
+        evidence: None,
+        images_per_class: 20.0,
+    }
+}
+
+/// Three models. Raw TransRate prefers the wide `wide` (a random-label network, say); k-NN
+/// prefers `a`, with `b` behind by less than twice the standard error of the difference and
+/// `wide` beyond it. Inside `a`, ncm peaks at l2, l3 close behind.
+fn table() -> Vec<Row> {
+    let s = |t, k, n| scores(&[("transrate", t), ("knn", k), ("ncm", n)]);
+    vec![
+        ("a", "l1", s(1.0, 0.60, 0.50), folds(&[])),
+        (
+            "a",
+            "l2",
+            s(2.0, 0.80, 0.70),
+            folds(&[("knn", &[0.80, 0.82, 0.78]), ("ncm", &[0.70, 0.72, 0.68])]),
+        ),
+        (
+            "a",
+            "l3",
+            s(3.0, 0.70, 0.69),
+            folds(&[("ncm", &[0.71, 0.69, 0.67])]),
+        ),
+        (
+            "b",
+            "m1",
+            s(2.5, 0.79, 0.60),
+            folds(&[("knn", &[0.83, 0.76, 0.78])]),
+        ),
+        (
+            "wide",
+            "w1",
+            s(9.0, 0.50, 0.40),
+            folds(&[("knn", &[0.50, 0.52, 0.48])]),
+        ),
+    ]
+}
+
 #[test]
-fn the_model_by_the_primary_metric_the_cut_by_the_strategy() {
+fn the_model_by_its_rule_the_cut_by_its_strategy_with_what_is_within_noise() {
     let t = table();
-    let (rec, cuts) = recommend(&rows(&t), "transrate", false, strategy("logme"), None);
+    let (rec, cuts) = recommend(&rows(&t), &ask("transrate", "knn", "ncm"));
     assert_eq!(
         (rec.model.as_deref(), rec.layer.as_deref(), rec.score),
-        (Some("a"), Some("l2"), Some(4.0))
+        (Some("a"), Some("l2"), Some(0.80))
     );
     assert_eq!(
-        (rec.strategy.as_str(), rec.cut_metric.as_str()),
-        ("logme", "logme")
+        (rec.metric.as_str(), rec.score_layer.as_deref()),
+        ("knn", Some("l2"))
     );
-    // l3 is 0.01 below l2: within logme's margin of 0.02; l1 and l4 are not.
+    // a - b by fold: 0.80-0.83, 0.82-0.76, 0.78-0.78 = -0.03, 0.06, 0: far noisier than 0.01.
+    // a - wide: 0.30 in every fold: no error, told apart.
+    assert_eq!(rec.models_within_noise, ["b"]);
+    // Fold 0: b (0.83) beats a (0.80); a stays first in folds 1 and 2.
+    assert_eq!(rec.stays_first, Some(2.0 / 3.0));
+    // l3 has ncm fold scores; l2 - l3 = -0.01, 0.03, 0.01: within noise. l1 has none, and is
+    // 0.2 below: beyond ncm's margin of 0.01.
     assert_eq!(rec.alternatives, ["l3"]);
     assert_eq!(
         rec.text,
-        "Fine-tune a (transrate 4.0000): keep everything up to l2 and re-train what follows.\n\
-         l2 and l3 are within noise of each other by LogME: the scores cannot separate them; \
-         if you can afford two fine-tuning runs, try l2 and l3."
+        "Fine-tune a: keep everything up to l2 and re-train what follows.\n\
+         a has the best k-NN accuracy: 0.800 ± 0.023 at l2; l2 has its best nearest-class-mean \
+         accuracy: 0.700 ± 0.023.\n\
+         By k-NN accuracy, this run cannot tell b apart from a (the differences are within twice \
+         their standard error); if you can afford two fine-tuning runs, try a and b.\n\
+         l2 and l3 are within noise of each other by nearest-class-mean accuracy: the scores \
+         cannot separate them; if you can afford two fine-tuning runs, try l2 and l3."
     );
-    assert_eq!(
-        cuts["b"],
-        Cut {
-            layer: "m1".into(),
-            score: 0.20,
-            alternatives: vec![],
-        }
-    );
+    assert_eq!(cuts["b"].layer, "m1");
+    assert_eq!(cuts["wide"].layer, "w1");
 }
 
 #[test]
-fn the_primary_strategy_keeps_the_published_behaviour() {
+fn the_published_way_picks_the_widest_and_deepest() {
     let t = table();
-    let (rec, cuts) = recommend(&rows(&t), "transrate", false, strategy("primary"), None);
+    let (rec, _) = recommend(&rows(&t), &ask("transrate", "primary", "primary"));
     assert_eq!(
         (rec.model.as_deref(), rec.layer.as_deref()),
-        (Some("a"), Some("l4"))
+        (Some("wide"), Some("w1"))
     );
-    // Alternatives: the layers within the strategy's margin of l4's 4.0.
-    let margin = strategy("primary").margin;
-    let within: Vec<&str> = [("l1", 1.0), ("l2", 2.0), ("l3", 3.0)]
-        .into_iter()
-        .filter(|(_, s)| 4.0 - s <= margin)
-        .map(|(l, _)| l)
-        .collect();
-    assert_eq!(rec.alternatives, within);
-    assert!(rec.text.starts_with(
-        "Fine-tune a (transrate 4.0000): keep everything up to l4 and re-train what follows"
-    ));
-    assert_eq!(cuts["b"].layer, "m2");
+    let (rec, cuts) = recommend(&rows(&t), &ask("transrate", "knn", "deepest"));
+    assert_eq!(
+        (rec.model.as_deref(), rec.layer.as_deref()),
+        (Some("a"), Some("l3"))
+    );
+    assert!(cuts["a"].alternatives.is_empty());
 }
 
+/// The pair to try is always the pick and the alternative furthest from it in depth (the
+/// deeper of two as far), never the two ends of the range without the pick.
 #[test]
-fn the_range_within_noise_is_named_by_its_ends_in_layer_order() {
-    let t = vec![
-        ("a", "l1", scores(&[("logme", 0.0)])),
-        ("a", "l2", scores(&[("logme", 0.50)])),
-        ("a", "l3", scores(&[("logme", 0.51)])),
-        ("a", "l4", scores(&[("logme", 0.495)])),
+fn the_layers_to_try_include_the_pick() {
+    let f = |v: &[f64]| folds(&[("ncm", v)]);
+    let t: Vec<Row> = vec![
+        (
+            "a",
+            "l1",
+            scores(&[("knn", 0.5), ("ncm", 0.69)]),
+            f(&[0.70, 0.68, 0.69]),
+        ),
+        (
+            "a",
+            "l2",
+            scores(&[("knn", 0.6), ("ncm", 0.70)]),
+            f(&[0.69, 0.71, 0.70]),
+        ),
+        (
+            "a",
+            "l3",
+            scores(&[("knn", 0.7), ("ncm", 0.69)]),
+            f(&[0.71, 0.67, 0.69]),
+        ),
+        (
+            "a",
+            "l4",
+            scores(&[("knn", 0.6), ("ncm", 0.60)]),
+            f(&[0.60, 0.60, 0.60]),
+        ),
     ];
-    let (rec, _) = recommend(&rows(&t), "logme", false, strategy("logme"), None);
-    assert_eq!(rec.layer.as_deref(), Some("l3"));
-    assert_eq!(rec.alternatives, ["l2", "l4"]);
+    let (rec, _) = recommend(&rows(&t), &ask("transrate", "knn", "ncm"));
+    assert_eq!(rec.alternatives, ["l1", "l3"]);
     assert!(
-        rec.text.ends_with(
-            "l2, l3 and l4 are within noise of each other by LogME: the scores cannot separate them; \
-             if you can afford two fine-tuning runs, try l2 and l4."
+        rec.text.contains(
+            "l1, l2 and l3 are within noise of each other by nearest-class-mean accuracy: the \
+             scores cannot separate them; if you can afford two fine-tuning runs, try l2 and l3."
         ),
         "{}",
         rec.text
@@ -106,79 +170,124 @@ fn the_range_within_noise_is_named_by_its_ends_in_layer_order() {
 }
 
 #[test]
-fn evidence_is_stated_as_the_benchmarks() {
-    let t = table();
-    let e = StrategyEvidence {
-        targets: 5,
-        regret_points: 1.234,
-        weighted_tau: 0.31,
-        ceiling_weighted_tau: 0.45,
-        alternatives_cover: 0.8,
-        middle_weighted_tau: 0.2,
-        middle_regret_points: 1.0,
-    };
-    let (rec, _) = recommend(&rows(&t), "transrate", false, strategy("primary"), Some(&e));
-    assert_eq!(rec.reliability.as_ref(), Some(&e));
-    assert!(rec.text.ends_with(
-        "How sure: on 5 held-out benchmark targets the `primary` cut lost 1.2 accuracy points on \
-         average against the best cut (weighted tau 0.31 over cuts; fine-tuning seeds agree with \
-         each other at 0.45), and the cut or an alternative was within seed noise of the best in \
-         80% of cases (docs/benchmark.md)."
-    ));
-    let weaker = StrategyEvidence {
-        middle_weighted_tau: 0.37,
-        ..e
-    };
-    let (rec, _) = recommend(
-        &rows(&t),
-        "transrate",
-        false,
-        strategy("primary"),
-        Some(&weaker),
-    );
-    assert!(rec.text.ends_with(
-        "There the middle of the candidate layers did better (1.0 points lost, tau 0.37): treat \
-         the cut as a hint and compare it with a mid-depth one."
-    ));
-}
-
-#[test]
 fn whole_model_metrics_and_missing_scores() {
-    let t = vec![
-        ("a", "l1", scores(&[("leep", -1.0)])),
-        ("a", "l2", scores(&[("leep", -1.0)])),
-        ("b", "m1", scores(&[("leep", -0.5)])),
+    let t: Vec<Row> = vec![
+        ("a", "l1", scores(&[("leep", -1.0)]), folds(&[])),
+        ("a", "l2", scores(&[("leep", -1.0)]), folds(&[])),
+        ("b", "m1", scores(&[("leep", -0.5)]), folds(&[])),
     ];
-    let (rec, cuts) = recommend(&rows(&t), "leep", true, strategy("logme"), None);
+    let mut asked = ask("leep", "primary", "ncm");
+    asked.per_model = true;
+    let (rec, cuts) = recommend(&rows(&t), &asked);
     assert_eq!((rec.model.as_deref(), rec.layer), (Some("b"), None));
     assert_eq!(
         rec.text,
-        "Fine-tune b (leep -0.5000); leep scores whole models, so choose the cut with a layer metric"
+        "Fine-tune b; leep scores whole models, so choose the cut with a layer metric.\n\
+         b has the best LEEP: -0.5000 at m1."
     );
     assert!(cuts.is_empty());
-    let (rec, _) = recommend(&rows(&t), "transrate", false, strategy("primary"), None);
+    let (rec, _) = recommend(&rows(&t), &ask("transrate", "knn", "ncm"));
     assert_eq!(
         (rec.model, rec.text.as_str()),
-        (None, "No layer has a transrate score")
+        (None, "No layer has a knn score")
     );
 }
 
 #[test]
-fn unknown_strategies_name_the_known_ones() {
+fn unknown_rules_name_the_known_ones() {
     assert_eq!(
-        Strategy::by_name("deepest").unwrap_err(),
-        "unknown strategy `deepest` in `recommend`; known: primary, logme, subspace"
+        Strategy::by_name("middle").unwrap_err(),
+        "unknown cut strategy `middle` in `recommend`; known: transrate_z, ncm, knn, logme, \
+         subspace, primary, deepest"
     );
-    assert!(Strategy::by_name(DEFAULT_STRATEGY).is_ok());
+    assert_eq!(
+        ModelRule::by_name("widest").unwrap_err(),
+        "unknown model rule `widest` in `recommend.model`; known: knn, ncm, transrate_z, logme, \
+         primary"
+    );
+}
+
+fn figures(mean: f64, worst: f64) -> Option<Figures> {
+    Some(Figures {
+        cases: 7,
+        mean: Some(mean),
+        worst: Some(worst),
+        wtau: Some(0.5),
+        within_noise: None,
+    })
 }
 
 #[test]
-fn the_embedded_evidence_parses_and_covers_the_strategies() {
+fn the_benchmark_is_quoted_for_the_runs_regime() {
+    let both = |m, w| Regimes {
+        scarce: figures(m, w),
+        full: figures(m / 10.0, w / 10.0),
+    };
+    let e = Evidence {
+        benchmark: "graded".into(),
+        protocol: "x".into(),
+        runs: 100,
+        targets: [("scarce".to_owned(), 7), ("full".to_owned(), 6)].into(),
+        defaults: Defaults {
+            model: "knn".into(),
+            model_layer: "best".into(),
+            cut: "ncm".into(),
+        },
+        model_rules: [
+            ("knn/best".to_owned(), both(0.11, 0.67)),
+            ("most_params".to_owned(), both(8.6, 15.8)),
+        ]
+        .into(),
+        cut_rules: [
+            ("ncm".to_owned(), both(0.65, 2.9)),
+            ("deepest".to_owned(), both(0.99, 6.2)),
+        ]
+        .into(),
+        ceiling: Ceiling {
+            model: both(0.24, 1.2),
+            cut: both(0.6, 2.6),
+        },
+    };
+    let t = table();
+    let mut asked = ask("transrate", "knn", "ncm");
+    asked.evidence = Some(&e);
+    let (rec, _) = recommend(&rows(&t), &asked);
+    assert!(
+        rec.text.ends_with(
+            "How sure: on 7 benchmark targets with 20 images a class, choosing the model by k-NN \
+         accuracy lost 0.1 points (worst 0.7) against the best model, the widest network 8.6 \
+         points (worst 15.8); cutting by nearest-class-mean accuracy lost 0.7 points (worst 2.9) \
+         against the best cut, the deepest layer 1.0 points (worst 6.2); fine-tuning seeds alone \
+         differ by 0.2 (models) and 0.6 (cuts) (docs/benchmark.md)."
+        ),
+        "{}",
+        rec.text
+    );
+    asked.images_per_class = 500.0;
+    let (rec, _) = recommend(&rows(&t), &asked);
+    assert_eq!(
+        rec.reliability.as_ref().map(|r| r.regime.as_str()),
+        Some("full")
+    );
+    assert!(
+        rec.text
+            .contains("on 6 benchmark targets with 300 images a class"),
+        "{}",
+        rec.text
+    );
+}
+
+/// The shipped rules have the benchmark's figures to quote. (The benchmark's own held-out
+/// selection, `defaults` in the file, may name a rank combination the tool does not implement;
+/// docs/benchmark.md compares the two.)
+#[test]
+fn the_shipped_rules_have_embedded_evidence() {
     let e = Evidence::embedded().expect("src/recommend/evidence.json parses");
-    for name in e.strategies.keys() {
-        assert!(
-            Strategy::by_name(name).is_ok(),
-            "evidence for unknown strategy {name}"
-        );
-    }
+    assert!(e
+        .model_rules
+        .contains_key(&format!("{DEFAULT_MODEL_RULE}/best")));
+    assert!(e.cut_rules.contains_key(DEFAULT_STRATEGY));
+    assert!(e.model_rules.contains_key("most_params"));
+    assert!(e.cut_rules.contains_key("deepest"));
+    assert_eq!(e.defaults.cut, DEFAULT_STRATEGY);
 }

@@ -45,10 +45,14 @@ pub fn svg(report: &Report) -> String {
         .results
         .iter()
         .map(|r| (r.model.as_str(), r.layer.as_str(), score_of(r, metric)));
-    draw(
-        metric,
-        &panels(rows, &report.layer_cuts, &report.recommendation),
-    )
+    let mut panels = panels(rows, &report.layer_cuts, &report.recommendation);
+    for p in &mut panels {
+        p.random = report
+            .results
+            .iter()
+            .any(|r| r.model == p.model && r.pretrained == Some(false));
+    }
+    draw(metric, &panels)
 }
 
 /// One panel per model, in the order the rows (model, layer, score) first name them.
@@ -72,6 +76,7 @@ fn panels<'a>(
                 .map(|c| c.alternatives.iter().map(String::as_str).collect())
                 .unwrap_or_default(),
             pick: (rec.model.as_deref() == Some(model)).then_some(rec.layer.as_deref()),
+            random: false,
         });
     }
     panels
@@ -223,6 +228,7 @@ mod tests {
             cut,
             alternatives: Vec::new(),
             pick: None,
+            random: false,
         }
     }
 
@@ -282,6 +288,7 @@ mod tests {
             Cut {
                 layer: "y1".into(),
                 score: 5.0,
+                se: None,
                 alternatives: vec!["y2".into()],
             },
         )]
@@ -289,10 +296,17 @@ mod tests {
         let rec = Recommendation {
             model: Some("a".into()),
             layer: Some("y1".into()),
+            model_rule: "primary".into(),
             metric: "transrate".into(),
             score: Some(5.0),
+            score_layer: Some("y1".into()),
+            score_se: None,
+            models_within_noise: Vec::new(),
+            stays_first: None,
             strategy: "primary".into(),
             cut_metric: "transrate".into(),
+            cut_score: Some(5.0),
+            cut_se: None,
             alternatives: vec!["y2".into()],
             reliability: None,
             text: String::new(),
@@ -312,6 +326,7 @@ mod tests {
                 cut: Some("y1"),
                 alternatives: vec!["y2"],
                 pick: Some(Some("y1")),
+                random: false,
             }
         );
         let svg = draw("transrate", &got);

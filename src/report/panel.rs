@@ -37,6 +37,8 @@ pub(super) struct Panel<'a> {
     pub(super) alternatives: Vec<&'a str>,
     /// This is the recommended model, and the recommended layer when there is one.
     pub(super) pick: Option<Option<&'a str>>,
+    /// The model has random weights (its manifest says `pretrained: false`).
+    pub(super) random: bool,
 }
 
 /// The y axis shared by all panels: bounds on tick steps, so the frame ends on labelled values.
@@ -222,6 +224,9 @@ fn draw_title(out: &mut String, panel: &Panel, frame: &Frame) {
     let title_size = 13.0;
     let max_chars = ((frame.w - 8.0) / (title_size * 0.62)) as usize;
     let mut title = panel.model.to_owned();
+    if panel.random {
+        title += " (random weights)";
+    }
     if panel.pick.is_some() {
         let _ = writeln!(
             out,
@@ -432,6 +437,7 @@ mod tests {
             cut: None,
             alternatives: Vec::new(),
             pick: None,
+            random: false,
         }
     }
 

@@ -9,9 +9,10 @@ use serde::Serialize;
 
 use crate::config::TransRateConfig;
 use crate::dataset::Skip;
+use crate::metrics::jackknife::standard_error;
 use crate::pipeline::{Outcome, StatsReport, Timing};
 use crate::plan::Plan;
-use crate::recommend::{recommend, Cut, Evidence, LayerScores, Recommendation};
+use crate::recommend::{recommend, Ask, Cut, Evidence, LayerScores, Recommendation};
 use crate::zoo::ModelSpec;
 
 #[derive(Debug, Clone, Serialize)]
@@ -57,6 +58,10 @@ pub struct DatasetReport {
 pub struct ResultRow {
     pub model: String,
     pub layer: String,
+    /// False for a model with random weights (its manifest says so): a baseline, not a
+    /// candidate anyone fine-tunes by choice.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pretrained: Option<bool>,
     pub dim: usize,
     pub n: u64,
     /// Parameter elements that fine-tuning re-trains when the model is cut here: every module
@@ -73,6 +78,12 @@ pub struct ResultRow {
     /// The raw terms a relative metric's score of this row was combined from, per metric.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub terms: BTreeMap<String, BTreeMap<String, f64>>,
+    /// This run's jackknife standard error of the advice's scores (`folds`).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub errors: BTreeMap<String, f64>,
+    /// Those scores without each fold of the sample in turn, from which the errors come.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub folds: BTreeMap<String, Vec<f64>>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -95,6 +106,18 @@ impl Report {
             .results
             .into_iter()
             .map(|r| ResultRow {
+                pretrained: plan
+                    .models
+                    .iter()
+                    .find(|m| m.name == r.model)
+                    .and_then(|m| m.pretrained),
+                errors: r
+                    .folds
+                    .iter()
+                    .map(|(m, f)| (m.clone(), standard_error(f)))
+                    .filter(|(_, e)| e.is_finite())
+                    .collect(),
+                folds: r.folds.into_iter().collect(),
                 model: r.model,
                 layer: r.layer,
                 dim: r.dim,
@@ -118,16 +141,24 @@ impl Report {
                 model: &r.model,
                 layer: &r.layer,
                 scores: &r.scores,
+                folds: &r.folds,
             })
             .collect();
-        let evidence = Evidence::embedded().and_then(|e| e.strategy(plan.strategy.name));
-        let (recommendation, layer_cuts) = recommend(
-            &rows,
-            plan.primary_metric(),
+        let usable: Vec<u64> = outcome
+            .per_class
+            .iter()
+            .copied()
+            .filter(|&n| n > 0)
+            .collect();
+        let ask = Ask {
+            primary: plan.primary_metric(),
             per_model,
-            plan.strategy,
-            evidence,
-        );
+            rule: plan.model_rule,
+            strategy: plan.strategy,
+            evidence: Evidence::embedded(),
+            images_per_class: usable.iter().sum::<u64>() as f64 / usable.len().max(1) as f64,
+        };
+        let (recommendation, layer_cuts) = recommend(&rows, &ask);
         let (classes, per_class): (Vec<_>, Vec<_>) = outcome
             .classes
             .into_iter()

@@ -33,13 +33,23 @@ pub fn write_all(report: &Report, dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(path, _)| path).collect())
 }
 
-/// One row per (model, layer, metric), in the report's order.
+/// One row per (model, layer, metric), in the report's order, with this run's standard error
+/// where the advice's scores have one, and whether the model's weights are pre-trained.
 pub fn scores_csv(report: &Report) -> Result<Vec<u8>> {
     let mut out = csv::Writer::from_writer(Vec::new());
     let csv_err =
         |e: csv::Error| Error::io("cannot encode", "scores.csv", std::io::Error::other(e));
-    out.write_record(["model", "layer", "metric", "score", "dim", "n"])
-        .map_err(csv_err)?;
+    out.write_record([
+        "model",
+        "layer",
+        "metric",
+        "score",
+        "dim",
+        "n",
+        "se",
+        "pretrained",
+    ])
+    .map_err(csv_err)?;
     for row in &report.results {
         for metric in &report.metrics {
             if let Some(score) = row.scores.get(metric) {
@@ -50,6 +60,10 @@ pub fn scores_csv(report: &Report) -> Result<Vec<u8>> {
                     &format!("{score:.17e}"),
                     &row.dim.to_string(),
                     &row.n.to_string(),
+                    &row.errors
+                        .get(metric)
+                        .map_or(String::new(), |e| format!("{e:.17e}")),
+                    &row.pretrained.map_or(String::new(), |p| p.to_string()),
                 ])
                 .map_err(csv_err)?;
             }

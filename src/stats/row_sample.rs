@@ -104,6 +104,13 @@ impl RowSample {
         Ok((rows, order.iter().map(|&i| self.labels[i]).collect()))
     }
 
+    /// The images' positions in the listing, in the order `rows` gives them.
+    pub fn ids(&self) -> Vec<u32> {
+        let mut ids = self.ids.clone();
+        ids.sort_unstable();
+        ids
+    }
+
     pub fn bytes(&self) -> usize {
         self.chunks
             .iter()

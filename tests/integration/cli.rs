@@ -91,6 +91,10 @@ fn run_config(yaml: &str, extra: &[&str]) -> Run {
     Run { dir, output }
 }
 
+/// The published advice (the model and the cut by TransRate), which reads no sample rows: for
+/// tests of the memory arithmetic, whose figures the default advice's sample would change.
+const PUBLISHED_ADVICE: &str = "recommend: {model: primary, cut: primary}\n";
+
 fn config_with_models(models: &str) -> String {
     format!("dataset: {{root: {{images}}}}\nmodels:{models}\ndevice: cpu\nbatch_size: 4\n")
 }
@@ -216,10 +220,12 @@ fn end_to_end_report_matches_the_python_reference() {
     assert_eq!(rec["layer"], best_cut(best["model"].as_str().unwrap()));
     assert!(
         rec["text"].as_str().unwrap().starts_with(&format!(
-            "Fine-tune {} (transrate {:.4}): keep everything up to {} and re-train what follows",
-            best["model"].as_str().unwrap(),
+            "Fine-tune {model}: keep everything up to {} and re-train what follows.\n\
+             {model} has the best TransRate: {:.4} at {}",
+            rec["layer"].as_str().unwrap(),
             best["transrate"].as_f64().unwrap(),
-            rec["layer"].as_str().unwrap()
+            best["layer"].as_str().unwrap(),
+            model = best["model"].as_str().unwrap(),
         )),
         "{}",
         rec["text"]
@@ -260,10 +266,12 @@ fn end_to_end_report_matches_the_python_reference() {
 
     let csv = std::fs::read_to_string(out.path().join("scores.csv")).unwrap();
     let lines: Vec<&str> = csv.lines().collect();
-    assert_eq!(lines[0], "model,layer,metric,score,dim,n");
-    // TransRate and the default cut strategy's score for each of the 8 (model, layer) pairs.
+    assert_eq!(lines[0], "model,layer,metric,score,dim,n,se,pretrained");
+    // TransRate and the subspace strategy's score for each of the 8 (model, layer) pairs; no
+    // standard errors (neither reads the sample), and the models' manifests say nothing.
     assert_eq!(lines.len(), 1 + 16);
     assert!(lines[1].starts_with("tiny_a,stem,transrate,"));
+    assert!(lines[1].ends_with(",8,22,,"), "{}", lines[1]);
     assert!(std::fs::read_to_string(out.path().join("scores.svg"))
         .unwrap()
         .starts_with("<svg"));
@@ -297,7 +305,7 @@ fn command_line_overrides_the_config() {
         format!("{}\n", report["recommendation"]["text"].as_str().unwrap())
     );
     assert!(
-        run.stdout().starts_with("Fine-tune tiny_a "),
+        run.stdout().starts_with("Fine-tune tiny_a: "),
         "{}",
         run.stdout()
     );
@@ -573,17 +581,11 @@ fn metrics_all_end_to_end_match_the_python_reference() {
     let run = run_config(&yaml, &[]);
     assert!(run.output.status.success(), "{}", run.stderr());
     let report = run.report();
-    // Every known metric, then the default cut strategy's score, computed although `all` does
-    // not list it.
+    // Every known metric; the default advice's scores are among them, so none is appended.
     let names = zoo_select::metrics::KNOWN;
-    let mut listed = names.to_vec();
-    let strategy =
-        zoo_select::recommend::Strategy::by_name(zoo_select::recommend::DEFAULT_STRATEGY)
-            .unwrap()
-            .metric()
-            .unwrap();
-    listed.push(strategy.name());
-    assert_eq!(report["metrics"], serde_json::json!(listed));
+    assert!(names.contains(&zoo_select::recommend::DEFAULT_MODEL_RULE));
+    assert!(names.contains(&zoo_select::recommend::DEFAULT_STRATEGY));
+    assert_eq!(report["metrics"], serde_json::json!(names));
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("e2e_expected.json")).unwrap(),
     )
@@ -651,14 +653,14 @@ fn metrics_all_end_to_end_match_the_python_reference() {
         assert!(header.contains(name), "{header}");
     }
     let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
-    assert_eq!(csv.lines().count(), 1 + 8 * listed.len());
+    assert_eq!(csv.lines().count(), 1 + 8 * names.len());
 }
 
 #[test]
 fn ncti_ranks_and_recommends_like_any_higher_is_better_score() {
     let model_b = MODEL_A.replace("tiny_a", "tiny_b");
     let yaml = format!(
-        "{}metrics: [ncti, transrate]\nrecommend: primary\n",
+        "{}metrics: [ncti, transrate]\nrecommend: {{model: primary, cut: primary}}\n",
         config_with_models(&format!("{MODEL_A}{model_b}"))
     );
     let run = run_config(&yaml, &[]);
@@ -733,7 +735,10 @@ fn a_model_without_source_logits_gets_notes_not_scores() {
     }
     // A primary metric nothing has: no recommendation is made up.
     let run = run_config(
-        &format!("{}metrics: [leep, transrate]\n", config_with_models(models)),
+        &format!(
+            "{}metrics: [leep, transrate]\nrecommend: {{model: primary, cut: primary}}\n",
+            config_with_models(models)
+        ),
         &[],
     );
     assert!(run.output.status.success(), "{}", run.stderr());
@@ -763,7 +768,8 @@ fn transrate_variants_come_from_the_same_pass() {
             "tr_authors",
             "tr_e2",
             "tr_l2",
-            "transrate_subspace"
+            "knn",
+            "transrate_z"
         ])
     );
     // A variant scores what the metric itself scores with those options.
@@ -832,7 +838,7 @@ fn memory_is_checked_before_the_pass() {
     // rows: 4 x 24 x 34 = 3,264 bytes of f32 rows, and 8 (D + 2 C D + D^2) bytes of sums per
     // layer, 4,240 in all.
     let run = run_config(
-        &(config_with_models(MODEL_A) + "memory_budget: 0.000001\n"),
+        &(config_with_models(MODEL_A) + "memory_budget: 0.000001\n" + PUBLISHED_ADVICE),
         &[],
     );
     // The rows could go to disk; the sums cannot.
@@ -852,9 +858,9 @@ fn memory_is_checked_before_the_pass() {
 fn rows_beyond_the_memory_budget_spill_to_disk_and_score_the_same() {
     // 4.1 KiB of sums stay in memory; a budget of 5.0 KiB leaves the 3.2 KiB of rows about
     // 0.9 KiB, so most of them go to a spill file in the output's stats/ folder.
-    let unlimited = run_config(&config_with_models(MODEL_A), &[]);
+    let unlimited = run_config(&(config_with_models(MODEL_A) + PUBLISHED_ADVICE), &[]);
     let tight = run_config(
-        &(config_with_models(MODEL_A) + "memory_budget: 0.0000047\n"),
+        &(config_with_models(MODEL_A) + "memory_budget: 0.0000047\n" + PUBLISHED_ADVICE),
         &[],
     );
     for run in [&unlimited, &tight] {
@@ -1120,4 +1126,61 @@ fn classes_of_one_image_are_warned_about_and_noted() {
         .as_str()
         .unwrap()
         .contains("k-NN's leave-one-out finds no other image of such a class"));
+}
+
+/// The default advice: the model by its best layer's k-NN accuracy, the cut by TransRate's z
+/// against shuffled labels, each with this run's jackknife standard error from 10 folds of the
+/// sample, in report.json and scores.csv; `folds: 0` leaves them out.
+#[test]
+fn the_default_advice_reads_knn_and_transrate_z_with_this_runs_errors() {
+    let models = format!("{MODEL_A}{}", MODEL_A.replace("tiny_a", "tiny_b"));
+    let run = run_config(&config_with_models(&models), &["-q"]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    let rec = &report["recommendation"];
+    assert_eq!(
+        (
+            &rec["model_rule"],
+            &rec["metric"],
+            &rec["strategy"],
+            &rec["cut_metric"]
+        ),
+        (
+            &serde_json::json!("knn"),
+            &serde_json::json!("knn"),
+            &serde_json::json!("transrate_z"),
+            &serde_json::json!("transrate_z")
+        )
+    );
+    let rows = report["results"].as_array().unwrap();
+    let best = rows
+        .iter()
+        .map(|r| r["scores"]["knn"].as_f64().unwrap())
+        .fold(f64::NEG_INFINITY, f64::max);
+    assert_eq!(rec["score"].as_f64().unwrap(), best);
+    for r in rows {
+        for metric in ["knn", "transrate_z"] {
+            let folds = r["folds"][metric].as_array().unwrap();
+            // 22 images in 10 folds: every non-empty fold is a group.
+            assert!((8..=10).contains(&folds.len()), "{metric}: {r}");
+            // The jackknife's standard error of the leave-fold-out values.
+            let v: Vec<f64> = folds.iter().map(|f| f.as_f64().unwrap()).collect();
+            let k = v.len() as f64;
+            let mean = v.iter().sum::<f64>() / k;
+            let se = ((k - 1.0) / k * v.iter().map(|x| (x - mean).powi(2)).sum::<f64>()).sqrt();
+            assert!((r["errors"][metric].as_f64().unwrap() - se).abs() <= 1e-12 * se.max(1.0));
+        }
+    }
+    let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
+    assert!(
+        csv.starts_with("model,layer,metric,score,dim,n,se,pretrained\n"),
+        "{csv}"
+    );
+    let off = run_config(&(config_with_models(&models) + "folds: 0\n"), &["-q"]);
+    assert!(off.output.status.success(), "{}", off.stderr());
+    assert!(off.report()["results"][0].get("folds").is_none());
+    let one = run_config(&(config_with_models(&models) + "folds: 1\n"), &["-q"]);
+    assert!(one
+        .error_line()
+        .ends_with("`folds` must be 0 (no standard errors) or at least 2"));
 }

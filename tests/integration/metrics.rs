@@ -13,8 +13,8 @@ use tch::{Device, Kind, Tensor};
 use zoo_select::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
 use zoo_select::error::Error;
 use zoo_select::metrics::{
-    Cdnv, Gbc, HScore, Knn, Leep, LogMe, Metric, Ncm, Nce, Ncti, Sfda, ShrinkageHScore,
-    TransRate, TransRateZ,
+    Cdnv, Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncm, Ncti, Sfda, ShrinkageHScore, TransRate,
+    TransRateZ,
 };
 use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
 use zoo_select::stats::{RowBudget, Spiller};

@@ -580,6 +580,21 @@ def load_png_folder(root):
     return np.stack(xs), np.array(ys), used
 
 
+def listing_ids(root):
+    """Each usable image's position in zoo-select's listing: every non-hidden file of the sorted
+    class folders, sorted, counts (a file that fails to decode keeps its place)."""
+    ids, position = [], 0
+    for name in sorted(p.name for p in root.iterdir() if p.is_dir()):
+        for f in sorted(p for p in (root / name).iterdir() if not p.name.startswith(".")):
+            try:
+                Image.open(f).convert("RGB")
+                ids.append(position)
+            except Exception:
+                pass
+            position += 1
+    return np.array(ids)
+
+
 def pool(t):
     if t.dim() == 4:
         return t.mean((2, 3))
@@ -618,6 +633,7 @@ def e2e_fixture():
     out = FIX / "zoo"
     out.mkdir(parents=True, exist_ok=True)
     images, labels, classes = load_png_folder(FIX / "images")
+    ids = listing_ids(FIX / "images")
     x = torch.from_numpy(images).permute(0, 3, 1, 2).float().div(255.0)
     x = (x - torch.tensor(E2E_MEAN).view(1, 3, 1, 1)) / torch.tensor(E2E_STD).view(1, 3, 1, 1)
     expected = {"classes": classes, "images": int(len(labels)), "eps": 1e-4, "results": []}
@@ -646,6 +662,9 @@ def e2e_fixture():
                         "gbc": ref.gbc(feats, labels),
                         "knn": sample_ref.knn(feats, labels, k=10),
                         "sfda": sample_ref.sfda(feats, labels),
+                        "ncm": sample_ref.ncm(feats, labels),
+                        "cdnv": sample_ref.cdnv(feats, labels),
+                        "transrate_z": sample_ref.transrate_z(feats, labels, ids=ids),
                     },
                     "ncti_terms": dict(zip(NCTI_TERMS, sample_ref.ncti_components(feats, labels))),
                 }

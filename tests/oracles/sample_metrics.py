@@ -443,7 +443,7 @@ if __name__ == "__main__":
 # ------------------------------------------------------------------------------------------------
 
 CDNV_CAP = 1e3                # a pair of classes contributes at most this CDNV
-TRANSRATE_Z_PERMUTATIONS = 16
+TRANSRATE_Z_NULLS = 16
 TRANSRATE_Z_EPS = 1e-4        # TransRate's published default eps
 
 
@@ -494,25 +494,27 @@ def cdnv(X, y, cap: float = CDNV_CAP) -> float:
     return float(-np.log10(np.mean(ratios)))
 
 
-def splitmix64_shuffle(items: list, seed: int) -> list:
-    """Fisher-Yates driven by SplitMix64 seeded with `seed` (the permutations zoo-select draws)."""
+def splitmix64(state: int) -> int:
+    """The first output of SplitMix64 seeded with `state` (Steele et al. 2014)."""
     mask = (1 << 64) - 1
-    state = seed
-    out = list(items)
-    for i in range(len(out) - 1, 0, -1):
-        state = (state + 0x9E3779B97F4A7C15) & mask
-        z = state
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
-        z ^= z >> 31
-        j = z % (i + 1)
-        out[i], out[j] = out[j], out[i]
-    return out
+    z = (state + 0x9E3779B97F4A7C15) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return z ^ (z >> 31)
 
 
-def transrate_z(X, y, eps: float = TRANSRATE_Z_EPS, permutations: int = TRANSRATE_Z_PERMUTATIONS) -> float:
-    """TransRate's z-score against permuted labels: (TR(y) - mean_p TR(y_p)) / sd_p TR(y_p),
-    TR the published TransRate (global centring, 1/C class weights) of the rows, ddof 1."""
+def null_labels(y, ids, p: int) -> np.ndarray:
+    """Shuffled labelling p: the image at listing position `id` takes the label at quantile
+    splitmix64(p << 32 | id) / 2^64 of the sorted labels (zoo-select's transrate_z)."""
+    ordered = np.sort(np.asarray(y))
+    m = len(ordered)
+    return np.array([ordered[(splitmix64((p << 32) | int(i)) * m) >> 64] for i in ids])
+
+
+def transrate_z(X, y, eps: float = TRANSRATE_Z_EPS, nulls: int = TRANSRATE_Z_NULLS, ids=None) -> float:
+    """TransRate's z-score against shuffled labels: (TR(y) - mean_p TR(y_p)) / sd_p TR(y_p),
+    TR the published TransRate (global centring, 1/C class weights) of the rows, ddof 1, y_p
+    the shuffled labellings `null_labels` (ids: the rows' listing positions, default 0..n-1)."""
     x = _features(X)
     y, _ = _labels(y, len(x), all_present=False)
     z = x - x.mean(axis=0)
@@ -527,5 +529,6 @@ def transrate_z(X, y, eps: float = TRANSRATE_Z_EPS, permutations: int = TRANSRAT
         return rate(z) - np.mean([rate(z[labels == k]) for k in present])
 
     real = transrate_of(y)
-    null = np.array([transrate_of(splitmix64_shuffle(list(y), p)) for p in range(permutations)])
+    ids = np.arange(len(y)) if ids is None else np.asarray(ids)
+    null = np.array([transrate_of(null_labels(y, ids, p)) for p in range(nulls)])
     return float((real - null.mean()) / null.std(ddof=1))

@@ -468,6 +468,15 @@ impl ClassMoments {
             .rows()
     }
 
+    /// The sampled images' positions in the listing, in the order `sample_rows` gives them.
+    pub fn sample_ids(&self) -> Result<Vec<u32>, TchError> {
+        Ok(self
+            .sample
+            .as_ref()
+            .ok_or_else(|| Self::missing("the sampled feature rows"))?
+            .ids())
+    }
+
     /// How much the features vary, per image: total and within-class scatter traces and the
     /// raw mean squared norm, from whichever second-order sums these statistics keep (None
     /// when they keep none: a sample-only store, whose rows say it instead).

@@ -1,0 +1,93 @@
+//! How far the benchmark says this run's advice can be trusted: the figures of the rules the run
+//! used, in the regime (few or many images a class) closest to the run's, beside the seed
+//! ceiling and the baselines that read no feature, in one plain line.
+
+use serde::Serialize;
+
+use super::evidence::{regime_for, Evidence, Figures};
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reliability {
+    pub benchmark: String,
+    /// `scarce` or `full`: the benchmark regime closest to this run's images a class.
+    pub regime: String,
+    pub targets: usize,
+    pub runs: usize,
+    /// Accuracy points lost against the best model, the model rule's and the seed ceiling's.
+    pub model: Option<Figures>,
+    pub model_ceiling: Option<Figures>,
+    /// The same for the widest network (the most parameters): a choice that reads no feature.
+    pub most_params: Option<Figures>,
+    /// Accuracy points lost against the best cut of each pre-trained network.
+    pub cut: Option<Figures>,
+    pub cut_ceiling: Option<Figures>,
+    pub deepest: Option<Figures>,
+    pub middle: Option<Figures>,
+}
+
+impl Reliability {
+    /// The figures of model rule `model_key` (`knn/best`) and cut rule `cut_key` for a run with
+    /// this many images a class.
+    pub fn of(e: &Evidence, model_key: &str, cut_key: &str, images_per_class: f64) -> Reliability {
+        let regime = regime_for(images_per_class);
+        let pick = |map: &std::collections::BTreeMap<String, super::evidence::Regimes>,
+                    key: &str| {
+            map.get(key).and_then(|r| r.get(regime)).cloned()
+        };
+        Reliability {
+            benchmark: e.benchmark.clone(),
+            regime: regime.to_owned(),
+            targets: e.targets.get(regime).copied().unwrap_or(0),
+            runs: e.runs,
+            model: pick(&e.model_rules, model_key),
+            model_ceiling: e.ceiling.model.get(regime).cloned(),
+            most_params: pick(&e.model_rules, "most_params"),
+            cut: pick(&e.cut_rules, cut_key),
+            cut_ceiling: e.ceiling.cut.get(regime).cloned(),
+            deepest: pick(&e.cut_rules, "deepest"),
+            middle: pick(&e.cut_rules, "middle"),
+        }
+    }
+
+    /// One line a user can act on; None when the benchmark has no figures for these rules.
+    pub fn statement(&self, model_label: &str, cut_label: &str) -> Option<String> {
+        let lost = |f: &Option<Figures>| -> Option<String> {
+            let f = f.as_ref()?;
+            Some(format!("{:.1} points (worst {:.1})", f.mean?, f.worst?))
+        };
+        let images = if self.regime == "scarce" { 20 } else { 300 };
+        let mut parts = Vec::new();
+        if let Some(m) = lost(&self.model) {
+            let mut s =
+                format!("choosing the model by {model_label} lost {m} against the best model");
+            if let Some(w) = lost(&self.most_params) {
+                s += &format!(", the widest network {w}");
+            }
+            parts.push(s);
+        }
+        if let Some(c) = lost(&self.cut) {
+            let mut s = format!("cutting by {cut_label} lost {c} against the best cut");
+            if let Some(d) = lost(&self.deepest) {
+                s += &format!(", the deepest layer {d}");
+            }
+            parts.push(s);
+        }
+        if parts.is_empty() {
+            return None;
+        }
+        let ceiling = match (&self.model_ceiling, &self.cut_ceiling) {
+            (Some(m), Some(c)) => match (m.mean, c.mean) {
+                (Some(m), Some(c)) => {
+                    format!("; fine-tuning seeds alone differ by {m:.1} (models) and {c:.1} (cuts)")
+                }
+                _ => String::new(),
+            },
+            _ => String::new(),
+        };
+        Some(format!(
+            "How sure: on {} benchmark targets with {images} images a class, {}{ceiling} (docs/benchmark.md)",
+            self.targets,
+            parts.join("; ")
+        ))
+    }
+}
