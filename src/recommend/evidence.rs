@@ -56,6 +56,14 @@ pub struct Evidence {
     pub cut_rules: BTreeMap<String, Regimes>,
     /// One fine-tuning seed predicting the others: what no score can beat.
     pub ceiling: Ceiling,
+    /// The held-out figures of the procedure that chose the defaults (leave one task out).
+    pub selection: Option<Selection>,
+}
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct Selection {
+    pub model: Regimes,
+    pub cut: Regimes,
 }
 
 /// The regime whose figures speak for a run with this many images a class: the benchmark's

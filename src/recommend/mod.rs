@@ -16,7 +16,7 @@ mod noise;
 mod reliability;
 mod strategy;
 
-pub use evidence::{regime_for, Ceiling, Defaults, Evidence, Figures, Regimes};
+pub use evidence::{regime_for, Ceiling, Defaults, Evidence, Figures, Regimes, Selection};
 pub use model_rule::{ModelRule, ModelScore, DEFAULT_MODEL_RULE, MODEL_RULES};
 pub use noise::{choose, Candidate, Choice, SEPARATION};
 pub use reliability::Reliability;

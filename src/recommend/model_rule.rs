@@ -38,6 +38,11 @@ pub const MODEL_RULES: &[ModelRule] = &[
         summary: "the model whose best layer's TransRate stands furthest above permuted labels'",
     },
     ModelRule {
+        name: "sfda",
+        score: ModelScore::Metric("sfda"),
+        summary: "the model whose best layer has the best SFDA score",
+    },
+    ModelRule {
         name: "logme",
         score: ModelScore::Metric("logme"),
         summary: "the model whose best layer has the best LogME evidence",
@@ -49,9 +54,8 @@ pub const MODEL_RULES: &[ModelRule] = &[
     },
 ];
 
-/// What `recommend.model` defaults to: k-NN's best layer, among the rules the jackknife covers
-/// the one with the best figures over every graded case (docs/benchmark.md says how that
-/// compares with the held-out selection, which chose a rank combination not implemented here).
+/// What `recommend.model` defaults to: the rule the graded benchmark's leave-one-task-out
+/// selection chose (src/recommend/evidence.json `defaults.model`; a test holds them equal).
 pub const DEFAULT_MODEL_RULE: &str = "knn";
 
 impl ModelRule {

@@ -13,13 +13,17 @@ pub struct Reliability {
     pub regime: String,
     pub targets: usize,
     pub runs: usize,
-    /// Accuracy points lost against the best model, the model rule's and the seed ceiling's.
+    /// Accuracy points lost against the best model, the model rule's and the seed ceiling's;
+    /// for a default rule, those of the held-out procedure that chose it.
     pub model: Option<Figures>,
+    pub model_held_out: bool,
     pub model_ceiling: Option<Figures>,
     /// The same for the widest network (the most parameters): a choice that reads no feature.
     pub most_params: Option<Figures>,
-    /// Accuracy points lost against the best cut of each pre-trained network.
+    /// Accuracy points lost against the best cut of each pre-trained network (held out, for
+    /// the default strategy).
     pub cut: Option<Figures>,
+    pub cut_held_out: bool,
     pub cut_ceiling: Option<Figures>,
     pub deepest: Option<Figures>,
     pub middle: Option<Figures>,
@@ -34,15 +38,28 @@ impl Reliability {
                     key: &str| {
             map.get(key).and_then(|r| r.get(regime)).cloned()
         };
+        let default_model = model_key == format!("{}/{}", e.defaults.model, e.defaults.model_layer);
+        let default_cut = cut_key == e.defaults.cut;
+        let held =
+            |default: bool, which: fn(&super::evidence::Selection) -> &super::evidence::Regimes| {
+                e.selection
+                    .as_ref()
+                    .filter(|_| default)
+                    .and_then(|s| which(s).get(regime).cloned())
+            };
+        let model_held = held(default_model, |s| &s.model);
+        let cut_held = held(default_cut, |s| &s.cut);
         Reliability {
             benchmark: e.benchmark.clone(),
             regime: regime.to_owned(),
             targets: e.targets.get(regime).copied().unwrap_or(0),
             runs: e.runs,
-            model: pick(&e.model_rules, model_key),
+            model_held_out: model_held.is_some(),
+            model: model_held.or_else(|| pick(&e.model_rules, model_key)),
             model_ceiling: e.ceiling.model.get(regime).cloned(),
             most_params: pick(&e.model_rules, "most_params"),
-            cut: pick(&e.cut_rules, cut_key),
+            cut_held_out: cut_held.is_some(),
+            cut: cut_held.or_else(|| pick(&e.cut_rules, cut_key)),
             cut_ceiling: e.ceiling.cut.get(regime).cloned(),
             deepest: pick(&e.cut_rules, "deepest"),
             middle: pick(&e.cut_rules, "middle"),
@@ -58,15 +75,21 @@ impl Reliability {
         let images = if self.regime == "scarce" { 20 } else { 300 };
         let mut parts = Vec::new();
         if let Some(m) = lost(&self.model) {
+            let how = if self.model_held_out {
+                " (held out)"
+            } else {
+                ""
+            };
             let mut s =
-                format!("choosing the model by {model_label} lost {m} against the best model");
+                format!("choosing the model by {model_label}{how} lost {m} against the best model");
             if let Some(w) = lost(&self.most_params) {
                 s += &format!(", the widest network {w}");
             }
             parts.push(s);
         }
         if let Some(c) = lost(&self.cut) {
-            let mut s = format!("cutting by {cut_label} lost {c} against the best cut");
+            let how = if self.cut_held_out { " (held out)" } else { "" };
+            let mut s = format!("cutting by {cut_label}{how} lost {c} against the best cut");
             if let Some(d) = lost(&self.deepest) {
                 s += &format!(", the deepest layer {d}");
             }

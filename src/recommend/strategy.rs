@@ -40,22 +40,28 @@ pub const SUBSPACE_EPS: f64 = 1e-2;
 
 pub const STRATEGIES: &[Strategy] = &[
     Strategy {
-        name: "transrate_z",
-        score: CutScore::Metric("transrate_z"),
-        margin: 2.0,
-        summary: "the layer whose TransRate stands furthest above that of permuted labels",
-    },
-    Strategy {
         name: "ncm",
         score: CutScore::Metric("ncm"),
         margin: 0.01,
         summary: "the layer with the best leave-one-out nearest-class-mean accuracy",
     },
     Strategy {
+        name: "transrate_z",
+        score: CutScore::Metric("transrate_z"),
+        margin: 2.0,
+        summary: "the layer whose TransRate stands furthest above that of permuted labels",
+    },
+    Strategy {
         name: "knn",
         score: CutScore::Metric("knn"),
         margin: 0.01,
         summary: "the layer with the best leave-one-out k-NN accuracy",
+    },
+    Strategy {
+        name: "sfda",
+        score: CutScore::Metric("sfda"),
+        margin: 0.01,
+        summary: "the layer with the best SFDA score",
     },
     Strategy {
         name: "logme",
@@ -95,7 +101,7 @@ pub const STRATEGIES: &[Strategy] = &[
 
 /// What `recommend.cut` defaults to: the strategy the graded benchmark's leave-one-task-out
 /// selection chose (src/recommend/evidence.json `defaults.cut`; a test holds them equal).
-pub const DEFAULT_STRATEGY: &str = "transrate_z";
+pub const DEFAULT_STRATEGY: &str = "ncm";
 
 impl Strategy {
     pub fn by_name(name: &str) -> Result<&'static Strategy, String> {

@@ -763,14 +763,7 @@ fn transrate_variants_come_from_the_same_pass() {
     let report = run.report();
     assert_eq!(
         report["metrics"],
-        serde_json::json!([
-            "transrate",
-            "tr_authors",
-            "tr_e2",
-            "tr_l2",
-            "knn",
-            "transrate_z"
-        ])
+        serde_json::json!(["transrate", "tr_authors", "tr_e2", "tr_l2", "knn", "ncm"])
     );
     // A variant scores what the metric itself scores with those options.
     let alone = run_config(
@@ -1128,11 +1121,11 @@ fn classes_of_one_image_are_warned_about_and_noted() {
         .contains("k-NN's leave-one-out finds no other image of such a class"));
 }
 
-/// The default advice: the model by its best layer's k-NN accuracy, the cut by TransRate's z
-/// against shuffled labels, each with this run's jackknife standard error from 10 folds of the
+/// The default advice: the model by its best layer's k-NN accuracy, the cut by the
+/// nearest-class-mean accuracy, each with this run's jackknife standard error from 10 folds of the
 /// sample, in report.json and scores.csv; `folds: 0` leaves them out.
 #[test]
-fn the_default_advice_reads_knn_and_transrate_z_with_this_runs_errors() {
+fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
     let models = format!("{MODEL_A}{}", MODEL_A.replace("tiny_a", "tiny_b"));
     let run = run_config(&config_with_models(&models), &["-q"]);
     assert!(run.output.status.success(), "{}", run.stderr());
@@ -1148,8 +1141,8 @@ fn the_default_advice_reads_knn_and_transrate_z_with_this_runs_errors() {
         (
             &serde_json::json!("knn"),
             &serde_json::json!("knn"),
-            &serde_json::json!("transrate_z"),
-            &serde_json::json!("transrate_z")
+            &serde_json::json!("ncm"),
+            &serde_json::json!("ncm")
         )
     );
     let rows = report["results"].as_array().unwrap();
@@ -1159,7 +1152,7 @@ fn the_default_advice_reads_knn_and_transrate_z_with_this_runs_errors() {
         .fold(f64::NEG_INFINITY, f64::max);
     assert_eq!(rec["score"].as_f64().unwrap(), best);
     for r in rows {
-        for metric in ["knn", "transrate_z"] {
+        for metric in ["knn", "ncm"] {
             let folds = r["folds"][metric].as_array().unwrap();
             // 22 images in 10 folds: every non-empty fold is a group.
             assert!((8..=10).contains(&folds.len()), "{metric}: {r}");
