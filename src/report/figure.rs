@@ -52,7 +52,29 @@ pub fn svg(report: &Report) -> String {
             .iter()
             .any(|r| r.model == p.model && r.pretrained == Some(false));
     }
-    draw(metric, &panels)
+    draw(
+        metric,
+        &panels,
+        model_note(&report.recommendation).as_deref(),
+    )
+}
+
+/// What chose the model, for the line under the title: the panels plot the cut's score, so the
+/// model's own score is said in words.
+fn model_note(rec: &Recommendation) -> Option<String> {
+    let (model, score, layer) = (
+        rec.model.as_deref()?,
+        rec.score?,
+        rec.score_layer.as_deref()?,
+    );
+    let value = match rec.score_se {
+        Some(se) => format!("{score:.4} ± {se:.4}"),
+        None => format!("{score:.4}"),
+    };
+    Some(format!(
+        "the model was chosen by {}: {model} has the best, {value} at {layer}",
+        crate::metrics::label(&rec.metric)
+    ))
 }
 
 /// One panel per model, in the order the rows (model, layer, score) first name them.
@@ -144,7 +166,7 @@ fn legend_width() -> f64 {
 }
 
 /// The whole figure: a title, the legend, then one panel per model, left to right, top to bottom.
-fn draw(metric: &str, panels: &[Panel]) -> String {
+fn draw(metric: &str, panels: &[Panel], note: Option<&str>) -> String {
     let cols = panels.len().clamp(1, COLS);
     let rows = panels.len().div_ceil(cols).max(1);
     // Below three panels a row the panels widen instead, so that even one model's figure has
@@ -161,7 +183,7 @@ fn draw(metric: &str, panels: &[Panel]) -> String {
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{width:.0}" height="{height:.0}" viewBox="0 0 {width:.0} {height:.0}" font-family="sans-serif" font-size="12">"#
     );
     out.push_str("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n");
-    draw_heading(&mut out, metric);
+    draw_heading(&mut out, metric, note);
     draw_legend(&mut out);
     if panels.is_empty() {
         let _ = writeln!(
@@ -187,15 +209,17 @@ fn draw(metric: &str, panels: &[Panel]) -> String {
 }
 
 /// The figure's title and the line under it.
-fn draw_heading(out: &mut String, metric: &str) {
+fn draw_heading(out: &mut String, metric: &str, note: Option<&str>) {
     let _ = writeln!(
         out,
         r#"<text x="{MARGIN}" y="{TITLE_Y:.1}" font-size="15" font-weight="bold">{} by layer (higher transfers better)</text>"#,
         escape(metric)
     );
+    let note = note.map_or(String::new(), |n| format!("; {n}"));
     let _ = writeln!(
         out,
-        r##"<text x="{MARGIN}" y="{SUBTITLE_Y:.1}" font-size="11" fill="#555">One panel per model, all on the same y scale</text>"##
+        r##"<text x="{MARGIN}" y="{SUBTITLE_Y:.1}" font-size="11" fill="#555">One panel per model, all on the same y scale{}</text>"##,
+        escape(&note)
     );
 }
 
@@ -329,7 +353,11 @@ mod tests {
                 random: false,
             }
         );
-        let svg = draw("transrate", &got);
+        let svg = draw("transrate", &got, model_note(&rec).as_deref());
+        assert!(svg.contains(
+            "One panel per model, all on the same y scale; the model was chosen by TransRate: a \
+             has the best, 5.0000 at y1</text>"
+        ));
         assert_eq!(svg.matches(r#"class="cut""#).count(), 1);
         assert_eq!(svg.matches(r#"class="alternative""#).count(), 1);
         assert_eq!(svg.matches(r#"class="pick""#).count(), 1);
@@ -349,7 +377,7 @@ mod tests {
 
     #[test]
     fn layer_names_are_the_x_labels_of_each_panel() {
-        let svg = draw("transrate", &example());
+        let svg = draw("transrate", &example(), None);
         let labels = texts_of(&svg, r#"class="layer""#);
         assert_eq!(
             labels,
@@ -380,7 +408,7 @@ mod tests {
     fn one_cut_marker_per_model_with_a_cut_and_one_star() {
         let mut panels = example();
         panels[1].cut = None; // a metric that scores whole models chooses no cut
-        let svg = draw("transrate", &panels);
+        let svg = draw("transrate", &panels, None);
         let cuts: Vec<&str> = svg
             .lines()
             .filter(|l| l.contains(r#"class="cut""#))
@@ -402,7 +430,7 @@ mod tests {
 
     #[test]
     fn legend_explains_every_marker() {
-        let svg = draw("transrate", &example());
+        let svg = draw("transrate", &example(), None);
         for text in [
             "score at each layer",
             "recommended cut",
@@ -422,7 +450,7 @@ mod tests {
             Some("c&d"),
         )];
         panels[0].pick = Some(Some("c&d"));
-        let svg = draw("t<r>", &panels);
+        let svg = draw("t<r>", &panels, None);
         assert!(svg.contains("m&lt;1&gt;&amp;&apos;x&apos;"));
         assert!(svg.contains("a&quot;&lt;b&gt;"));
         assert!(svg.contains("c&amp;d"));
@@ -447,7 +475,7 @@ mod tests {
             ],
             Some("l2"),
         )];
-        let svg = draw("transrate", &panels);
+        let svg = draw("transrate", &panels, None);
         assert!(!svg.contains("NaN") && !svg.contains("inf"), "{svg}");
         // l1 stands alone, l3-l4 make the only line; the NaN cut gets no marker.
         assert_eq!(svg.matches("<polyline").count(), 1);
@@ -461,7 +489,11 @@ mod tests {
             "{ticks:?}"
         );
 
-        let none = draw("transrate", &[panel("m", &[("l1", f64::NAN)], Some("l1"))]);
+        let none = draw(
+            "transrate",
+            &[panel("m", &[("l1", f64::NAN)], Some("l1"))],
+            None,
+        );
         assert!(none.contains("no finite transrate score"));
         assert!(!none.contains("NaN"));
     }
@@ -470,7 +502,7 @@ mod tests {
     fn one_model_with_one_layer_renders() {
         let mut p = panel("only", &[("head", 1960.0)], Some("head"));
         p.pick = Some(Some("head"));
-        let svg = draw("transrate", &[p]);
+        let svg = draw("transrate", &[p], None);
         assert_eq!(texts_of(&svg, r#"class="layer""#), ["head"]);
         // Even a short name is set at 45 degrees, as every other panel's are.
         assert!(svg.contains("rotate(-45"));
@@ -480,7 +512,7 @@ mod tests {
         let ticks = texts_of(&svg, r#"text-anchor="end">"#);
         assert!(ticks.len() >= 3, "{ticks:?}");
 
-        let empty = draw("leep", &[]);
+        let empty = draw("leep", &[], None);
         assert!(empty.contains("No model has a leep score"));
     }
 
@@ -497,7 +529,7 @@ mod tests {
             let panels: Vec<Panel> = (0..count)
                 .map(|_| panel("m", &[("l1", 1.0), ("l2", 2.0)], Some("l2")))
                 .collect();
-            let svg = draw("transrate", &panels);
+            let svg = draw("transrate", &panels, None);
             let width = attr(svg.lines().next().unwrap(), "width");
             let legend: Vec<&str> = svg
                 .lines()
@@ -523,7 +555,7 @@ mod tests {
             .collect();
         let layers: Vec<(&str, f64)> = names.iter().map(|n| (n.as_str(), 1.0)).collect();
         let p = panel("m", &layers, Some(names[7].as_str()));
-        let svg = draw("transrate", &[p]);
+        let svg = draw("transrate", &[p], None);
         let labels = texts_of(&svg, r#"class="layer""#);
         assert!(labels.len() < 40 && labels.len() >= 5, "{labels:?}");
         assert!(labels.contains(&"features.7.conv.b…"), "{labels:?}");
@@ -540,10 +572,12 @@ mod tests {
             &[("head", 700.0)],
             Some("head"),
         ));
-        std::fs::write("/tmp/fig.svg", draw("transrate", &panels)).expect("write /tmp/fig.svg");
+        std::fs::write("/tmp/fig.svg", draw("transrate", &panels, None))
+            .expect("write /tmp/fig.svg");
         let mut one = panel("only_model", &[("head", 1960.0)], None);
         one.pick = Some(None);
-        std::fs::write("/tmp/fig_one.svg", draw("leep", &[one])).expect("write /tmp/fig_one.svg");
+        std::fs::write("/tmp/fig_one.svg", draw("leep", &[one], None))
+            .expect("write /tmp/fig_one.svg");
         let names: Vec<String> = (0..24)
             .map(|i| format!("features.{i}.conv.block"))
             .collect();
@@ -562,6 +596,7 @@ mod tests {
         let svg = draw(
             "nce",
             &[many, panel("m2", &[("a", -2.0), ("b", -1.5)], Some("b"))],
+            None,
         );
         std::fs::write("/tmp/fig_many.svg", svg).expect("write /tmp/fig_many.svg");
     }

@@ -236,9 +236,10 @@ fn draw_title(out: &mut String, panel: &Panel, frame: &Frame) {
             frame.w + 8.0,
             frame.h + 4.0
         );
+        let random = if panel.random { " (random)" } else { "" };
         title = format!(
-            "★ {} (overall pick)",
-            shorten(panel.model, max_chars.saturating_sub(17))
+            "★ {}{random} (overall pick)",
+            shorten(panel.model, max_chars.saturating_sub(17 + random.len()))
         );
     }
     let weight = if panel.pick.is_some() {
