@@ -87,6 +87,8 @@ pub struct Cut {
     pub se: Option<f64>,
     /// Other layers of the model whose scores cannot be told apart from the chosen one's.
     pub alternatives: Vec<String>,
+    /// Share of leave-one-fold-out rescorings in which this layer stays the model's best.
+    pub stays_first: Option<f64>,
 }
 
 /// The recommendation and each model's cut. Rows without the needed score are left out; the
@@ -196,6 +198,7 @@ fn cut_of(rows: &[LayerScores], model: &str, metric: &str, strategy: &Strategy) 
             score: last.scores.get(metric).copied().unwrap_or(f64::NAN),
             se: None,
             alternatives: Vec::new(),
+            stays_first: None,
         });
     }
     let scored: Vec<&LayerScores> = layers
@@ -217,6 +220,7 @@ fn cut_of(rows: &[LayerScores], model: &str, metric: &str, strategy: &Strategy) 
             .filter(|&&i| i != choice.best)
             .map(|&i| candidates[i].name.to_owned())
             .collect(),
+        stays_first: choice.stays_first,
     })
 }
 
@@ -253,6 +257,12 @@ mod words {
                     value(Some(score), rec.cut_se, None)
                 );
             }
+        }
+        if let Some(share) = rec.stays_first.filter(|s| *s < 1.0) {
+            text += &format!(
+                ".\n{model} stays first in {:.0}% of the rescorings that leave out one fold of the images",
+                100.0 * share
+            );
         }
         if !rec.models_within_noise.is_empty() {
             text += &format!(

@@ -314,6 +314,7 @@ mod tests {
                 score: 5.0,
                 se: None,
                 alternatives: vec!["y2".into()],
+                stays_first: None,
             },
         )]
         .into();
