@@ -5,8 +5,8 @@
 use crate::dataset::Skip;
 use crate::error::{Error, Result};
 use crate::plan::Plan;
-use crate::stats::{ModelStats, Spiller};
-use crate::stats_file::{self, Cache, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey};
+use crate::stats::{LayerStats, ModelStats, Spiller};
+use crate::stats_file::{self, Cache, DatasetId, FileInfo, ModelEntry, ModelKey};
 use crate::zoo::{ModelSpec, SourceLogits};
 
 use super::memory;
@@ -178,10 +178,11 @@ fn source_covered(layout: &Layout, entry: &ModelEntry) -> bool {
 
 fn cached_layer(layout: &Layout, entry: &ModelEntry, layer: &str) -> bool {
     entry
+        .stats
         .layers
         .iter()
-        .position(|m| m.name == layer)
-        .is_some_and(|i| layout.covers_layer(&entry.stats.layers[i]))
+        .find(|l| l.meta.name == layer)
+        .is_some_and(|l| layout.covers_layer(&l.stores))
 }
 
 /// One model's statistics in the plan's layer order, from the cache and the pass; layers the
@@ -194,10 +195,7 @@ fn assemble(
     device: tch::Device,
 ) -> Result<ModelEntry> {
     let torch = |e| Error::torch(&spec.name, "reading cached statistics", e);
-    let mut pool: Vec<(
-        LayerMeta,
-        Vec<(crate::stats::Transform, crate::stats::ClassMoments)>,
-    )> = Vec::new();
+    let mut pool: Vec<LayerStats> = Vec::new();
     let mut source = None;
     let mut source_logits = SourceLogits::Unwanted;
     // The cache file holds exactly these statistics only if the pass added none.
@@ -207,15 +205,15 @@ fn assemble(
     };
     if let Some(mut c) = cached {
         let mut stats = c.stats.to_device(device).map_err(torch)?;
-        pool.extend(c.layers.drain(..).zip(stats.layers.drain(..)));
+        pool.append(&mut stats.layers);
         source = stats.source.take();
         source_logits = c.source_logits;
     }
     if let Some(f) = fresh {
         // Fresh statistics replace cached ones of the same layer.
-        let fresh_names: Vec<String> = f.layers.iter().map(|l| l.name.clone()).collect();
-        pool.retain(|(m, _)| !fresh_names.contains(&m.name));
-        pool.extend(f.layers.into_iter().zip(f.stats.layers));
+        let fresh_names: Vec<String> = f.stats.layers.iter().map(|l| l.meta.name.clone()).collect();
+        pool.retain(|l| !fresh_names.contains(&l.meta.name));
+        pool.extend(f.stats.layers);
         if f.stats.source.is_some() || matches!(f.source_logits, SourceLogits::Missing(_)) {
             source = f.stats.source;
             source_logits = f.source_logits;
@@ -224,26 +222,19 @@ fn assemble(
         }
     }
     let mut layers = Vec::new();
-    let mut metas = Vec::new();
     for name in &spec.layers {
         let i = pool
             .iter()
-            .position(|(m, _)| &m.name == name)
+            .position(|l| &l.meta.name == name)
             .ok_or_else(|| Error::MissingStatistics {
                 model: spec.name.clone(),
                 layer: name.clone(),
             })?;
-        let (m, l) = pool.remove(i);
-        metas.push(m);
-        layers.push(l);
+        layers.push(pool.remove(i));
     }
-    for (m, l) in pool {
-        metas.push(m);
-        layers.push(l);
-    }
+    layers.extend(pool);
     Ok(ModelEntry {
         key,
-        layers: metas,
         source_logits,
         stats: ModelStats { layers, source },
         file,

@@ -11,7 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::stats::ModelStats;
-use crate::stats_file::{self, DatasetId, FileInfo, LayerMeta, ModelEntry, ModelKey, Shard};
+use crate::stats_file::{self, DatasetId, FileInfo, ModelEntry, ModelKey, Shard};
 use crate::zoo::SourceLogits;
 
 /// The identity of a pass, as a file-name-safe hash.
@@ -96,7 +96,6 @@ pub fn restore(path: &Path, models: &[ModelKey]) -> Option<Restored> {
 /// The models' metadata a checkpoint stores beside their statistics.
 pub struct PartMeta<'a> {
     pub keys: &'a [ModelKey],
-    pub layers: Vec<Vec<LayerMeta>>,
     pub source: Vec<SourceLogits>,
 }
 
@@ -105,10 +104,9 @@ pub fn save(path: &Path, info: FileInfo, meta: &PartMeta, stats: &mut [ModelStat
     let models = stats
         .iter_mut()
         .zip(meta.keys)
-        .zip(meta.layers.iter().zip(&meta.source))
-        .map(|((s, key), (layers, source))| ModelEntry {
+        .zip(&meta.source)
+        .map(|((s, key), source)| ModelEntry {
             key: key.clone(),
-            layers: layers.clone(),
             source_logits: source.clone(),
             stats: std::mem::take(s),
             file: None,

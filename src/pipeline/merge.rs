@@ -126,24 +126,16 @@ fn key_mismatch(file: &ModelKey, config: &ModelKey) -> String {
 /// The entry's statistics restricted to the spec's layers, in its order.
 fn select_layers(entry: &mut ModelEntry, spec: &ModelSpec) -> Result<ModelStats, String> {
     let mut layers = Vec::new();
-    let mut metas = Vec::new();
-    let mut pool: Vec<_> = entry
-        .layers
-        .drain(..)
-        .zip(std::mem::take(&mut entry.stats.layers))
-        .collect();
+    let mut pool = std::mem::take(&mut entry.stats.layers);
     for name in &spec.layers {
         let i = pool
             .iter()
-            .position(|(m, _)| &m.name == name)
+            .position(|l| &l.meta.name == name)
             .ok_or_else(|| {
                 format!("no statistics of layer `{name}`; run the pass again with this config")
             })?;
-        let (m, l) = pool.remove(i);
-        metas.push(m);
-        layers.push(l);
+        layers.push(pool.remove(i));
     }
-    entry.layers = metas;
     Ok(ModelStats {
         layers,
         source: entry.stats.source.take(),
@@ -162,9 +154,7 @@ pub fn write_shard(plan: &Plan, gathered: Gathered) -> Result<PathBuf> {
         models: gathered.models,
     };
     for (m, spec) in file.models.iter_mut().zip(&plan.models) {
-        let keep = spec.layers.len();
-        m.layers.truncate(keep);
-        m.stats.layers.truncate(keep);
+        m.stats.layers.truncate(spec.layers.len());
     }
     stats_file::write(&path, &mut file)?;
     Ok(path)

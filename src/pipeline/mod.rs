@@ -193,8 +193,7 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
             .models
             .iter()
             .find(|s| s.name == m.key.name)
-            .map_or(m.layers.len(), |s| s.layers.len());
-        m.layers.truncate(n);
+            .map_or(m.stats.layers.len(), |s| s.layers.len());
         m.stats.layers.truncate(n);
     }
     let spilled_bytes = gathered

@@ -21,7 +21,7 @@ use crate::dataset::{Geometry, Skip};
 use crate::error::{Error, Result};
 use crate::stats::ModelStats;
 use crate::stats::RowBudget;
-use crate::stats_file::{LayerMeta, ModelEntry, ModelKey};
+use crate::stats_file::{ModelEntry, ModelKey};
 use crate::zoo::{ModuleCache, ZooModel};
 
 /// Batches decoded ahead of each device thread.
@@ -125,10 +125,9 @@ pub fn run(job: &Job, progress: &dyn Progress) -> Result<Output> {
         .stats
         .into_iter()
         .zip(&job.keys)
-        .zip(meta.layers.into_iter().zip(meta.source))
-        .map(|((stats, key), (layers, source_logits))| ModelEntry {
+        .zip(meta.source)
+        .map(|((stats, key), source_logits)| ModelEntry {
             key: key.clone(),
-            layers,
             source_logits,
             stats,
             file: None,
@@ -279,20 +278,6 @@ fn allocate(
 fn part_meta<'a>(job: &'a Job, models: &[ZooModel]) -> PartMeta<'a> {
     PartMeta {
         keys: &job.keys,
-        layers: models
-            .iter()
-            .map(|m| {
-                m.layers
-                    .iter()
-                    .enumerate()
-                    .map(|(i, l)| LayerMeta {
-                        name: l.clone(),
-                        dim: m.dims[i],
-                        params_after: m.params_after.get(i).copied().flatten(),
-                    })
-                    .collect()
-            })
-            .collect(),
         source: models.iter().map(|m| m.source.clone()).collect(),
     }
 }

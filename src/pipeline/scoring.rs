@@ -28,7 +28,12 @@ pub fn score(
     let mut results = Vec::new();
     for entry in models.iter_mut() {
         let file = kept.zip(entry.file.clone());
-        let layers: Vec<String> = entry.layers.iter().map(|m| m.name.clone()).collect();
+        let layers: Vec<String> = entry
+            .stats
+            .layers
+            .iter()
+            .map(|l| l.meta.name.clone())
+            .collect();
         if let Some(rows) = file.as_ref().and_then(|(k, f)| k.load(f, &layers)) {
             tracing::debug!(
                 "model `{}`: scores kept from an earlier run",
@@ -74,7 +79,8 @@ fn score_model(
             from_source.push((m.name(), score));
         }
     }
-    for (i, meta) in entry.layers.iter().enumerate() {
+    let model_stats = &*model_stats;
+    for (i, meta) in model_stats.layers.iter().map(|l| &l.meta).enumerate() {
         let layer = &meta.name;
         let _span = tracing::debug_span!("layer", name = %layer).entered();
         let first = model_stats.first(i);

@@ -5,7 +5,9 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::Metric;
-use crate::stats::{ClassMoments, ModelStats, Needs, SourceStats, Transform};
+use crate::stats::{
+    ClassMoments, LayerMeta, LayerStats, ModelStats, Needs, SourceStats, Transform,
+};
 use crate::zoo::ZooModel;
 
 /// A layer's statistics at their largest, in bytes.
@@ -125,14 +127,24 @@ impl Layout {
         let layers = model
             .probe
             .iter()
-            .map(|probe| {
-                self.per_transform
+            .enumerate()
+            .map(|(i, probe)| {
+                let stores = self
+                    .per_transform
                     .iter()
                     .map(|(t, needs)| {
                         Ok((*t, ClassMoments::new(classes, &t.apply(probe)?, needs)?))
                     })
                     .collect::<Result<Vec<_>, tch::TchError>>()
-                    .map_err(err)
+                    .map_err(err)?;
+                Ok(LayerStats {
+                    meta: LayerMeta {
+                        name: model.layers[i].clone(),
+                        dim: model.dims[i],
+                        params_after: model.params_after.get(i).copied().flatten(),
+                    },
+                    stores,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let source = match model.source.classes() {

@@ -25,7 +25,7 @@ mod transform;
 pub use batch_labels::{BatchLabels, Sample};
 pub use class_moments::ClassMoments;
 pub use class_second::logdet_identity_plus;
-pub use model_stats::ModelStats;
+pub use model_stats::{LayerMeta, LayerStats, ModelStats};
 pub use needs::Needs;
 pub use row_sample::RowSample;
 pub use source::SourceStats;

@@ -1,7 +1,9 @@
-//! All the statistics of one model in one run: per layer, one `ClassMoments` for each feature
-//! transform some metric asks for, and the `SourceStats` of its predictions. The unit that is
-//! checkpointed, cached, sharded and merged (`+=` over disjoint images).
+//! All the statistics of one model in one run: per layer, what the layer is (`LayerMeta`) and one
+//! `ClassMoments` for each feature transform some metric asks for, as one value (`LayerStats`);
+//! and the `SourceStats` of its predictions. The unit that is checkpointed, cached, sharded and
+//! merged (`+=` over disjoint images).
 
+use serde::{Deserialize, Serialize};
 use tch::{Device, TchError, Tensor};
 
 use super::batch_labels::BatchLabels;
@@ -9,10 +11,24 @@ use super::class_moments::ClassMoments;
 use super::source::SourceStats;
 use super::transform::Transform;
 
+/// What a report needs to know of a layer without its statistics.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerMeta {
+    pub name: String,
+    pub dim: usize,
+    pub params_after: Option<u64>,
+}
+
+/// One layer: what it is, and its (transform, store) pairs.
+pub struct LayerStats {
+    pub meta: LayerMeta,
+    pub stores: Vec<(Transform, ClassMoments)>,
+}
+
 #[derive(Default)]
 pub struct ModelStats {
-    /// [layer]: (transform, store) pairs.
-    pub layers: Vec<Vec<(Transform, ClassMoments)>>,
+    /// In the order the model's layers are listed.
+    pub layers: Vec<LayerStats>,
     pub source: Option<SourceStats>,
 }
 
@@ -26,8 +42,8 @@ impl ModelStats {
         batch: &BatchLabels,
         labels: &[i64],
     ) -> Result<(), TchError> {
-        for (stores, feats) in self.layers.iter_mut().zip(layers) {
-            for (t, store) in stores.iter_mut() {
+        for (layer, feats) in self.layers.iter_mut().zip(layers) {
+            for (t, store) in layer.stores.iter_mut() {
                 store.update(&t.apply(feats)?, batch)?;
             }
         }
@@ -41,7 +57,7 @@ impl ModelStats {
     /// once the device has finished them (the pass waited on their fence); u64::MAX after
     /// waiting for the whole device.
     pub fn settle(&mut self, done: u64) -> Result<(), TchError> {
-        for (_, store) in self.layers.iter_mut().flatten() {
+        for store in self.stores_mut() {
             store.settle(done)?;
         }
         if let Some(source) = &mut self.source {
@@ -60,6 +76,7 @@ impl ModelStats {
             ));
         }
         for (mine, theirs) in self.layers.iter_mut().zip(&other.layers) {
+            let (mine, theirs) = (&mut mine.stores, &theirs.stores);
             if mine.len() != theirs.len() {
                 return Err(TchError::Shape(
                     "cannot merge statistics of different transforms".into(),
@@ -85,11 +102,15 @@ impl ModelStats {
         let layers = self
             .layers
             .iter()
-            .map(|stores| {
-                stores
-                    .iter()
-                    .map(|(t, s)| Ok((*t, s.to_device(device)?)))
-                    .collect::<Result<Vec<_>, TchError>>()
+            .map(|layer| {
+                Ok(LayerStats {
+                    meta: layer.meta.clone(),
+                    stores: layer
+                        .stores
+                        .iter()
+                        .map(|(t, s)| Ok((*t, s.to_device(device)?)))
+                        .collect::<Result<Vec<_>, TchError>>()?,
+                })
             })
             .collect::<Result<Vec<_>, TchError>>()?;
         let source = self
@@ -101,40 +122,41 @@ impl ModelStats {
     }
 
     pub fn bytes(&self) -> usize {
-        let layers: usize = self.layers.iter().flatten().map(|(_, s)| s.bytes()).sum();
+        let layers: usize = self.stores().map(ClassMoments::bytes).sum();
         layers + self.source.as_ref().map_or(0, SourceStats::bytes)
     }
 
     /// Bytes of feature rows kept in host memory.
     pub fn host_bytes(&self) -> usize {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(_, s)| s.host_bytes())
-            .sum()
+        self.stores().map(ClassMoments::host_bytes).sum()
     }
 
     /// Bytes of feature rows spilled to disk (beyond `memory_budget`) that the stores still read.
     pub fn spilled_rows_bytes(&self) -> u64 {
-        self.layers
-            .iter()
-            .flatten()
-            .map(|(_, s)| s.spilled_bytes())
-            .sum()
+        self.stores().map(ClassMoments::spilled_bytes).sum()
     }
 
     /// Every store of every layer.
+    pub fn stores(&self) -> impl Iterator<Item = &ClassMoments> {
+        self.layers
+            .iter()
+            .flat_map(|l| l.stores.iter().map(|(_, s)| s))
+    }
+
     pub fn stores_mut(&mut self) -> impl Iterator<Item = &mut ClassMoments> {
-        self.layers.iter_mut().flatten().map(|(_, s)| s)
+        self.layers
+            .iter_mut()
+            .flat_map(|l| l.stores.iter_mut().map(|(_, s)| s))
     }
 
     /// The first store of each layer (they all count the same images).
     pub fn first(&self, layer: usize) -> &ClassMoments {
-        &self.layers[layer][0].1
+        &self.layers[layer].stores[0].1
     }
 
     pub fn store(&self, layer: usize, t: Transform) -> Option<&ClassMoments> {
         self.layers[layer]
+            .stores
             .iter()
             .find(|(u, _)| *u == t)
             .map(|(_, s)| s)
@@ -144,7 +166,7 @@ impl ModelStats {
     pub fn images(&self) -> u64 {
         self.layers.first().map_or_else(
             || self.source.as_ref().map_or(0, SourceStats::images),
-            |l| l[0].1.total(),
+            |l| l.stores[0].1.total(),
         )
     }
 }

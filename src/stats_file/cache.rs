@@ -175,7 +175,6 @@ impl Cache {
         }
         let lent = ModelEntry {
             key: entry.key.clone(),
-            layers: entry.layers.clone(),
             source_logits: entry.source_logits.clone(),
             stats: std::mem::take(&mut entry.stats),
             file: None,
@@ -198,19 +197,24 @@ impl Cache {
 /// many layers or stores it added.
 fn adopt(ours: &mut ModelEntry, theirs: ModelEntry) -> usize {
     let mut added = 0;
-    for (meta, stores) in theirs.layers.into_iter().zip(theirs.stats.layers) {
-        match ours.layers.iter().position(|m| m.name == meta.name) {
+    for layer in theirs.stats.layers {
+        match ours
+            .stats
+            .layers
+            .iter()
+            .position(|l| l.meta.name == layer.meta.name)
+        {
             Some(i) => {
-                for (t, store) in stores {
-                    if !ours.stats.layers[i].iter().any(|(have, _)| *have == t) {
-                        ours.stats.layers[i].push((t, store));
+                let have = &mut ours.stats.layers[i].stores;
+                for (t, store) in layer.stores {
+                    if !have.iter().any(|(u, _)| *u == t) {
+                        have.push((t, store));
                         added += 1;
                     }
                 }
             }
             None => {
-                ours.layers.push(meta);
-                ours.stats.layers.push(stores);
+                ours.stats.layers.push(layer);
                 added += 1;
             }
         }

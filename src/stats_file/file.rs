@@ -8,7 +8,7 @@ use tch::Device;
 
 use crate::dataset::Skip;
 use crate::error::{Error, Result};
-use crate::stats::{ClassMoments, ModelStats, SourceStats, Transform};
+use crate::stats::{ClassMoments, LayerStats, ModelStats, SourceStats, Transform};
 use crate::zoo::SourceLogits;
 
 use super::fingerprint::{DatasetId, ModelKey};
@@ -54,18 +54,11 @@ pub struct Progress {
     pub files_done: usize,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerMeta {
-    pub name: String,
-    pub dim: usize,
-    pub params_after: Option<u64>,
-}
+pub use crate::stats::LayerMeta;
 
 /// One model's statistics and what a report needs to know of it without loading it.
 pub struct ModelEntry {
     pub key: ModelKey,
-    /// In the order of `stats.layers`.
-    pub layers: Vec<LayerMeta>,
     pub source_logits: SourceLogits,
     pub stats: ModelStats,
     /// The cache file that holds exactly these statistics, if one does: what the scores kept
@@ -188,10 +181,10 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
     for entry in &mut file.models {
         let mut model_arrays = Vec::new();
         let mut layers = Vec::new();
-        for (meta, stores) in entry.layers.iter().zip(&entry.stats.layers) {
+        for layer in &entry.stats.layers {
             let mut layer_arrays = Vec::new();
             let mut headers = Vec::new();
-            for (t, s) in stores {
+            for (t, s) in &layer.stores {
                 let parts = s.parts().map_err(torch)?;
                 headers.push(StoreHeader {
                     transform: *t,
@@ -204,7 +197,7 @@ pub fn write(path: &Path, file: &mut StatsFile) -> Result<()> {
                 layer_arrays.push(parts);
             }
             layers.push(LayerHeader {
-                meta: meta.clone(),
+                meta: layer.meta.clone(),
                 stores: headers,
             });
             model_arrays.push(layer_arrays);
@@ -284,7 +277,6 @@ pub fn read(path: &Path, device: Device) -> Result<StatsFile> {
     let mut models = Vec::with_capacity(header.models.len());
     for m in header.models {
         let mut layers = Vec::with_capacity(m.layers.len());
-        let mut metas = Vec::with_capacity(m.layers.len());
         for l in m.layers {
             let mut stores = Vec::with_capacity(l.stores.len());
             for s in l.stores {
@@ -292,8 +284,10 @@ pub fn read(path: &Path, device: Device) -> Result<StatsFile> {
                 let store = ClassMoments::from_parts(s.counts, parts).map_err(&damaged)?;
                 stores.push((s.transform, store));
             }
-            layers.push(stores);
-            metas.push(l.meta);
+            layers.push(LayerStats {
+                meta: l.meta,
+                stores,
+            });
         }
         let source = match m.source {
             Some(s) => {
@@ -309,7 +303,6 @@ pub fn read(path: &Path, device: Device) -> Result<StatsFile> {
         };
         models.push(ModelEntry {
             key: m.key,
-            layers: metas,
             source_logits: m.source_logits,
             stats: ModelStats { layers, source },
             file: None,

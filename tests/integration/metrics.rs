@@ -16,9 +16,11 @@ use zoo_select::metrics::{
     Cdnv, Gbc, HScore, Knn, Leep, LogMe, Metric, Nce, Ncm, Ncti, Sfda, ShrinkageHScore, TransRate,
     TransRateZ,
 };
-use zoo_select::stats::{BatchLabels, ClassMoments, ModelStats, Needs, SourceStats};
+use zoo_select::stats::{
+    BatchLabels, ClassMoments, LayerMeta, LayerStats, ModelStats, Needs, SourceStats,
+};
 use zoo_select::stats::{RowBudget, Spiller};
-use zoo_select::stats_file::{self, FileInfo, LayerMeta, ModelEntry, ModelKey, StatsFile};
+use zoo_select::stats_file::{self, FileInfo, ModelEntry, ModelKey, StatsFile};
 use zoo_select::zoo::SourceLogits;
 
 /// How the parts of a split are made before they are merged.
@@ -51,11 +53,6 @@ fn whole() -> Parts {
 fn roundtrip(stats: ModelStats) -> ModelStats {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("part.zss");
-    let dims = stats
-        .layers
-        .iter()
-        .map(|l| l[0].1.dim())
-        .collect::<Vec<_>>();
     let mut file = StatsFile {
         info: FileInfo {
             dataset: stats_file::DatasetId {
@@ -79,14 +76,6 @@ fn roundtrip(stats: ModelStats) -> ModelStats {
                 preprocessing: String::new(),
                 precision: "f32".into(),
             },
-            layers: dims
-                .iter()
-                .map(|&dim| LayerMeta {
-                    name: "l".into(),
-                    dim,
-                    params_after: None,
-                })
-                .collect(),
             source_logits: SourceLogits::Unwanted,
             stats,
             file: None,
@@ -304,10 +293,17 @@ fn score(key: &str, s: &Set, cuts: &[usize], parts: Parts) -> f64 {
             SPILLED.fetch_add(spiller.written, Ordering::Relaxed);
             if via_file {
                 let stats = ModelStats {
-                    layers: vec![vec![(t, st)]],
+                    layers: vec![LayerStats {
+                        meta: LayerMeta {
+                            name: "l".into(),
+                            dim: st.dim(),
+                            params_after: None,
+                        },
+                        stores: vec![(t, st)],
+                    }],
                     source: None,
                 };
-                return roundtrip(stats).layers.remove(0).remove(0).1;
+                return roundtrip(stats).layers.remove(0).stores.remove(0).1;
             }
             st
         })
