@@ -213,6 +213,8 @@ STRATEGY_FAMILIES = {
     "transrate_authors": ([None], lambda rows, _: [r["scores"]["transrate_authors"] for r in rows]),
     # Sorkhei et al. 2025: leave-one-out k-NN accuracy on the layer's features (k = 10).
     "knn": ([None], lambda rows, _: [r["scores"]["knn"] for r in rows]),
+    # Leave-one-out nearest-class-mean accuracy (the graded benchmark's default cut, 2026-12).
+    "ncm": ([None], lambda rows, _: [r["scores"]["ncm"] for r in rows]),
     # Shao et al. 2022, as the authors' code computes it (shrinkage LDA, ConfMix; no log).
     "sfda": ([None], lambda rows, _: [r["scores"]["sfda"] for r in rows]),
     # Wang et al. 2023, combined over the network's cuts.
@@ -223,7 +225,7 @@ STRATEGY_FAMILIES = {
     "middle": ([None], lambda rows, _: [-abs(i - (len(rows) - 1) / 2) for i in range(len(rows))]),
 }
 # The strategies the tool ships (src/recommend/strategy.rs) and their constants there.
-SHIPPED = {"primary": None, "logme": None, "subspace": (32, 1e-2)}
+SHIPPED = {"primary": None, "logme": None, "subspace": (32, 1e-2), "ncm": None, "knn": None}
 MARGINS = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0]
 
 
