@@ -168,12 +168,12 @@ impl Plan {
             }
         }
         let primary = metrics.first().map_or("transrate", |m| m.name()).to_owned();
-        let mut advice = vec![model_rule.metric(&primary).to_owned()];
-        advice.push(strategy.cut_metric(&primary).to_owned());
-        advice.dedup();
+        let cut = strategy.cut_metric(&primary).to_owned();
+        let model = model_rule.metric(&primary).to_owned();
         let folds = Folds {
             folds: config.folds,
-            metrics: advice,
+            best_layer: if model == cut { vec![] } else { vec![model] },
+            every_layer: vec![cut],
         };
         let models = zoo::resolve(&config, config_path)?;
         let devices = config

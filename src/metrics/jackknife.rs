@@ -16,11 +16,14 @@ use super::transrate_z::splitmix;
 use crate::error::Result;
 
 /// Which scores get leave-one-fold-out values: the advice's, in `folds` folds (fewer than 2:
-/// none).
+/// none). The cut's score on every layer (cuts are compared within a model); the model's score
+/// only on each model's best layer by it, the one that stands for the model (k-NN rescored on
+/// every layer would cost as many times more).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Folds {
     pub folds: usize,
-    pub metrics: Vec<String>,
+    pub every_layer: Vec<String>,
+    pub best_layer: Vec<String>,
 }
 
 /// The fold of the image at listing position `id`.

@@ -155,21 +155,56 @@ fn score_model(
                 continue;
             }
             result.scores.push((m.name().to_owned(), score));
-            if folds.metrics.iter().any(|name| name == m.name()) {
-                let store = model_stats.store(i, m.transform());
-                if let Some(left_out) = store
-                    .map(|s| fold_scores(m.as_ref(), s, folds.folds))
-                    .transpose()
-                    .map_err(|e| in_context(e, &model, layer))?
-                    .flatten()
-                {
-                    result.folds.push((m.name().to_owned(), left_out));
-                }
+            if folds.every_layer.iter().any(|name| name == m.name()) {
+                add_folds(&mut result, m.as_ref(), model_stats, i, folds.folds)
+                    .map_err(|e| in_context(e, &model, layer))?;
             }
         }
         results.push(result);
     }
+    // The model's score: fold scores of its best layer only, the one that stands for it.
+    for m in metrics
+        .iter()
+        .filter(|m| folds.best_layer.iter().any(|n| n == m.name()))
+    {
+        let score = |r: &LayerResult| {
+            r.scores
+                .iter()
+                .find(|(n, _)| n == m.name())
+                .map(|(_, s)| *s)
+        };
+        let mut best: Option<(usize, f64)> = None;
+        for (i, r) in results.iter().enumerate() {
+            if let Some(s) = score(r) {
+                if best.is_none_or(|(_, b)| s > b) {
+                    best = Some((i, s));
+                }
+            }
+        }
+        if let Some((i, _)) = best {
+            let layer = results[i].layer.clone();
+            add_folds(&mut results[i], m.as_ref(), model_stats, i, folds.folds)
+                .map_err(|e| in_context(e, &model, &layer))?;
+        }
+    }
     Ok(results)
+}
+
+/// The metric's leave-one-fold-out scores of layer `i`, onto its row (none where the metric
+/// does not read the sample or a fold leaves it without a score).
+fn add_folds(
+    result: &mut LayerResult,
+    metric: &dyn Metric,
+    stats: &crate::stats::ModelStats,
+    i: usize,
+    folds: usize,
+) -> Result<()> {
+    if let Some(store) = stats.store(i, metric.transform()) {
+        if let Some(left_out) = fold_scores(metric, store, folds)? {
+            result.folds.push((metric.name().to_owned(), left_out));
+        }
+    }
+    Ok(())
 }
 
 /// A sample metric's scores without each fold; None for other metrics and where a fold leaves

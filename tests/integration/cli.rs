@@ -1151,9 +1151,24 @@ fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
         .map(|r| r["scores"]["knn"].as_f64().unwrap())
         .fold(f64::NEG_INFINITY, f64::max);
     assert_eq!(rec["score"].as_f64().unwrap(), best);
+    // ncm (the cut's score) has fold scores on every layer; knn (the model's) on each model's
+    // best layer only, the one that stands for the model.
     for r in rows {
+        let best_knn = rows
+            .iter()
+            .filter(|o| o["model"] == r["model"])
+            .map(|o| o["scores"]["knn"].as_f64().unwrap())
+            .fold(f64::NEG_INFINITY, f64::max);
+        let first_best = rows
+            .iter()
+            .find(|o| o["model"] == r["model"] && o["scores"]["knn"].as_f64() == Some(best_knn))
+            .unwrap();
+        let knn_expected = first_best["layer"] == r["layer"];
+        assert_eq!(r["folds"].get("knn").is_some(), knn_expected, "{r}");
         for metric in ["knn", "ncm"] {
-            let folds = r["folds"][metric].as_array().unwrap();
+            let Some(folds) = r["folds"][metric].as_array() else {
+                continue;
+            };
             // 22 images in 10 folds: every non-empty fold is a group.
             assert!((8..=10).contains(&folds.len()), "{metric}: {r}");
             // The jackknife's standard error of the leave-fold-out values.
@@ -1163,6 +1178,7 @@ fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
             let se = ((k - 1.0) / k * v.iter().map(|x| (x - mean).powi(2)).sum::<f64>()).sqrt();
             assert!((r["errors"][metric].as_f64().unwrap() - se).abs() <= 1e-12 * se.max(1.0));
         }
+        assert!(r["folds"]["ncm"].is_array(), "{r}");
     }
     let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
     assert!(
