@@ -147,34 +147,7 @@ impl Plan {
         }
         config.validate().map_err(config_err)?;
         let mut metrics = metrics::build(&config).map_err(config_err)?;
-        let strategy =
-            Strategy::by_name(config.recommend.cut.as_deref().unwrap_or(DEFAULT_STRATEGY))
-                .map_err(config_err)?;
-        let model_rule = ModelRule::by_name(
-            config
-                .recommend
-                .model
-                .as_deref()
-                .unwrap_or(DEFAULT_MODEL_RULE),
-        )
-        .map_err(config_err)?;
-        // The advice's scores are computed whether or not `metrics:` lists them.
-        for m in [model_rule.required(&config), strategy.metric(&config)]
-            .into_iter()
-            .flatten()
-        {
-            if !metrics.iter().any(|have| have.name() == m.name()) {
-                metrics.push(m);
-            }
-        }
-        let primary = metrics.first().map_or("transrate", |m| m.name()).to_owned();
-        let cut = strategy.cut_metric(&primary).to_owned();
-        let model = model_rule.metric(&primary).to_owned();
-        let folds = Folds {
-            folds: config.folds,
-            best_layer: if model == cut { vec![] } else { vec![model] },
-            every_layer: vec![cut],
-        };
+        let (strategy, model_rule, folds) = advice(&config, &mut metrics).map_err(config_err)?;
         let models = zoo::resolve(&config, config_path)?;
         let devices = config
             .device
@@ -296,6 +269,38 @@ impl Plan {
     pub fn primary_metric(&self) -> &str {
         self.metrics.first().map_or("transrate", |m| m.name())
     }
+}
+
+/// The advice's rules, their scores added to `metrics` when the config does not list them
+/// (they are computed whether or not it does), and which scores get fold scores.
+type Advice = (&'static Strategy, &'static ModelRule, Folds);
+
+fn advice(config: &Config, metrics: &mut Vec<Box<dyn Metric>>) -> Result<Advice, String> {
+    let strategy = Strategy::by_name(config.recommend.cut.as_deref().unwrap_or(DEFAULT_STRATEGY))?;
+    let model_rule = ModelRule::by_name(
+        config
+            .recommend
+            .model
+            .as_deref()
+            .unwrap_or(DEFAULT_MODEL_RULE),
+    )?;
+    for m in [model_rule.required(config), strategy.metric(config)]
+        .into_iter()
+        .flatten()
+    {
+        if !metrics.iter().any(|have| have.name() == m.name()) {
+            metrics.push(m);
+        }
+    }
+    let primary = metrics.first().map_or("transrate", |m| m.name()).to_owned();
+    let cut = strategy.cut_metric(&primary).to_owned();
+    let model = model_rule.metric(&primary).to_owned();
+    let folds = Folds {
+        folds: config.folds,
+        best_layer: if model == cut { vec![] } else { vec![model] },
+        every_layer: vec![cut],
+    };
+    Ok((strategy, model_rule, folds))
 }
 
 /// The cache every run of this user shares, whatever its output folder: rewritten modules and

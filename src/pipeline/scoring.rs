@@ -68,17 +68,7 @@ fn score_model(
     };
     let model_stats = &mut entry.stats;
     let _span = tracing::debug_span!("score", model = %model.name).entered();
-    let mut from_source: Vec<(&str, Result<f64, String>)> = Vec::new();
-    for m in metrics {
-        let score = match model_stats.source.as_mut() {
-            Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
-            None if m.needs().source() => Some(Err(no_source_reason(&model.source))),
-            None => None,
-        };
-        if let Some(score) = score {
-            from_source.push((m.name(), score));
-        }
-    }
+    let from_source = source_scores(metrics, model_stats, &model);
     let model_stats = &*model_stats;
     for (i, meta) in model_stats.layers.iter().map(|l| &l.meta).enumerate() {
         let layer = &meta.name;
@@ -162,32 +152,63 @@ fn score_model(
         }
         results.push(result);
     }
-    // The model's score: fold scores of its best layer only, the one that stands for it.
+    add_best_layer_folds(metrics, &mut results, model_stats, folds, &model)?;
+    Ok(results)
+}
+
+/// The source metrics' scores of the model, the same on each of its layers; a note where the
+/// model has no source logits.
+fn source_scores<'m>(
+    metrics: &'m [Box<dyn Metric>],
+    stats: &mut crate::stats::ModelStats,
+    model: &Model,
+) -> Vec<(&'m str, Result<f64, String>)> {
+    let mut out = Vec::new();
+    for m in metrics {
+        let score = match stats.source.as_mut() {
+            Some(source) => m.score_source(source).map(|r| r.map_err(|e| e.to_string())),
+            None if m.needs().source() => Some(Err(no_source_reason(&model.source))),
+            None => None,
+        };
+        if let Some(score) = score {
+            out.push((m.name(), score));
+        }
+    }
+    out
+}
+
+/// The model's score: fold scores of its best layer only, the one that stands for the model.
+fn add_best_layer_folds(
+    metrics: &[Box<dyn Metric>],
+    results: &mut [LayerResult],
+    stats: &crate::stats::ModelStats,
+    folds: &Folds,
+    model: &Model,
+) -> Result<()> {
     for m in metrics
         .iter()
         .filter(|m| folds.best_layer.iter().any(|n| n == m.name()))
     {
-        let score = |r: &LayerResult| {
-            r.scores
-                .iter()
-                .find(|(n, _)| n == m.name())
-                .map(|(_, s)| *s)
-        };
-        let mut best: Option<(usize, f64)> = None;
-        for (i, r) in results.iter().enumerate() {
-            if let Some(s) = score(r) {
-                if best.is_none_or(|(_, b)| s > b) {
-                    best = Some((i, s));
-                }
-            }
-        }
-        if let Some((i, _)) = best {
+        if let Some(i) = best_row(results, m.name()) {
             let layer = results[i].layer.clone();
-            add_folds(&mut results[i], m.as_ref(), model_stats, i, folds.folds)
-                .map_err(|e| in_context(e, &model, &layer))?;
+            add_folds(&mut results[i], m.as_ref(), stats, i, folds.folds)
+                .map_err(|e| in_context(e, model, &layer))?;
         }
     }
-    Ok(results)
+    Ok(())
+}
+
+/// The row with the best score by `metric` (the first of equal ones).
+fn best_row(results: &[LayerResult], metric: &str) -> Option<usize> {
+    let mut best: Option<(usize, f64)> = None;
+    for (i, r) in results.iter().enumerate() {
+        if let Some(&(_, s)) = r.scores.iter().find(|(n, _)| n == metric) {
+            if best.is_none_or(|(_, b)| s > b) {
+                best = Some((i, s));
+            }
+        }
+    }
+    best.map(|(i, _)| i)
 }
 
 /// The metric's leave-one-fold-out scores of layer `i`, onto its row (none where the metric

@@ -105,33 +105,7 @@ impl Report {
         let results: Vec<ResultRow> = outcome
             .results
             .into_iter()
-            .map(|r| ResultRow {
-                pretrained: plan
-                    .models
-                    .iter()
-                    .find(|m| m.name == r.model)
-                    .and_then(|m| m.pretrained),
-                errors: r
-                    .folds
-                    .iter()
-                    .map(|(m, f)| (m.clone(), standard_error(f)))
-                    .filter(|(_, e)| e.is_finite())
-                    .collect(),
-                folds: r.folds.into_iter().collect(),
-                model: r.model,
-                layer: r.layer,
-                dim: r.dim,
-                n: r.n,
-                params_after: r.params_after,
-                scores: r.scores.into_iter().collect(),
-                notes: r.notes.into_iter().collect(),
-                sample_rows: r.sample_rows,
-                terms: r
-                    .terms
-                    .into_iter()
-                    .map(|(m, t)| (m, t.into_iter().collect()))
-                    .collect(),
-            })
+            .map(|r| result_row(plan, r))
             .collect();
         let results = with_single_image_notes(results, &outcome.classes, &outcome.per_class);
         let per_model = plan.metrics.first().is_some_and(|m| m.needs().source());
@@ -213,6 +187,37 @@ impl Report {
         let mut rows: Vec<&ResultRow> = self.results.iter().collect();
         rows.sort_by(|a, b| score_of(b, metric).total_cmp(&score_of(a, metric)));
         rows
+    }
+}
+
+/// One (model, layer) of the outcome as the report shows it.
+fn result_row(plan: &Plan, r: crate::pipeline::LayerResult) -> ResultRow {
+    ResultRow {
+        pretrained: plan
+            .models
+            .iter()
+            .find(|m| m.name == r.model)
+            .and_then(|m| m.pretrained),
+        errors: r
+            .folds
+            .iter()
+            .map(|(m, f)| (m.clone(), standard_error(f)))
+            .filter(|(_, e)| e.is_finite())
+            .collect(),
+        folds: r.folds.into_iter().collect(),
+        model: r.model,
+        layer: r.layer,
+        dim: r.dim,
+        n: r.n,
+        params_after: r.params_after,
+        scores: r.scores.into_iter().collect(),
+        notes: r.notes.into_iter().collect(),
+        sample_rows: r.sample_rows,
+        terms: r
+            .terms
+            .into_iter()
+            .map(|(m, t)| (m, t.into_iter().collect()))
+            .collect(),
     }
 }
 
