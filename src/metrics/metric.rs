@@ -89,17 +89,22 @@ pub struct SampleRows<'a> {
     pub ids: &'a [u32],
 }
 
+/// The statistics' sample: its rows on the statistics' device, their labels and listing
+/// positions, in listing order.
+pub(crate) fn read_sample(
+    stats: &ClassMoments,
+) -> std::result::Result<(Tensor, Vec<i64>, Vec<u32>), tch::TchError> {
+    let (rows, labels) = stats.sample_rows()?;
+    Ok((
+        rows.f_to_device(stats.shift().device())?,
+        labels,
+        stats.sample_ids()?,
+    ))
+}
+
 /// `score_layer` of a sample metric: `score_rows` on the statistics' whole sample.
 pub(crate) fn score_sample(metric: &dyn Metric, stats: &ClassMoments) -> Option<Result<f64>> {
-    let read = || -> std::result::Result<_, tch::TchError> {
-        let (rows, labels) = stats.sample_rows()?;
-        Ok((
-            rows.f_to_device(stats.shift().device())?,
-            labels,
-            stats.sample_ids()?,
-        ))
-    };
-    match read() {
+    match read_sample(stats) {
         Ok((x, labels, ids)) => metric.score_rows(&SampleRows {
             x: &x,
             labels: &labels,

@@ -43,6 +43,7 @@ pub use transrate_z::TransRateZ;
 
 use crate::config::Config;
 
+pub(crate) use metric::read_sample;
 pub use metric::{Metric, Relative, SampleRows};
 
 /// Every metric `metrics:` accepts, in the order `all` lists them.

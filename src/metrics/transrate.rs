@@ -120,10 +120,7 @@ impl Metric for TransRate {
     }
 
     fn transform(&self) -> Transform {
-        match self.options.normalize {
-            Normalize::None => Transform::Raw,
-            Normalize::L2 => Transform::L2,
-        }
+        transform_of(self.options.normalize)
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {
@@ -144,6 +141,14 @@ impl Metric for TransRate {
 /// Cholesky gives the log-determinant at a third of the cost of an eigendecomposition, reading
 /// only the lower triangle. If rounding has left the matrix not numerically positive definite
 /// (possible only for extreme eps), the eigenvalues of the scatter, clipped at zero, give it.
+/// What `normalize:` does to the features before they are accumulated.
+pub(super) fn transform_of(normalize: Normalize) -> Transform {
+    match normalize {
+        Normalize::None => Transform::Raw,
+        Normalize::L2 => Transform::L2,
+    }
+}
+
 pub fn coding_rate(scatter: Tensor, n: f64, eps: f64) -> Result<f64, tch::TchError> {
     Ok(0.5 * logdet_identity_plus(scatter, n * eps)?)
 }

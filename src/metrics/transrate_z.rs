@@ -25,7 +25,7 @@
 use tch::{Kind, Tensor};
 
 use super::metric::{score_sample, torch_err, Metric, SampleRows};
-use crate::config::{ClassWeight, Normalize, TransRateConfig, TransRateScale};
+use crate::config::{ClassWeight, TransRateConfig, TransRateScale};
 use crate::error::{Error, Result};
 use crate::stats::{logdet_identity_plus, ClassMoments, Needs, Transform};
 
@@ -51,10 +51,7 @@ impl Metric for TransRateZ {
     }
 
     fn transform(&self) -> Transform {
-        match self.options.normalize {
-            Normalize::None => Transform::Raw,
-            Normalize::L2 => Transform::L2,
-        }
+        super::transrate::transform_of(self.options.normalize)
     }
 
     fn score_layer(&self, stats: &ClassMoments) -> Option<Result<f64>> {

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::metrics::jackknife::{self, Folds};
-use crate::metrics::{degenerate, Metric};
+use crate::metrics::{degenerate, read_sample, Metric};
 use crate::stats_file::ModelEntry;
 use crate::zoo::SourceLogits;
 
@@ -238,15 +238,7 @@ fn fold_scores(
     if store.sample_len().is_none() {
         return Ok(None);
     }
-    let read = || -> std::result::Result<_, tch::TchError> {
-        let (rows, labels) = store.sample_rows()?;
-        Ok((
-            rows.f_to_device(store.shift().device())?,
-            labels,
-            store.sample_ids()?,
-        ))
-    };
-    let (rows, labels, ids) = read().map_err(|e| torch_failure(metric.name(), e))?;
+    let (rows, labels, ids) = read_sample(store).map_err(|e| torch_failure(metric.name(), e))?;
     jackknife::leave_fold_out(metric, &rows, &labels, &ids, folds)
 }
 
