@@ -24,14 +24,30 @@
 pub const RELEASE_EVERY: usize = 8;
 
 /// Serve large blocks from the heap and keep freed memory for reuse (glibc only; elsewhere a
-/// no-op). Call once, before any heavy allocation.
+/// no-op). The binary calls it once, before any heavy allocation; a program embedding the
+/// library calls it before a pass, before the pass's threads start, so that they share the
+/// main arena.
 pub fn reuse_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: mallopt only sets allocator parameters; it is called before other threads start.
+    // SAFETY: mallopt only sets allocator parameters, under glibc's own lock.
     unsafe {
         libc::mallopt(libc::M_MMAP_MAX, 0);
         libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
         libc::mallopt(libc::M_ARENA_MAX, 1);
+    }
+}
+
+/// glibc's defaults again, and the freed memory handed back: for a program that embeds the
+/// library in a process doing other work (the Python package) and asks for
+/// `reuse_freed_memory` only while a pass runs.
+pub fn restore_defaults() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt and malloc_trim only set allocator parameters and release free memory.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_MAX, 65_536);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_ARENA_MAX, 0);
+        libc::malloc_trim(0);
     }
 }
 

@@ -96,7 +96,7 @@ impl TransRateZ {
         let var =
             shuffled.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / (shuffled.len() - 1) as f64;
         let sd = var.sqrt();
-        if !(sd > 0.0) || !sd.is_finite() {
+        if !sd.is_finite() || sd <= 0.0 {
             return Ok(None);
         }
         Ok(Some((mean - real) / sd))

@@ -23,7 +23,9 @@ pub struct Manifest {
     pub export: Option<String>,
     pub library: Option<String>,
     pub architecture: Option<String>,
-    pub pretrained: bool,
+    /// Absent or null where nobody knows: a module handed to the Python package as an object.
+    #[serde(default)]
+    pub pretrained: Option<bool>,
     pub weights: Option<String>,
     pub source_dataset: Option<String>,
     pub source_classes: Option<u64>,

@@ -152,7 +152,7 @@ fn from_manifest(
         layout: m.layout,
         layers,
         head: m.head,
-        pretrained: Some(m.pretrained),
+        pretrained: m.pretrained,
         sha256: Some(m.sha256),
     })
 }

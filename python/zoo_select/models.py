@@ -1,0 +1,115 @@
+"""rank()'s `models=` items as the config's model entries. An nn.Module or a library name
+("torchvision:resnet50", "timm:convnext_atto") is exported to TorchScript with its manifest
+first (zoo_select.export), into `<output>/models/`; files, manifests and folders are used where
+they are."""
+
+from pathlib import Path
+
+NAMED = ("torchvision:", "timm:", "efficientnet-lite:", "module:")
+
+
+def model_entries(models, *, out_dir: Path, input_size, random: bool, base: Path):
+    """(model entries, zoo folder or None, [(name, nn.Module)]) for `models`: one item, a list
+    of items, or a mapping of names to items."""
+    if isinstance(models, dict):
+        items = list(models.items())
+    elif isinstance(models, (list, tuple)):
+        items = [(None, m) for m in models]
+    else:
+        items = [(None, models)]
+    entries, zoo, modules, names = [], None, [], set()
+    for name, item in items:
+        entry, module = entry_for(item, name, out_dir=out_dir, input_size=input_size, random=random, base=base, taken=names)
+        if entry is None:
+            if zoo is not None:
+                raise ValueError("models=: one zoo folder at most; list the others' manifests")
+            zoo = {"dir": str(module)}
+            continue
+        entries.append(entry)
+        if module is not None:
+            modules.append((entry["name"], module))
+    return entries, zoo, modules
+
+
+def entry_for(item, name, *, out_dir, input_size, random, base, taken):
+    """(config entry, nn.Module or None); (None, folder) for a zoo folder."""
+    from torch import nn
+
+    from .export import ExportError, export
+
+    def unique(n: str) -> str:
+        stem, k = n, 2
+        while n in taken:
+            n, k = f"{stem}_{k}", k + 1
+        taken.add(n)
+        return n
+
+    if isinstance(item, nn.Module):
+        options = {"input_size": input_size, "random": random}
+        try:
+            default = type(item).__name__.lower() + ("_random" if random else "")
+            manifest, _ = export(item, out_dir=out_dir, name=unique(name or default), force=True, **options)
+        except ExportError as e:
+            raise ValueError(f"models=: {type(item).__name__}: {e}") from None
+        return {"manifest": str(manifest), "name": manifest.stem}, item
+    if isinstance(item, dict):
+        entry = dict(item)
+        for key in ("path", "manifest"):
+            if key in entry:
+                entry[key] = str(base / Path(entry[key]).expanduser())
+        if name:
+            entry["name"] = name
+        return entry, None
+    if not isinstance(item, (str, Path)):
+        raise TypeError(
+            f"models=: cannot use a {type(item).__name__}: give nn.Modules, TorchScript files, manifests, a zoo folder "
+            f"or names such as 'torchvision:resnet50'"
+        )
+    text = str(item)
+    path = base / Path(text).expanduser()
+    if text.startswith(NAMED) and not path.exists():
+        return named_entry(text, name, out_dir=out_dir, input_size=input_size, random=random, unique=unique), None
+    if path.is_dir():
+        return None, path
+    if not path.exists():
+        raise ValueError(f"models=: {path} does not exist")
+    if path.suffix in (".yaml", ".yml"):
+        entry = {"manifest": str(path)}
+    elif path.with_suffix(".yaml").exists():
+        entry = {"manifest": str(path.with_suffix(".yaml"))}
+    else:
+        # A TorchScript file without a manifest: the config then needs its input and layers.
+        entry = {"path": str(path), "name": path.stem, "layers": "stages"}
+        if input_size is not None:
+            entry["input"] = {"size": int(input_size)}
+    if name:
+        entry["name"] = unique(name)
+    return entry, None
+
+
+def made_by(manifest: Path):
+    import yaml
+
+    try:
+        return (yaml.safe_load(manifest.read_text()) or {}).get("export_command")
+    except (OSError, yaml.YAMLError, AttributeError):
+        return None
+
+
+def named_entry(text, name, *, out_dir, input_size, random, unique):
+    """A library model exported once per output folder: the manifest is reused while it was
+    made from the same name and options and its file is there (its sha256 is checked by the
+    engine)."""
+    from .export import ExportError, export
+
+    command = f"zoo_select.rank(models=[{text!r}], random={bool(random)}, input_size={input_size!r})"
+    kind, _, arch = text.partition(":")
+    target = unique(name or (("timm_" if kind == "timm" else "") + arch.replace("-", "_").replace(":", "_").replace(".", "_") + ("_random" if random else "")))
+    manifest = out_dir / f"{target}.yaml"
+    if (out_dir / f"{target}.pt").exists() and made_by(manifest) == command:
+        return {"manifest": str(manifest)}
+    try:
+        manifest, _ = export(text, out_dir=out_dir, name=target, force=True, command=command, input_size=input_size, random=random)
+    except ExportError as e:
+        raise ValueError(f"models=: {text}: {e}") from None
+    return {"manifest": str(manifest)}
