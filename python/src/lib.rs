@@ -151,24 +151,10 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "no message".to_owned())
 }
 
-/// A decoder panicking on a malformed image is caught and the file reported as skipped; its
-/// panic message must not also spill into the notebook's terminal. Every other panic prints.
-fn quiet_decoder_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let decoding = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with(pipeline::DECODE_THREAD));
-        if !decoding {
-            default(info);
-        }
-    }));
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     log::init();
-    quiet_decoder_panics();
+    pipeline::quiet_decoder_panics();
     m.add_function(wrap_pyfunction!(rank, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

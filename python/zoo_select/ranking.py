@@ -146,14 +146,19 @@ def rank(
 
 
 class _Bar:
-    """tqdm.auto's bar (a widget in Jupyter, text elsewhere), made at the first count."""
+    """tqdm's bar, made at the first count: a widget in Jupyter where ipywidgets is installed
+    (tqdm.auto), text lines, which notebooks show too, elsewhere."""
 
     def __init__(self):
         self.bar = None
 
     def __call__(self, total, done):
         if self.bar is None:
-            from tqdm.auto import tqdm
+            try:
+                import ipywidgets  # noqa: F401  tqdm.auto warns and falls back to text without it
+                from tqdm.auto import tqdm
+            except ImportError:
+                from tqdm import tqdm
 
             self.bar = tqdm(total=total, unit="img", desc="zoo-select")
         self.bar.update(done - self.bar.n)

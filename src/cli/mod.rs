@@ -29,7 +29,7 @@ pub fn main() -> ExitCode {
     if std::env::var_os("ZS_GLIBC_ARENAS").is_none() {
         zoo_select::allocator::reuse_freed_memory();
     }
-    quiet_decoder_panics();
+    pipeline::quiet_decoder_panics();
     let args = Args::parse();
     logging::init(args.verbose, args.quiet);
     tracing::debug!("MKL arithmetic: {numerics:?}");
@@ -151,20 +151,6 @@ fn score(
     let gathered = pipeline::merge(&plan, files, check_images)?;
     let outcome = pipeline::finish(&plan, gathered, start)?;
     report(&plan, outcome, quiet)
-}
-
-/// A decoder panicking on a malformed image is caught and the file reported as skipped; its
-/// panic message must not also spill over the terminal. Every other panic prints as usual.
-fn quiet_decoder_panics() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let decoding = std::thread::current()
-            .name()
-            .is_some_and(|n| n.starts_with(pipeline::DECODE_THREAD));
-        if !decoding {
-            default(info);
-        }
-    }));
 }
 
 /// The error and its causes on one line, each cause once: library errors already name their

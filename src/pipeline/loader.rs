@@ -28,6 +28,21 @@ use crate::device::staging;
 /// each is reported as a skipped file).
 pub const DECODE_THREAD: &str = "zoo-select-decode-";
 
+/// A decoder panicking on a malformed image is caught and the file reported as skipped; its
+/// panic message must not also spill over the terminal (or a notebook's). Every other panic
+/// prints as usual. Installed once by each front end: the binary, the Python package.
+pub fn quiet_decoder_panics() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let decoding = std::thread::current()
+            .name()
+            .is_some_and(|n| n.starts_with(DECODE_THREAD));
+        if !decoding {
+            default(info);
+        }
+    }));
+}
+
 /// Batches being decoded at once: while the last images of one finish, idle workers start on the
 /// next.
 const DECODING: usize = 2;

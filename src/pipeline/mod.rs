@@ -23,7 +23,7 @@ mod stop;
 mod stopwatch;
 mod stores;
 
-pub use loader::DECODE_THREAD;
+pub use loader::{quiet_decoder_panics, DECODE_THREAD};
 pub use merge::{merge, write_shard};
 pub use outcome::{
     DeviceTime, Gathered, LayerResult, ModelLoad, Outcome, StatsReport, Steps, Timing,
