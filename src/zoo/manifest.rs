@@ -301,4 +301,28 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A module handed to the Python package as an object: nobody says whether its weights
+    /// are trained, and the manifest says so with null (or leaves the key out).
+    #[test]
+    fn pretrained_may_be_unknown() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("m.pt"), b"abc").unwrap();
+        let text = |pretrained: &str| {
+            format!(
+                "name: m\nfile: m.pt\nsha256: ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad\n\
+                 {pretrained}input: {{size: 32, resize: 32, mean: [0.5, 0.5, 0.5], std: [0.5, 0.5, 0.5]}}\nlayers: [a]\n"
+            )
+        };
+        for (line, want) in [
+            ("pretrained: null\n", None),
+            ("", None),
+            ("pretrained: false\n", Some(false)),
+            ("pretrained: true\n", Some(true)),
+        ] {
+            let path = dir.path().join("m.yaml");
+            std::fs::write(&path, text(line)).unwrap();
+            assert_eq!(Manifest::load(&path).unwrap().pretrained, want, "{line}");
+        }
+    }
 }

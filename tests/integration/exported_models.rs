@@ -77,7 +77,7 @@ fn stage_taps_equal_forward_hooks_for_every_exported_model() {
             layout: m.layout,
             layers: m.layers.clone(),
             head: m.head.clone(),
-            pretrained: Some(m.pretrained),
+            pretrained: m.pretrained,
             sha256: Some(m.sha256.clone()),
         };
         let model = ZooModel::load(&spec, Device::Cpu, false, Precision::F32).unwrap();
