@@ -78,10 +78,20 @@ fn rank(
             .map_err(|e| PyRuntimeError::new_err(format!("cannot start the pass: {e}")))?
     };
     let mut interrupt: Option<PyErr> = None;
+    let mut progress = progress;
     let mut shown = (usize::MAX, usize::MAX);
     loop {
         let finished = worker.is_finished();
-        log::forward(py)?;
+        // Whatever goes wrong on this side (a log line, the progress display, Ctrl-C) stops the
+        // pass as Ctrl-C would, and is raised once the pass has checkpointed and ended: the
+        // pass never runs on unattended.
+        let mut failed = |e: PyErr| {
+            stop.store(true, Ordering::SeqCst);
+            interrupt.get_or_insert(e);
+        };
+        if let Err(e) = log::forward(py) {
+            failed(e);
+        }
         let now = (
             counter.total.load(Ordering::Relaxed),
             counter.done.load(Ordering::Relaxed),
@@ -89,40 +99,60 @@ fn rank(
         if let (Some(callback), true) = (&progress, now != shown && now.0 > 0) {
             shown = now;
             if let Err(e) = callback.call1(now) {
-                // A broken progress display must not lose the run: stop it as Ctrl-C would.
-                stop.store(true, Ordering::SeqCst);
-                interrupt.get_or_insert(e);
+                progress = None;
+                failed(e);
             }
         }
         if finished {
             break;
         }
         py.detach(|| std::thread::sleep(Duration::from_millis(100)));
-        if interrupt.is_none() {
-            if let Err(e) = py.check_signals() {
-                stop.store(true, Ordering::SeqCst);
-                interrupt = Some(e);
-            }
+        if let Err(e) = py.check_signals() {
+            failed(e);
         }
     }
     let result = worker.join();
     stop.store(false, Ordering::SeqCst);
     zoo_select::allocator::restore_defaults();
+    let _ = log::forward(py);
     match (result, interrupt) {
-        (Ok(Err(e @ Error::Interrupted { .. })), _) => {
+        // Raised on this side: a KeyboardInterrupt gets the pass's own message (where its
+        // checkpoint is); anything else is raised as it was.
+        (Ok(Err(e @ Error::Interrupted { .. })), Some(i))
+            if i.is_instance_of::<PyKeyboardInterrupt>(py) =>
+        {
             Err(PyKeyboardInterrupt::new_err(one_line(&e).replace(
                 "run the same command again to resume",
                 "call rank again with the same arguments to resume",
             )))
         }
-        (_, Some(interrupt)) => Err(interrupt),
+        (_, Some(raised)) => Err(raised),
         (Ok(Ok(files)), None) => Ok(files),
-        (Ok(Err(e @ Error::Config { .. })), None) => Err(PyValueError::new_err(one_line(&e))),
-        (Ok(Err(e)), None) => Err(PyRuntimeError::new_err(one_line(&e))),
+        (Ok(Err(e)), None) => Err(python_error(&e)),
         (Err(panic), None) => Err(PyRuntimeError::new_err(format!(
             "zoo-select stopped on an internal error ({}); please report it",
             panic_text(&panic)
         ))),
+    }
+}
+
+/// Bad input (the config, a manifest, a layer or device name, the dataset) is a ValueError,
+/// an interruption a KeyboardInterrupt, what the run met otherwise a RuntimeError; the text
+/// is the CLI's `error:` line.
+fn python_error(e: &Error) -> PyErr {
+    let text = one_line(e);
+    match e {
+        Error::Config { .. }
+        | Error::Manifest { .. }
+        | Error::ManifestMissing { .. }
+        | Error::Dataset { .. }
+        | Error::TooFewClasses { .. }
+        | Error::LayerNotFound { .. }
+        | Error::LayerNotTappable { .. }
+        | Error::Device { .. }
+        | Error::Output { .. } => PyValueError::new_err(text),
+        Error::Interrupted { .. } => PyKeyboardInterrupt::new_err(text),
+        _ => PyRuntimeError::new_err(text),
     }
 }
 

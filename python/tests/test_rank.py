@@ -55,6 +55,11 @@ def test_an_in_memory_module_and_a_name_are_ranked(objects_run):
     assert (table.n == 120).all()
     assert table.transrate.notna().all() and table.knn.between(0, 1).all()
     assert (out / "models" / "resnet18_random.yaml").read_text().count("torchvision:resnet18") == 1
+    # A new crop keeps the library's ratio (224 of 256): 64 of 73, for the name and the object.
+    for name in ("resnet18_random", "resnet_random"):
+        assert "  size: 64\n  resize: 73\n" in (out / "models" / f"{name}.yaml").read_text()
+    # Exporting left the module as it was handed over.
+    assert module.training
     assert ranking.recommendation.model in ("resnet18_random", "resnet_random")
 
 
@@ -80,9 +85,13 @@ def test_ranking_cut_uses_the_recommended_layer(objects_run):
 
 
 def test_cut_refuses_what_was_not_handed_over_as_a_module(objects_run):
+    import torchvision
+
     ranking, _, _ = objects_run
     with pytest.raises(ValueError, match="was not handed to rank\\(\\) as an nn.Module"):
         ranking.cut("resnet18_random")
+    with pytest.raises(ValueError, match="this module was not handed to rank"):
+        ranking.cut(torchvision.models.resnet18())
 
 
 def test_plot_is_a_figure_with_a_panel_per_model(objects_run):
@@ -115,6 +124,15 @@ def test_a_bad_keyword_gives_the_same_sentence(tmp_path):
         zoo_select.rank(images=IMAGES, models=[42], output=tmp_path, progress=False)
     with pytest.raises(ValueError, match="names no model"):
         zoo_select.rank(images=IMAGES, models=["torchvision:"], output=tmp_path, progress=False)
+    zoo = DEMO.parent.parent / "zoo"
+    with pytest.raises(ValueError, match="random=True builds library names"):
+        zoo_select.rank(images=IMAGES, models=[str(zoo / "resnet18_random.yaml")], random=True, output=tmp_path)
+    bare = tmp_path / "bare.pt"
+    bare.write_bytes((zoo / "resnet18_random.pt").read_bytes())
+    with pytest.raises(ValueError, match="has no manifest beside it: give input_size= and layers="):
+        zoo_select.rank(images=IMAGES, models=[bare], output=tmp_path / "out", progress=False)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        zoo_select.rank(tmp_path / "missing.yaml")
 
 
 def test_ctrl_c_checkpoints_and_the_next_call_resumes(tmp_path):

@@ -17,18 +17,19 @@ import os
 os.environ.setdefault("MKL_CBWR", "AUTO")
 
 __version__ = "0.1.0"
-__all__ = ["rank", "Ranking", "export"]
+__all__ = ["rank", "Ranking"]
 
 
 def __getattr__(name):
     # Lazy, so that `python -m zoo_select.export` (and scripts/export_zoo.py, which runs it from
-    # the checkout without the native half built) needs only torch.
+    # the checkout without the native half built) needs only torch. The submodules `export`
+    # (export(source, out_dir=...)) and `cut` (cut(module, layer)) load on first use.
     if name in ("rank", "Ranking"):
         from . import ranking
 
         return getattr(ranking, name)
-    if name == "export":
-        from .export import export
+    if name in ("export", "cut"):
+        import importlib
 
-        return export
+        return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'zoo_select' has no attribute {name!r}")

@@ -33,6 +33,7 @@ silently replaced by random ones: that needs --random, and the manifest then say
 """
 
 import argparse
+import contextlib
 import hashlib
 import importlib
 import math
@@ -42,9 +43,6 @@ import sys
 import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # timm must not reach for the network
-warnings.filterwarnings("ignore", category=UserWarning)
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -554,6 +552,27 @@ def default_name(source, meta: Meta) -> str:
     return base + ("_random" if meta.pretrained is False else "")
 
 
+@contextlib.contextmanager
+def quietly(source):
+    """What exporting changes in the process, for the export only: Hugging Face offline (timm
+    must not reach for the network), library UserWarnings, torch's random state (random
+    weights are drawn from `seed`), and a module object's train/eval mode."""
+    offline = os.environ.get("HF_HUB_OFFLINE")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    training = source.training if isinstance(source, nn.Module) else None
+    try:
+        with warnings.catch_warnings(), torch.random.fork_rng(devices=[]):
+            warnings.filterwarnings("ignore", category=UserWarning)
+            yield
+    finally:
+        if offline is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = offline
+        if training is not None:
+            source.train(training)
+
+
 def export(source, *, out_dir, name=None, force=False, command=None, **options) -> tuple[Path, str]:
     """Exports `source` into `out_dir`; returns the manifest's path and a one-line summary.
     Keywords are Options' fields. Raises ExportError with what to do instead."""
@@ -563,9 +582,17 @@ def export(source, *, out_dir, name=None, force=False, command=None, **options) 
     args = Options(**options)
     if args.random and args.weights:
         raise ExportError("random and weights contradict each other")
-    out_dir = Path(out_dir)
+    with quietly(source):
+        return exported(source, args, Path(out_dir), name, force, command)
+
+
+def exported(source, args: Options, out_dir: Path, name, force, command) -> tuple[Path, str]:
     try:
         model, meta = build(source, args)
+        if args.input_size is not None and args.resize is None:
+            # A new crop keeps the library's crop-to-resize ratio, as the engine's `input:
+            # {size}` does: a 64 crop of a 256 resize would see a sixteenth of each image.
+            meta.resize = math.floor(args.input_size * meta.resize / meta.size)
         for attr in ("input_size", "resize", "mean", "std", "interpolation"):
             value = getattr(args, attr)
             if value is not None:
@@ -615,7 +642,7 @@ def main(argv=None, prog="python -m zoo_select.export", default_out_dir=Path("zo
     ap.add_argument("--out-dir", type=Path, default=default_out_dir)
     ap.add_argument("--trace", action="store_true", help="trace even if the model scripts")
     ap.add_argument("--force", action="store_true", help="overwrite a manifest of another model with the same name")
-    ap.add_argument("--input-size", type=int, help="input side (needed for --module; overrides the library's)")
+    ap.add_argument("--input-size", type=int, help="input side (needed for --module; overrides the library's, keeping its crop-to-resize ratio unless --resize is given)")
     ap.add_argument("--resize", type=int, help="shorter side before the centre crop (overrides)")
     ap.add_argument("--mean", type=float, nargs=3, help="normalisation mean (overrides)")
     ap.add_argument("--std", type=float, nargs=3, help="normalisation std (overrides)")

@@ -8,7 +8,10 @@ from pathlib import Path
 NAMED = ("torchvision:", "timm:", "efficientnet-lite:", "module:")
 
 
-def model_entries(models, *, out_dir: Path, input_size, random: bool, base: Path):
+IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
+
+
+def model_entries(models, *, out_dir: Path, input_size, random: bool, layers, base: Path):
     """(model entries, zoo folder or None, [(name, nn.Module)]) for `models`: one item, a list
     of items, or a mapping of names to items."""
     if isinstance(models, dict):
@@ -19,7 +22,8 @@ def model_entries(models, *, out_dir: Path, input_size, random: bool, base: Path
         items = [(None, models)]
     entries, zoo, modules, names = [], None, [], set()
     for name, item in items:
-        entry, module = entry_for(item, name, out_dir=out_dir, input_size=input_size, random=random, base=base, taken=names)
+        entry, module = entry_for(item, name, out_dir=out_dir, input_size=input_size, random=random, layers=layers,
+                                  base=base, taken=names)
         if entry is None:
             if zoo is not None:
                 raise ValueError("models=: one zoo folder at most; list the others' manifests")
@@ -31,7 +35,7 @@ def model_entries(models, *, out_dir: Path, input_size, random: bool, base: Path
     return entries, zoo, modules
 
 
-def entry_for(item, name, *, out_dir, input_size, random, base, taken):
+def entry_for(item, name, *, out_dir, input_size, random, layers, base, taken):
     """(config entry, nn.Module or None); (None, folder) for a zoo folder."""
     from torch import nn
 
@@ -69,19 +73,30 @@ def entry_for(item, name, *, out_dir, input_size, random, base, taken):
     path = base / Path(text).expanduser()
     if text.startswith(NAMED) and not path.exists():
         return named_entry(text, name, out_dir=out_dir, input_size=input_size, random=random, unique=unique), None
+    if random:
+        # A file's weights are what they are; its manifest says whether they are trained.
+        raise ValueError(
+            f"models=: random=True builds library names with random weights and marks modules as random; "
+            f"{path} is a file or folder whose weights it cannot change: give it without random=True"
+        )
     if path.is_dir():
         return None, path
     if not path.exists():
         raise ValueError(f"models=: {path} does not exist")
-    if path.suffix in (".yaml", ".yml"):
-        entry = {"manifest": str(path)}
-    elif path.with_suffix(".yaml").exists():
-        entry = {"manifest": str(path.with_suffix(".yaml"))}
-    else:
-        # A TorchScript file without a manifest: the config then needs its input and layers.
-        entry = {"path": str(path), "name": path.stem, "layers": "stages"}
+    if path.suffix in (".yaml", ".yml") or path.with_suffix(".yaml").exists():
+        entry = {"manifest": str(path if path.suffix in (".yaml", ".yml") else path.with_suffix(".yaml"))}
         if input_size is not None:
-            entry["input"] = {"size": int(input_size)}
+            entry["input"] = {"size": int(input_size)}  # the engine keeps the manifest's resize ratio
+    else:
+        # A TorchScript file without a manifest: its input and layers come from the arguments.
+        if input_size is None or layers is None:
+            raise ValueError(
+                f"models=: {path} has no manifest beside it: give input_size= and layers= (`zoo-select layers "
+                f"{path}` lists its layers), or export it with its manifest (python -m zoo_select.export)"
+            )
+        size = int(input_size)
+        entry = {"path": str(path), "name": path.stem, "layers": layers,
+                 "input": {"size": size, "resize": round(size * 256 / 224), **IMAGENET}}
     if name:
         entry["name"] = unique(name)
     return entry, None

@@ -75,15 +75,23 @@ class Ranking:
         recommended layer; see zoo_select.cut.cut for exactly what it keeps."""
         from .cut import cut
 
-        name = model if isinstance(model, str) or model is None else self._name_of(model)
-        name = name or self.recommendation.model
+        if model is None:
+            name = self.recommendation.model
+        elif isinstance(model, str):
+            name = model
+        else:
+            name = self._name_of(model)
+            if name is None:
+                raise ValueError("cut(): this module was not handed to rank(); pass one that was, or its name")
         if name not in self._modules:
             raise ValueError(
                 f"cut(): {name!r} was not handed to rank() as an nn.Module (modules: "
                 f"{sorted(self._modules) or 'none'}); load it and call zoo_select.cut.cut(module, layer)"
             )
-        layer = self.recommendation.layer if name == self.recommendation.model else self.report["layer_cuts"][name]["layer"]
-        return cut(self._modules[name], layer)
+        chosen = self.report["layer_cuts"].get(name)
+        if chosen is None:
+            raise ValueError(f"cut(): no layer of {name!r} has the score the cut is chosen by (report.json: layer_cuts)")
+        return cut(self._modules[name], chosen["layer"])
 
     def _name_of(self, module):
         return next((n for n, m in self._modules.items() if m is module), None)
@@ -124,6 +132,9 @@ def rank(
     import torch  # noqa: F401  loaded first, so the engine links to the same libtorch
 
     from . import _native
+
+    if config is not None and not Path(config).is_file():
+        raise FileNotFoundError(f"config {config}: no such file")
 
     plain = all(v is None for v in (images, models, layers, metrics, device, input_size, output))
     if config is not None and plain and not settings_ and not random:

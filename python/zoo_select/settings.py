@@ -81,24 +81,25 @@ def compose(config, *, images, models, layers, metrics, device, input_size, outp
     if isinstance(keys.get("metrics"), str) and keys["metrics"] != "all":
         keys["metrics"] = [keys["metrics"]]
     run = merge(run, absolute(keys, cwd))
-    run.setdefault("output", str(cwd / "runs" / "rank"))
+    if not run.get("output"):
+        run["output"] = str(cwd / "runs" / "rank")
     modules = []
     if models is not None:
         entries, zoo, modules = model_entries(
-            models, out_dir=Path(run["output"]) / "models", input_size=input_size, random=random, base=cwd
+            models, out_dir=Path(run["output"]) / "models", input_size=input_size, random=random, layers=layers, base=cwd
         )
         run["models"] = entries
         if zoo is not None:
             run["zoo"] = zoo
-        elif "zoo" in run and config is not None:
-            del run["zoo"]  # models= replaces the config's models, whichever way it named them
+        elif "zoo" not in settings:
+            run.pop("zoo", None)  # models= replaces the config's models, whichever way it named them
     elif input_size is not None or random:
         raise ValueError("input_size= and random= describe the models given with models=; give them there")
-    if layers is not None:
+    if layers is not None:  # every model's, as the keyword says, over the config's
         for entry in run.get("models", []):
-            entry.setdefault("layers", layers)
+            entry["layers"] = layers
         if isinstance(run.get("zoo"), dict):
-            run["zoo"].setdefault("layers", layers)
+            run["zoo"]["layers"] = layers
         elif isinstance(run.get("zoo"), str):
             run["zoo"] = {"dir": run["zoo"], "layers": layers}
     return run, modules
