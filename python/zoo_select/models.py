@@ -3,6 +3,7 @@
 first (zoo_select.export), into `<output>/models/`; files, manifests and folders are used where
 they are."""
 
+import os
 from pathlib import Path
 
 NAMED = ("torchvision:", "timm:", "efficientnet-lite:", "module:")
@@ -60,7 +61,7 @@ def entry_for(item, name, *, out_dir, input_size, random, layers, base, taken):
         entry = dict(item)
         for key in ("path", "manifest"):
             if key in entry:
-                entry[key] = str(base / Path(entry[key]).expanduser())
+                entry[key] = os.path.normpath(base / Path(entry[key]).expanduser())
         if name:
             entry["name"] = name
         return entry, None
@@ -70,7 +71,7 @@ def entry_for(item, name, *, out_dir, input_size, random, layers, base, taken):
             f"or names such as 'torchvision:resnet50'"
         )
     text = str(item)
-    path = base / Path(text).expanduser()
+    path = Path(os.path.normpath(base / Path(text).expanduser()))
     if text.startswith(NAMED) and not path.exists():
         return named_entry(text, name, out_dir=out_dir, input_size=input_size, random=random, unique=unique), None
     if random:

@@ -4,6 +4,7 @@
 Paths in it are absolute: relative ones given as keywords resolve against the working
 directory, those of a config file against its folder (as the CLI resolves them)."""
 
+import os
 from pathlib import Path
 
 import yaml
@@ -34,7 +35,11 @@ def absolute(config: dict, base: Path) -> dict:
     out = dict(config)
 
     def fix(value):
-        return str(base / Path(value).expanduser()) if isinstance(value, (str, Path)) and str(value) else value
+        # Lexically, as the engine resolves a config's paths: `configs/../data` would be
+        # another dataset to the statistics cache than `data`.
+        if isinstance(value, (str, Path)) and str(value):
+            return os.path.normpath(base / Path(value).expanduser())
+        return value
 
     dataset = out.get("dataset")
     if isinstance(dataset, dict) and "root" in dataset:
