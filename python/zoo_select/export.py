@@ -49,6 +49,16 @@ import torch  # noqa: E402
 from torch import nn  # noqa: E402
 
 
+# What a model without metadata of its own is assumed to take: ImageNet's normalisation and
+# evaluation crop (224 of 256).
+IMAGENET_MEAN = [0.485, 0.456, 0.406]
+IMAGENET_STD = [0.229, 0.224, 0.225]
+
+
+def imagenet_resize(size: int) -> int:
+    return round(size * 256 / 224)
+
+
 class ExportError(Exception):
     """A model this module cannot export as asked; the message says what to do instead."""
 
@@ -360,9 +370,9 @@ def module_model(spec: str, args):
         library=f"{mod_name} (local)",
         architecture=spec,
         size=size,
-        resize=args.resize or round(size * 256 / 224),
-        mean=list(args.mean or [0.485, 0.456, 0.406]),
-        std=list(args.std or [0.229, 0.224, 0.225]),
+        resize=args.resize or imagenet_resize(size),
+        mean=list(args.mean or IMAGENET_MEAN),
+        std=list(args.std or IMAGENET_STD),
         interpolation=args.interpolation or "bilinear",
         pretrained=bool(args.weights),
         weights=str(args.weights) if args.weights else None,
@@ -388,8 +398,8 @@ def object_model(model: nn.Module, args):
         interpolation, library = cfg.get("interpolation", "bicubic"), "timm (object)"
     elif cls.__module__.startswith("torchvision.models") or args.input_size:
         size = args.input_size or 224
-        resize, interpolation = round(size * 256 / 224), "bilinear"
-        mean, std = [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]
+        resize, interpolation = imagenet_resize(size), "bilinear"
+        mean, std = list(IMAGENET_MEAN), list(IMAGENET_STD)
         library = f"{cls.__module__.split('.')[0]} (object)"
     else:
         raise ExportError(
@@ -542,14 +552,22 @@ def build(source, args: Options):
     )
 
 
+def name_of(source: str, random: bool) -> str:
+    """The zoo name of a library model ("torchvision:resnet18" -> resnet18, with `_random` for
+    random weights), known before it is built."""
+    kind, _, arch = source.partition(":")
+    if kind == "efficientnet-lite":
+        arch = f"efficientnet-lite{arch}"
+    base = arch.replace("-", "_").replace(":", "_").replace(".", "_")
+    if kind == "timm":
+        base = "timm_" + base  # torchvision and timm share architecture names
+    return base + ("_random" if random else "")
+
+
 def default_name(source, meta: Meta) -> str:
     if isinstance(source, nn.Module):
-        base = type(source).__name__.lower()
-    else:
-        base = meta.architecture.replace("-", "_").replace(":", "_").replace(".", "_")
-        if str(source).startswith("timm:"):
-            base = "timm_" + base  # torchvision and timm share architecture names
-    return base + ("_random" if meta.pretrained is False else "")
+        return type(source).__name__.lower() + ("_random" if meta.pretrained is False else "")
+    return name_of(str(source), meta.pretrained is False)
 
 
 @contextlib.contextmanager

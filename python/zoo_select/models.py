@@ -9,9 +9,6 @@ from pathlib import Path
 NAMED = ("torchvision:", "timm:", "efficientnet-lite:", "module:")
 
 
-IMAGENET = {"mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225]}
-
-
 def model_entries(models, *, out_dir: Path, input_size, random: bool, layers, base: Path):
     """(model entries, zoo folder or None, [(name, nn.Module)]) for `models`: one item, a list
     of items, or a mapping of names to items."""
@@ -40,7 +37,7 @@ def entry_for(item, name, *, out_dir, input_size, random, layers, base, taken):
     """(config entry, nn.Module or None); (None, folder) for a zoo folder."""
     from torch import nn
 
-    from .export import ExportError, export
+    from .export import IMAGENET_MEAN, IMAGENET_STD, ExportError, export, imagenet_resize
 
     def unique(n: str) -> str:
         stem, k = n, 2
@@ -97,7 +94,7 @@ def entry_for(item, name, *, out_dir, input_size, random, layers, base, taken):
             )
         size = int(input_size)
         entry = {"path": str(path), "name": path.stem, "layers": layers,
-                 "input": {"size": size, "resize": round(size * 256 / 224), **IMAGENET}}
+                 "input": {"size": size, "resize": imagenet_resize(size), "mean": IMAGENET_MEAN, "std": IMAGENET_STD}}
     if name:
         entry["name"] = unique(name)
     return entry, None
@@ -116,11 +113,10 @@ def named_entry(text, name, *, out_dir, input_size, random, unique):
     """A library model exported once per output folder: the manifest is reused while it was
     made from the same name and options and its file is there (its sha256 is checked by the
     engine)."""
-    from .export import ExportError, export
+    from .export import ExportError, export, name_of
 
     command = f"zoo_select.rank(models=[{text!r}], random={bool(random)}, input_size={input_size!r})"
-    kind, _, arch = text.partition(":")
-    target = unique(name or (("timm_" if kind == "timm" else "") + arch.replace("-", "_").replace(":", "_").replace(".", "_") + ("_random" if random else "")))
+    target = unique(name or name_of(text, random))
     manifest = out_dir / f"{target}.yaml"
     if (out_dir / f"{target}.pt").exists() and made_by(manifest) == command:
         return {"manifest": str(manifest)}
