@@ -50,8 +50,6 @@ pub struct Plan {
     pub strategy: &'static Strategy,
     /// How the recommended model is chosen.
     pub model_rule: &'static ModelRule,
-    /// The advice's scores that get this run's standard errors.
-    pub folds: Folds,
     pub output: PathBuf,
     /// Image decoding threads.
     pub workers: usize,
@@ -147,7 +145,7 @@ impl Plan {
         }
         config.validate().map_err(config_err)?;
         let mut metrics = metrics::build(&config).map_err(config_err)?;
-        let (strategy, model_rule, folds) = advice(&config, &mut metrics).map_err(config_err)?;
+        let (strategy, model_rule) = advice(&config, &mut metrics).map_err(config_err)?;
         let models = zoo::resolve(&config, config_path)?;
         let devices = config
             .device
@@ -200,7 +198,6 @@ impl Plan {
             metrics,
             strategy,
             model_rule,
-            folds,
             output,
             workers,
         })
@@ -247,13 +244,31 @@ impl Plan {
 
     /// Every setting the scores depend on besides the statistics, as text: what keeps scores
     /// from being reused under other settings (the score cache's key).
-    pub fn scoring_settings(&self) -> String {
+    pub fn scoring_settings(&self, folds: &Folds) -> String {
         let c = &self.config;
         let metrics: Vec<&str> = self.metrics.iter().map(|m| m.name()).collect();
         format!(
-            "{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
-            c.transrate, c.transrate_variants, c.knn, c.sample, self.folds
+            "{metrics:?}\n{:?}\n{:?}\n{:?}\n{:?}\n{folds:?}\n",
+            c.transrate, c.transrate_variants, c.knn, c.sample
         )
+    }
+
+    /// The advice's scores that get this run's standard errors, for a run with this many images
+    /// a class: the cut strategy's (for its regime) on every layer, the model rule's on each
+    /// model's best layer. Only those: fold scores cost K rescorings each.
+    pub fn folds_for(&self, images_per_class: f64) -> Folds {
+        let primary = self.primary_metric();
+        let cut = self
+            .strategy
+            .resolve(images_per_class)
+            .cut_metric(primary)
+            .to_owned();
+        let model = self.model_rule.metric(primary).to_owned();
+        Folds {
+            folds: self.config.folds,
+            best_layer: if model == cut { vec![] } else { vec![model] },
+            every_layer: vec![cut],
+        }
     }
 
     /// How the devices are named in reports: `cpu`, `cuda:0,cuda:1`.
@@ -272,8 +287,8 @@ impl Plan {
 }
 
 /// The advice's rules, their scores added to `metrics` when the config does not list them
-/// (they are computed whether or not it does), and which scores get fold scores.
-type Advice = (&'static Strategy, &'static ModelRule, Folds);
+/// (they are computed whether or not it does).
+type Advice = (&'static Strategy, &'static ModelRule);
 
 fn advice(config: &Config, metrics: &mut Vec<Box<dyn Metric>>) -> Result<Advice, String> {
     let strategy = Strategy::by_name(config.recommend.cut.as_deref().unwrap_or(DEFAULT_STRATEGY))?;
@@ -284,23 +299,16 @@ fn advice(config: &Config, metrics: &mut Vec<Box<dyn Metric>>) -> Result<Advice,
             .as_deref()
             .unwrap_or(DEFAULT_MODEL_RULE),
     )?;
-    for m in [model_rule.required(config), strategy.metric(config)]
+    for m in model_rule
+        .required(config)
         .into_iter()
-        .flatten()
+        .chain(strategy.metrics(config))
     {
         if !metrics.iter().any(|have| have.name() == m.name()) {
             metrics.push(m);
         }
     }
-    let primary = metrics.first().map_or("transrate", |m| m.name()).to_owned();
-    let cut = strategy.cut_metric(&primary).to_owned();
-    let model = model_rule.metric(&primary).to_owned();
-    let folds = Folds {
-        folds: config.folds,
-        best_layer: if model == cut { vec![] } else { vec![model] },
-        every_layer: vec![cut],
-    };
-    Ok((strategy, model_rule, folds))
+    Ok((strategy, model_rule))
 }
 
 /// The cache every run of this user shares, whatever its output folder: rewritten modules and

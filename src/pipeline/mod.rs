@@ -209,16 +209,12 @@ pub fn finish(plan: &Plan, mut gathered: Gathered, start: Instant) -> Result<Out
         .map(|m| m.stats.spilled_rows_bytes())
         .sum();
     let score_start = Instant::now();
+    let folds = plan.folds_for(crate::recommend::images_per_class(&per_class));
     let scores = plan
         .cache
         .as_deref()
-        .map(|dir| score_cache::ScoreCache::new(dir, plan));
-    let results = scoring::score(
-        &plan.metrics,
-        &mut gathered.models,
-        scores.as_ref(),
-        &plan.folds,
-    )?;
+        .map(|dir| score_cache::ScoreCache::new(dir, plan, &folds));
+    let results = scoring::score(&plan.metrics, &mut gathered.models, scores.as_ref(), &folds)?;
     let score_s = score_start.elapsed().as_secs_f64();
     let images: u64 = per_class.iter().sum();
     Ok(Outcome {

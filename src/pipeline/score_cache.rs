@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::outcome::LayerResult;
+use crate::metrics::jackknife::Folds;
 use crate::plan::Plan;
 
 pub struct ScoreCache {
@@ -26,12 +27,12 @@ struct ScoreFile {
 }
 
 impl ScoreCache {
-    pub fn new(cache: &Path, plan: &Plan) -> ScoreCache {
+    pub fn new(cache: &Path, plan: &Plan, folds: &Folds) -> ScoreCache {
         let settings = format!(
             "{} {}\n{}",
             env!("CARGO_PKG_VERSION"),
             build_id(),
-            plan.scoring_settings()
+            plan.scoring_settings(folds)
         );
         ScoreCache {
             dir: cache.join("scores"),

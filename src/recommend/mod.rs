@@ -16,7 +16,9 @@ mod noise;
 mod reliability;
 mod strategy;
 
-pub use evidence::{regime_for, Ceiling, Defaults, Evidence, Figures, Regimes, Selection};
+pub use evidence::{
+    images_per_class, regime_for, Ceiling, Defaults, Evidence, Figures, Regimes, Selection, SWITCH,
+};
 pub use model_rule::{ModelRule, ModelScore, DEFAULT_MODEL_RULE, MODEL_RULES};
 pub use noise::{choose, Candidate, Choice, SEPARATION};
 pub use reliability::Reliability;
@@ -94,6 +96,11 @@ pub struct Cut {
 /// The recommendation and each model's cut. Rows without the needed score are left out; the
 /// first of equal scores wins.
 pub fn recommend(rows: &[LayerScores], ask: &Ask) -> (Recommendation, BTreeMap<String, Cut>) {
+    let asked = ask.strategy.name;
+    let ask = &Ask {
+        strategy: ask.strategy.resolve(ask.images_per_class),
+        ..*ask
+    };
     let cut_metric = ask.strategy.cut_metric(ask.primary);
     let model_metric = ask.rule.metric(ask.primary);
     let mut models: Vec<&str> = Vec::new();
@@ -133,7 +140,7 @@ pub fn recommend(rows: &[LayerScores], ask: &Ask) -> (Recommendation, BTreeMap<S
         score_se: None,
         models_within_noise: Vec::new(),
         stays_first: None,
-        strategy: ask.strategy.name.to_owned(),
+        strategy: asked.to_owned(),
         cut_metric: cut_metric.to_owned(),
         cut_score: None,
         cut_se: None,

@@ -38,8 +38,12 @@ impl Reliability {
                     key: &str| {
             map.get(key).and_then(|r| r.get(regime)).cloned()
         };
-        let default_model = model_key == format!("{}/{}", e.defaults.model, e.defaults.model_layer);
-        let default_cut = cut_key == e.defaults.cut;
+        let default_model = e
+            .defaults
+            .model
+            .get(regime)
+            .is_some_and(|m| model_key == format!("{m}/{}", e.defaults.model_layer));
+        let default_cut = e.defaults.cut.get(regime).is_some_and(|c| c == cut_key);
         let held =
             |default: bool, which: fn(&super::evidence::Selection) -> &super::evidence::Regimes| {
                 e.selection

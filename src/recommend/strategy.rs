@@ -2,10 +2,14 @@
 //! margin within which two layers' scores say nothing about which fine-tunes better when the run
 //! has no fold scores to tell. Which one is the default, and how each fared, comes from the
 //! graded benchmark (docs/benchmark.md, research/benchmark/graded/score.py), never from a
-//! user's data.
+//! user's data. The default, `auto`, is two strategies: where to cut depends on how many images
+//! will re-train what follows the cut, and the benchmark chose a different score with few
+//! images a class than with many.
 
 use crate::config::{ClassWeight, Config, Normalize, TransRateConfig, TransRateScale};
 use crate::metrics::{self, Metric, TransRate};
+
+use super::evidence::SWITCH;
 
 /// The layer score a strategy maximises.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -21,6 +25,11 @@ pub enum CutScore {
     },
     /// No score: the deepest (last listed) layer, what a practitioner does without a tool.
     Deepest,
+    /// The strategy named `few` below `SWITCH` images a class, `many` from there on.
+    ByImages {
+        few: &'static str,
+        many: &'static str,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,6 +48,15 @@ pub const SUBSPACE_K: usize = 32;
 pub const SUBSPACE_EPS: f64 = 1e-2;
 
 pub const STRATEGIES: &[Strategy] = &[
+    Strategy {
+        name: "auto",
+        score: CutScore::ByImages {
+            few: "ncm",
+            many: "transrate_z",
+        },
+        margin: 0.0,
+        summary: "`ncm` with fewer than 77 images a class, `transrate_z` from 77 on: what the graded benchmark chose for each",
+    },
     Strategy {
         name: "ncm",
         score: CutScore::Metric("ncm"),
@@ -99,9 +117,10 @@ pub const STRATEGIES: &[Strategy] = &[
     },
 ];
 
-/// What `recommend.cut` defaults to: the strategy the graded benchmark's leave-one-task-out
-/// selection chose (src/recommend/evidence.json `defaults.cut`; a test holds them equal).
-pub const DEFAULT_STRATEGY: &str = "ncm";
+/// What `recommend.cut` defaults to: the strategies the graded benchmark's leave-one-task-out
+/// selection chose per regime (src/recommend/evidence.json `defaults.cut`; a test holds them
+/// equal).
+pub const DEFAULT_STRATEGY: &str = "auto";
 
 impl Strategy {
     pub fn by_name(name: &str) -> Result<&'static Strategy, String> {
@@ -114,11 +133,33 @@ impl Strategy {
         })
     }
 
+    /// The strategy a run with this many images a class follows: itself, or for `auto` the
+    /// one for its regime (`SWITCH`).
+    pub fn resolve(&self, images_per_class: f64) -> &Strategy {
+        let CutScore::ByImages { few, many } = self.score else {
+            return self;
+        };
+        let name = if images_per_class < SWITCH { few } else { many };
+        STRATEGIES
+            .iter()
+            .find(|s| s.name == name)
+            .filter(|s| !matches!(s.score, CutScore::ByImages { .. }))
+            .unwrap_or(self)
+    }
+
+    /// The strategies a run may follow, whatever its images a class.
+    fn branches(&self) -> Vec<&Strategy> {
+        match self.score {
+            CutScore::ByImages { .. } => vec![self.resolve(0.0), self.resolve(f64::INFINITY)],
+            _ => vec![self],
+        }
+    }
+
     /// The name of the score column the strategy reads (the primary metric's for `deepest`,
-    /// whose choice reads none).
+    /// whose choice reads none; for `auto`, the one its regime reads: call `resolve` first).
     pub fn cut_metric<'a>(&self, primary: &'a str) -> &'a str {
         match self.score {
-            CutScore::Primary | CutScore::Deepest => primary,
+            CutScore::Primary | CutScore::Deepest | CutScore::ByImages { .. } => primary,
             CutScore::Metric(name) | CutScore::TransRate { name, .. } => name,
         }
     }
@@ -126,7 +167,9 @@ impl Strategy {
     /// How the sentence names that score.
     pub fn cut_metric_label(&self, primary: &str) -> String {
         match self.score {
-            CutScore::Primary | CutScore::Deepest => metrics::label(primary),
+            CutScore::Primary | CutScore::Deepest | CutScore::ByImages { .. } => {
+                metrics::label(primary)
+            }
             CutScore::Metric(name) => metrics::label(name),
             CutScore::TransRate { options, .. } => format!(
                 "TransRate in the top {} principal directions",
@@ -135,15 +178,19 @@ impl Strategy {
         }
     }
 
-    /// The metric the run must compute for this strategy, unless the config asks for it
-    /// already (None for `primary` and `deepest`).
-    pub fn metric(&self, config: &Config) -> Option<Box<dyn Metric>> {
-        match self.score {
-            CutScore::Primary | CutScore::Deepest => None,
-            CutScore::Metric(name) => metrics::by_name(name, config),
-            CutScore::TransRate { name, options } => {
-                Some(Box::new(TransRate::variant(name, &options)))
-            }
-        }
+    /// The metrics the run must compute for this strategy, unless the config asks for them
+    /// already (none for `primary` and `deepest`; both regimes' for `auto`, since the images
+    /// a class are known only once the pass has counted them).
+    pub fn metrics(&self, config: &Config) -> Vec<Box<dyn Metric>> {
+        self.branches()
+            .into_iter()
+            .filter_map(|s| match s.score {
+                CutScore::Primary | CutScore::Deepest | CutScore::ByImages { .. } => None,
+                CutScore::Metric(name) => metrics::by_name(name, config),
+                CutScore::TransRate { name, options } => {
+                    Some(Box::new(TransRate::variant(name, &options)) as Box<dyn Metric>)
+                }
+            })
+            .collect()
     }
 }

@@ -198,7 +198,7 @@ fn whole_model_metrics_and_missing_scores() {
 fn unknown_rules_name_the_known_ones() {
     assert_eq!(
         Strategy::by_name("middle").unwrap_err(),
-        "unknown cut strategy `middle` in `recommend`; known: ncm, transrate_z, knn, sfda, \
+        "unknown cut strategy `middle` in `recommend`; known: auto, ncm, transrate_z, knn, sfda, \
          logme, subspace, primary, deepest"
     );
     assert_eq!(
@@ -230,10 +230,15 @@ fn the_benchmark_is_quoted_for_the_runs_regime() {
         runs: 100,
         targets: [("scarce".to_owned(), 7), ("full".to_owned(), 6)].into(),
         defaults: Defaults {
-            model: "knn".into(),
+            model: [("scarce", "knn"), ("full", "knn")]
+                .map(|(r, m)| (r.to_owned(), m.to_owned()))
+                .into(),
             model_layer: "best".into(),
-            cut: "ncm".into(),
+            cut: [("scarce", "ncm"), ("full", "transrate_z")]
+                .map(|(r, m)| (r.to_owned(), m.to_owned()))
+                .into(),
         },
+        switch_images_per_class: Some(77.46),
         model_rules: [
             ("knn/best".to_owned(), both(0.11, 0.67)),
             ("most_params".to_owned(), both(8.6, 15.8)),
@@ -241,6 +246,7 @@ fn the_benchmark_is_quoted_for_the_runs_regime() {
         .into(),
         cut_rules: [
             ("ncm".to_owned(), both(0.65, 2.9)),
+            ("transrate_z".to_owned(), both(0.5, 2.0)),
             ("deepest".to_owned(), both(0.99, 6.2)),
         ]
         .into(),
@@ -282,23 +288,70 @@ fn the_benchmark_is_quoted_for_the_runs_regime() {
     );
 }
 
-/// The shipped rules are the ones the graded benchmark's held-out selection chose, and have its
-/// figures to quote.
+/// The shipped rules are the ones the graded benchmark's held-out selection chose in each
+/// regime, switching where the binary switches, and have its figures to quote.
 #[test]
 fn the_defaults_are_the_embedded_evidences() {
     let e = Evidence::embedded().expect("src/recommend/evidence.json parses");
-    assert_eq!(
-        (
-            e.defaults.model.as_str(),
-            e.defaults.model_layer.as_str(),
-            e.defaults.cut.as_str()
-        ),
-        (DEFAULT_MODEL_RULE, "best", DEFAULT_STRATEGY)
-    );
+    let auto = Strategy::by_name(DEFAULT_STRATEGY).unwrap();
+    for (regime, images) in [("scarce", 20.0), ("full", 300.0)] {
+        assert_eq!(
+            (
+                e.defaults.model.get(regime).map(String::as_str),
+                e.defaults.model_layer.as_str(),
+                e.defaults.cut.get(regime).map(String::as_str),
+            ),
+            (
+                Some(DEFAULT_MODEL_RULE),
+                "best",
+                Some(auto.resolve(images).name)
+            ),
+            "{regime}"
+        );
+        assert!(e.cut_rules.contains_key(auto.resolve(images).name));
+    }
+    let switch = e.switch_images_per_class.expect("the switch is recorded");
+    assert!((switch - SWITCH).abs() < 1e-3, "{switch} vs {SWITCH}");
     assert!(e
         .model_rules
         .contains_key(&format!("{DEFAULT_MODEL_RULE}/best")));
-    assert!(e.cut_rules.contains_key(DEFAULT_STRATEGY));
     assert!(e.model_rules.contains_key("most_params"));
     assert!(e.cut_rules.contains_key("deepest"));
+}
+
+/// `auto` follows `ncm` below the switch and `transrate_z` from it on, in the cut, the words
+/// and the benchmark figures quoted; the report still names the strategy asked for.
+#[test]
+fn auto_cuts_by_the_regimes_score() {
+    let auto = Strategy::by_name("auto").unwrap();
+    assert_eq!(auto.resolve(SWITCH - 0.01).name, "ncm");
+    assert_eq!(auto.resolve(SWITCH).name, "transrate_z");
+    assert_eq!(Strategy::by_name("knn").unwrap().resolve(1e6).name, "knn");
+    // In model a, ncm peaks at l2 and transrate_z at l3.
+    let s = |k, n, z| scores(&[("knn", k), ("ncm", n), ("transrate_z", z)]);
+    let t: Vec<Row> = vec![
+        ("a", "l2", s(0.80, 0.70, 3.0), folds(&[])),
+        ("a", "l3", s(0.70, 0.60, 9.0), folds(&[])),
+    ];
+    let mut asked = ask("transrate", "knn", "auto");
+    let (few, _) = recommend(&rows(&t), &asked);
+    asked.images_per_class = 300.0;
+    let (many, _) = recommend(&rows(&t), &asked);
+    assert_eq!(
+        [&few, &many].map(|r| (
+            r.layer.as_deref(),
+            r.cut_metric.as_str(),
+            r.strategy.as_str()
+        )),
+        [
+            (Some("l2"), "ncm", "auto"),
+            (Some("l3"), "transrate_z", "auto")
+        ]
+    );
+    assert!(
+        many.text
+            .contains("l3 has its best TransRate's z against shuffled labels: 9"),
+        "{}",
+        many.text
+    );
 }

@@ -12,7 +12,9 @@ use crate::dataset::Skip;
 use crate::metrics::jackknife::standard_error;
 use crate::pipeline::{Outcome, StatsReport, Timing};
 use crate::plan::Plan;
-use crate::recommend::{recommend, Ask, Cut, Evidence, LayerScores, Recommendation};
+use crate::recommend::{
+    images_per_class, recommend, Ask, Cut, Evidence, LayerScores, Recommendation,
+};
 use crate::zoo::ModelSpec;
 
 #[derive(Debug, Clone, Serialize)]
@@ -118,19 +120,13 @@ impl Report {
                 folds: &r.folds,
             })
             .collect();
-        let usable: Vec<u64> = outcome
-            .per_class
-            .iter()
-            .copied()
-            .filter(|&n| n > 0)
-            .collect();
         let ask = Ask {
             primary: plan.primary_metric(),
             per_model,
             rule: plan.model_rule,
             strategy: plan.strategy,
             evidence: Evidence::embedded(),
-            images_per_class: usable.iter().sum::<u64>() as f64 / usable.len().max(1) as f64,
+            images_per_class: images_per_class(&outcome.per_class),
         };
         let (recommendation, layer_cuts) = recommend(&rows, &ask);
         let (classes, per_class): (Vec<_>, Vec<_>) = outcome

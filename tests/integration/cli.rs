@@ -584,7 +584,11 @@ fn metrics_all_end_to_end_match_the_python_reference() {
     // Every known metric; the default advice's scores are among them, so none is appended.
     let names = zoo_select::metrics::KNOWN;
     assert!(names.contains(&zoo_select::recommend::DEFAULT_MODEL_RULE));
-    assert!(names.contains(&zoo_select::recommend::DEFAULT_STRATEGY));
+    let auto =
+        zoo_select::recommend::Strategy::by_name(zoo_select::recommend::DEFAULT_STRATEGY).unwrap();
+    for images_per_class in [1.0, 1e6] {
+        assert!(names.contains(&auto.resolve(images_per_class).name));
+    }
     assert_eq!(report["metrics"], serde_json::json!(names));
     let expected: Value = serde_json::from_str(
         &std::fs::read_to_string(fixtures().join("e2e_expected.json")).unwrap(),
@@ -763,7 +767,15 @@ fn transrate_variants_come_from_the_same_pass() {
     let report = run.report();
     assert_eq!(
         report["metrics"],
-        serde_json::json!(["transrate", "tr_authors", "tr_e2", "tr_l2", "knn", "ncm"])
+        serde_json::json!([
+            "transrate",
+            "tr_authors",
+            "tr_e2",
+            "tr_l2",
+            "knn",
+            "ncm",
+            "transrate_z"
+        ])
     );
     // A variant scores what the metric itself scores with those options.
     let alone = run_config(
@@ -1121,9 +1133,11 @@ fn classes_of_one_image_are_warned_about_and_noted() {
         .contains("k-NN's leave-one-out finds no other image of such a class"));
 }
 
-/// The default advice: the model by its best layer's k-NN accuracy, the cut by the
-/// nearest-class-mean accuracy, each with this run's jackknife standard error from 10 folds of the
-/// sample, in report.json and scores.csv; `folds: 0` leaves them out.
+/// The default advice with few images a class: the model by its best layer's k-NN accuracy, the
+/// cut (strategy `auto`) by the nearest-class-mean accuracy, each with this run's jackknife
+/// standard error from 10 folds of the sample, in report.json and scores.csv; `folds: 0` leaves
+/// them out. `transrate_z`, the cut's score with many images a class, is scored but gets no
+/// fold scores here.
 #[test]
 fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
     let models = format!("{MODEL_A}{}", MODEL_A.replace("tiny_a", "tiny_b"));
@@ -1141,7 +1155,7 @@ fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
         (
             &serde_json::json!("knn"),
             &serde_json::json!("knn"),
-            &serde_json::json!("ncm"),
+            &serde_json::json!("auto"),
             &serde_json::json!("ncm")
         )
     );
@@ -1179,6 +1193,8 @@ fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
             assert!((r["errors"][metric].as_f64().unwrap() - se).abs() <= 1e-12 * se.max(1.0));
         }
         assert!(r["folds"]["ncm"].is_array(), "{r}");
+        assert!(r["scores"]["transrate_z"].is_f64(), "{r}");
+        assert!(r["folds"].get("transrate_z").is_none(), "{r}");
     }
     let csv = std::fs::read_to_string(run.out_dir().join("scores.csv")).unwrap();
     assert!(
@@ -1192,4 +1208,52 @@ fn the_default_advice_reads_knn_and_ncm_with_this_runs_errors() {
     assert!(one
         .error_line()
         .ends_with("`folds` must be 0 (no standard errors) or at least 2"));
+}
+
+/// With many images a class (here 80, past the switch at 77) the default cut follows
+/// `transrate_z`: its fold scores on every layer, its standard error on the cut, and the cut is
+/// each model's best layer by it; ncm is still scored, without fold scores.
+#[test]
+fn with_many_images_a_class_the_default_cut_reads_transrate_z() {
+    let tmp = tempfile::tempdir().unwrap();
+    let images = common::synthetic_images(tmp.path(), 80, false);
+    let yaml = config_with_models(MODEL_A).replace("{images}", &images.display().to_string())
+        + "folds: 4\n";
+    let run = run_config(&yaml, &["-q"]);
+    assert!(run.output.status.success(), "{}", run.stderr());
+    let report = run.report();
+    let rec = &report["recommendation"];
+    assert_eq!(
+        (rec["strategy"].as_str(), rec["cut_metric"].as_str()),
+        (Some("auto"), Some("transrate_z"))
+    );
+    let rows = report["results"].as_array().unwrap();
+    let best = rows
+        .iter()
+        .max_by(|a, b| {
+            let z = |r: &Value| r["scores"]["transrate_z"].as_f64().unwrap();
+            z(a).total_cmp(&z(b))
+        })
+        .unwrap();
+    assert_eq!(rec["layer"], best["layer"]);
+    assert_eq!(rec["cut_se"], best["errors"]["transrate_z"]);
+    for r in rows {
+        assert_eq!(
+            r["folds"]["transrate_z"].as_array().map(Vec::len),
+            Some(4),
+            "{r}"
+        );
+        assert!(
+            r["scores"]["ncm"].is_f64() && r["folds"].get("ncm").is_none(),
+            "{r}"
+        );
+    }
+    assert!(
+        rec["text"]
+            .as_str()
+            .unwrap()
+            .contains("has its best TransRate's z against shuffled labels"),
+        "{}",
+        rec["text"]
+    );
 }

@@ -2,7 +2,7 @@
 //! LD_LIBRARY_PATH, which cargo test points at libtorch) and reading the committed npz fixtures.
 #![allow(dead_code)] // each test crate uses its own part
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use tch::Tensor;
@@ -71,4 +71,36 @@ pub fn npz_files(dir: &Path, min: usize) -> Vec<Npz> {
             arrays: Tensor::read_npz(&p).unwrap(),
         })
         .collect()
+}
+
+/// `per_class` images of 16 x 16 in each of three classes, made from a seeded generator, plus
+/// one file that is not an image with `junk`.
+pub fn synthetic_images(dir: &Path, per_class: usize, junk: bool) -> PathBuf {
+    let root = dir.join("images");
+    let mut state: u64 = 0x9e3779b97f4a7c15;
+    let mut next = move || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state >> 56) as u8
+    };
+    for (c, class) in ["circle", "square", "stripes"].iter().enumerate() {
+        let folder = root.join(class);
+        std::fs::create_dir_all(&folder).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(16, 16, |x, y| {
+                let base = match c {
+                    0 => ((x as i32 - 8).pow(2) + (y as i32 - 8).pow(2) < 30) as u8 * 180,
+                    1 => ((4..12).contains(&x) && (4..12).contains(&y)) as u8 * 180,
+                    _ => (x % 4 < 2) as u8 * 180,
+                };
+                image::Rgb([base / 2 + next() / 3, base / 3 + next() / 4, next() / 2])
+            });
+            img.save(folder.join(format!("{i:05}.png"))).unwrap();
+        }
+    }
+    if junk {
+        std::fs::write(root.join("square").join("not-an-image.png"), b"text").unwrap();
+    }
+    root
 }

@@ -171,38 +171,6 @@ fn strings(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `per_class` images of 16 x 16 in each of three classes, made from a seeded generator, plus
-/// one file that is not an image with `junk`.
-fn synthetic_images(dir: &Path, per_class: usize, junk: bool) -> PathBuf {
-    let root = dir.join("images");
-    let mut state: u64 = 0x9e3779b97f4a7c15;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        (state >> 56) as u8
-    };
-    for (c, class) in ["circle", "square", "stripes"].iter().enumerate() {
-        let folder = root.join(class);
-        std::fs::create_dir_all(&folder).unwrap();
-        for i in 0..per_class {
-            let img = image::RgbImage::from_fn(16, 16, |x, y| {
-                let base = match c {
-                    0 => ((x as i32 - 8).pow(2) + (y as i32 - 8).pow(2) < 30) as u8 * 180,
-                    1 => ((4..12).contains(&x) && (4..12).contains(&y)) as u8 * 180,
-                    _ => (x % 4 < 2) as u8 * 180,
-                };
-                image::Rgb([base / 2 + next() / 3, base / 3 + next() / 4, next() / 2])
-            });
-            img.save(folder.join(format!("{i:05}.png"))).unwrap();
-        }
-    }
-    if junk {
-        std::fs::write(root.join("square").join("not-an-image.png"), b"text").unwrap();
-    }
-    root
-}
-
 fn checkpoints(out: &Path) -> usize {
     std::fs::read_dir(out.join("stats").join("checkpoints"))
         .map(|d| {
@@ -241,7 +209,7 @@ fn start_command_until_checkpoint(
 #[test]
 fn a_killed_run_resumes_to_the_uninterrupted_report() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 500, true);
+    let images = common::synthetic_images(tmp.path(), 500, true);
     let setup = Setup::new(&images, &two_models(), "checkpoint_every: 0\n");
     let whole = setup.ok(&[], "whole", &["--no-cache"]);
     assert_eq!(whole["statistics"]["resumed_files"], 0);
@@ -280,7 +248,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_report() {
 #[test]
 fn sigint_checkpoints_and_exits_130() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 500, true);
+    let images = common::synthetic_images(tmp.path(), 500, true);
     let setup = Setup::new(&images, &two_models(), "checkpoint_every: 0\n");
     // SIGHUP (a closed terminal or SSH session) as SIGINT.
     for (signal, out) in [(libc::SIGINT, "out"), (libc::SIGHUP, "hangup")] {
@@ -323,7 +291,7 @@ fn shards_merge_to_the_single_run() {
     // of its batch (the kernels change), which no merge can undo; whole batches leave only the
     // order of the f64 sums to differ.
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 48, false);
+    let images = common::synthetic_images(tmp.path(), 48, false);
     let setup = Setup::new(&images, &two_models(), "");
     // With NCTI, whose scores are combined across all the rows once the shards are added up.
     setup.write(&config_text(&images, &two_models(), "").replace(
@@ -566,7 +534,7 @@ fn damaged_and_foreign_files_name_the_mismatch() {
 #[test]
 fn the_cache_reuses_exactly_what_is_still_valid() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 8, true);
+    let images = common::synthetic_images(tmp.path(), 8, true);
     let setup = Setup::new(&images, &two_models(), "");
     let computed = |r: &Value| strings(&r["statistics"]["computed"]);
     let reused = |r: &Value| strings(&r["statistics"]["reused"]);
@@ -702,7 +670,7 @@ fn two_devices_in_one_run_equal_one() {
 #[test]
 fn rewritten_modules_are_kept_and_reused() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 6, false);
+    let images = common::synthetic_images(tmp.path(), 6, false);
     let setup = Setup::new(&images, &two_models(), "");
     let modules = setup.out("out").join("stats").join("modules");
     let listing = || {
@@ -810,7 +778,7 @@ fn rewritten_modules_are_kept_and_reused() {
 #[test]
 fn a_cache_or_checkpoint_that_cannot_be_written_costs_reuse_not_the_run() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 200, false);
+    let images = common::synthetic_images(tmp.path(), 200, false);
     let stem = model("tiny_a", "tiny_a.pt", 0.5, "stem");
     let setup = Setup::new(&images, &stem, "");
     let whole = setup.ok(&[], "whole", &["--no-cache"]);
@@ -897,7 +865,7 @@ fn block_the_statistics_file_in(dir: &Path) {
 #[test]
 fn two_runs_sharing_a_cache_keep_each_others_layers() {
     let tmp = tempfile::tempdir().unwrap();
-    let images = synthetic_images(tmp.path(), 200, false);
+    let images = common::synthetic_images(tmp.path(), 200, false);
     let extra = format!("cache: {}\n", tmp.path().join("shared").display());
     let with =
         |layers: &str| Setup::new(&images, &model("tiny_a", "tiny_a.pt", 0.5, layers), &extra);
