@@ -286,7 +286,6 @@ mod words {
                     .map(|r| r.layer)
                     .collect();
                 let mut within: Vec<&str> = rec.alternatives.iter().map(String::as_str).collect();
-                within.push(layer);
                 within.sort_by_key(|l| order.iter().position(|o| o == l));
                 // The alternative furthest in depth from the pick differs most in what it keeps.
                 let pos = |l: &str| order.iter().position(|o| *o == l).unwrap_or(0) as i64;
@@ -295,8 +294,11 @@ mod words {
                     .iter()
                     .max_by_key(|a| (pos(a) - pos(layer)).abs())
                     .map_or("", String::as_str);
+                // Each alternative is compared with the pick, not with the others: two of them
+                // may well be told apart.
+                let verb = if within.len() == 1 { "is" } else { "are" };
                 text += &format!(
-                    ".\n{} are within noise of each other by {cut_label}: the scores cannot separate them; if you can afford two fine-tuning runs, try {layer} and {far}",
+                    ".\n{} {verb} within noise of {layer} by {cut_label}; if you can afford two fine-tuning runs, try {layer} and {far}",
                     list(&within)
                 );
             }

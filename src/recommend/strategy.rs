@@ -25,10 +25,10 @@ pub enum CutScore {
     },
     /// No score: the deepest (last listed) layer, what a practitioner does without a tool.
     Deepest,
-    /// The strategy named `few` below `SWITCH` images a class, `many` from there on.
+    /// Strategy `few` below `SWITCH` images a class, `many` from there on.
     ByImages {
-        few: &'static str,
-        many: &'static str,
+        few: &'static Strategy,
+        many: &'static Strategy,
     },
 }
 
@@ -47,28 +47,32 @@ pub struct Strategy {
 pub const SUBSPACE_K: usize = 32;
 pub const SUBSPACE_EPS: f64 = 1e-2;
 
+const NCM: Strategy = Strategy {
+    name: "ncm",
+    score: CutScore::Metric("ncm"),
+    margin: 0.01,
+    summary: "the layer with the best leave-one-out nearest-class-mean accuracy",
+};
+
+const TRANSRATE_Z: Strategy = Strategy {
+    name: "transrate_z",
+    score: CutScore::Metric("transrate_z"),
+    margin: 2.0,
+    summary: "the layer whose TransRate stands furthest above that of permuted labels",
+};
+
 pub const STRATEGIES: &[Strategy] = &[
     Strategy {
         name: "auto",
         score: CutScore::ByImages {
-            few: "ncm",
-            many: "transrate_z",
+            few: &NCM,
+            many: &TRANSRATE_Z,
         },
         margin: 0.0,
-        summary: "`ncm` with fewer than 77 images a class, `transrate_z` from 77 on: what the graded benchmark chose for each",
+        summary: "`ncm` up to 77 images a class, `transrate_z` from 78: what the graded benchmark chose for few and for many",
     },
-    Strategy {
-        name: "ncm",
-        score: CutScore::Metric("ncm"),
-        margin: 0.01,
-        summary: "the layer with the best leave-one-out nearest-class-mean accuracy",
-    },
-    Strategy {
-        name: "transrate_z",
-        score: CutScore::Metric("transrate_z"),
-        margin: 2.0,
-        summary: "the layer whose TransRate stands furthest above that of permuted labels",
-    },
+    NCM,
+    TRANSRATE_Z,
     Strategy {
         name: "knn",
         score: CutScore::Metric("knn"),
@@ -136,15 +140,11 @@ impl Strategy {
     /// The strategy a run with this many images a class follows: itself, or for `auto` the
     /// one for its regime (`SWITCH`).
     pub fn resolve(&self, images_per_class: f64) -> &Strategy {
-        let CutScore::ByImages { few, many } = self.score else {
-            return self;
-        };
-        let name = if images_per_class < SWITCH { few } else { many };
-        STRATEGIES
-            .iter()
-            .find(|s| s.name == name)
-            .filter(|s| !matches!(s.score, CutScore::ByImages { .. }))
-            .unwrap_or(self)
+        match self.score {
+            CutScore::ByImages { few, .. } if images_per_class < SWITCH => few,
+            CutScore::ByImages { many, .. } => many,
+            _ => self,
+        }
     }
 
     /// The strategies a run may follow, whatever its images a class.

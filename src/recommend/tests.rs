@@ -104,8 +104,8 @@ fn the_model_by_its_rule_the_cut_by_its_strategy_with_what_is_within_noise() {
          a stays first in 67% of the rescorings that leave out one fold of the images.\n\
          By k-NN accuracy, this run cannot tell b apart from a (the differences are within twice \
          their standard error); if you can afford two fine-tuning runs, try a and b.\n\
-         l2 and l3 are within noise of each other by nearest-class-mean accuracy: the scores \
-         cannot separate them; if you can afford two fine-tuning runs, try l2 and l3."
+         l3 is within noise of l2 by nearest-class-mean accuracy; if you can afford two \
+         fine-tuning runs, try l2 and l3."
     );
     assert_eq!(cuts["b"].layer, "m1");
     assert_eq!(cuts["wide"].layer, "w1");
@@ -162,8 +162,8 @@ fn the_layers_to_try_include_the_pick() {
     assert_eq!(rec.alternatives, ["l1", "l3"]);
     assert!(
         rec.text.contains(
-            "l1, l2 and l3 are within noise of each other by nearest-class-mean accuracy: the \
-             scores cannot separate them; if you can afford two fine-tuning runs, try l2 and l3."
+            "l1 and l3 are within noise of l2 by nearest-class-mean accuracy; if you can afford \
+             two fine-tuning runs, try l2 and l3."
         ),
         "{}",
         rec.text
