@@ -211,3 +211,12 @@ def class_names(task: Task) -> list[str]:
     if task.source == "fmnist":
         return [f"{i}-{FMNIST_CLASSES[c]}" for i, c in enumerate(task.classes)]
     return [f"{i}-digit{c}" for i, c in enumerate(task.classes)]
+
+
+def write_section(doc: Path, begin: str, end: str, text: str) -> None:
+    """Replaces what stands between the markers `begin` and `end` of `doc` with `text` (generated
+    tables live between such markers, so a rerun never touches the prose around them)."""
+    body = doc.read_text()
+    if begin not in body or end not in body:
+        raise SystemExit(f"{doc} lacks the markers {begin} and {end}")
+    doc.write_text(body[: body.index(begin)] + f"{begin}\n{text}{end}" + body[body.index(end) + len(end):])

@@ -112,10 +112,7 @@ def main():
     table = "\n".join(lines) + "\n"
     print(table)
     if args.write:
-        body = DOC.read_text()
-        if BEGIN not in body or END not in body:
-            raise SystemExit(f"{DOC} lacks the markers {BEGIN} and {END}")
-        DOC.write_text(body[: body.index(BEGIN)] + f"{BEGIN}\n{table}{END}" + body[body.index(END) + len(END):])
+        common.write_section(DOC, BEGIN, END, table)
         print(f"wrote {DOC}")
 
 

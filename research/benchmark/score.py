@@ -517,9 +517,7 @@ def main():
         print("fast benchmark subset: tables produced")
     if args.write:
         doc = common.ROOT / "docs" / "benchmark.md"
-        start, end = "<!-- tables:start -->", "<!-- tables:end -->"
-        body = doc.read_text()
-        doc.write_text(body[: body.index(start)] + f"{start}\n{text}\n{end}" + body[body.index(end) + len(end):])
+        common.write_section(doc, "<!-- tables:start -->", "<!-- tables:end -->", text + "\n")
         print(f"wrote {doc}")
 
 

@@ -1069,10 +1069,7 @@ def main():
                                     ("most_params", versus_model))},
         }
         EVIDENCE.write_text(json.dumps(rounded(no_nan(evidence)), indent=2) + "\n")
-        body = DOC.read_text()
-        if DOC_BEGIN not in body or DOC_END not in body:
-            raise SystemExit(f"{DOC} lacks the markers {DOC_BEGIN} and {DOC_END}")
-        DOC.write_text(body[: body.index(DOC_BEGIN)] + f"{DOC_BEGIN}\n{doc_text}{DOC_END}" + body[body.index(DOC_END) + len(DOC_END):])
+        first.common.write_section(DOC, DOC_BEGIN, DOC_END, doc_text)
         print(f"wrote {EVIDENCE} and {DOC}")
 
 if __name__ == "__main__":
